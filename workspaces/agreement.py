@@ -1,0 +1,190 @@
+"""Inter-annotator agreement: Krippendorff's alpha with a bootstrap CI, and per-annotator agreement.
+
+Input is a tidy table with one row per (unit, annotator) value; a missing value is simply an absent row. Alpha itself
+is computed by the `krippendorff` package; this module only shapes the data, bootstraps over units and counts.
+
+Example (notebook)::
+
+    from workspaces.agreement import krippendorff_alpha
+    result = krippendorff_alpha(table, level="ordinal")          # columns unit, annotator, value
+    result.alpha, result.ci95
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+from typing import Any, Optional, Sequence, Union
+
+import krippendorff
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel
+
+from .config import AlphaLevel
+
+__all__ = [
+    "AgreementError",
+    "AlphaResult",
+    "AnnotatorAgreement",
+    "annotator_agreement",
+    "krippendorff_alpha",
+    "read_tidy_table",
+    "strict_majority",
+]
+
+
+class AgreementError(ValueError):
+    """The table cannot be used to compute agreement (missing columns, non-numeric values for an interval level...)."""
+
+
+class AlphaResult(BaseModel):
+    """Krippendorff's alpha for one question.
+
+    `units` counts the pairable units (>= 2 values), `pairable` the values in them: the only data alpha uses.
+    `ci95` is a percentile bootstrap over units (None when there are fewer than 2 pairable units).
+    """
+
+    alpha: Optional[float]
+    ci95: Optional[tuple[float, float]]
+    level: AlphaLevel
+    units: int
+    annotators: int
+    pairable: int
+
+
+class AnnotatorAgreement(BaseModel):
+    """How often one annotator matches the strict majority of the *other* annotators on the same units."""
+
+    annotator: str
+    units: int
+    compared: int
+    agreement: Optional[float]
+
+
+def read_tidy_table(path: Union[str, Path]) -> pd.DataFrame:
+    """Read a csv / jsonl / parquet table with columns `unit, annotator, value`."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if not path.is_file():
+        raise AgreementError(f"{path}: file not found")
+    if suffix == ".csv":
+        frame = pd.read_csv(path, dtype={"unit": str, "annotator": str})
+    elif suffix in {".jsonl", ".ndjson"}:
+        frame = pd.read_json(path, lines=True, dtype=False)
+    elif suffix == ".parquet":
+        frame = pd.read_parquet(path)
+    else:
+        raise AgreementError(f"{path}: unsupported file type {suffix!r} (use .csv, .jsonl or .parquet)")
+    missing = [c for c in ("unit", "annotator", "value") if c not in frame.columns]
+    if missing:
+        raise AgreementError(f"{path}: missing column(s) {missing}; expected columns unit, annotator, value")
+    return frame
+
+
+def _value_domain(values: pd.Series, level: AlphaLevel, domain: Optional[Sequence[Any]]) -> list[Any]:
+    if domain is not None:
+        unknown = sorted({str(v) for v in values.unique()} - {str(d) for d in domain})
+        if unknown:
+            raise AgreementError(f"value(s) {unknown} are not in the value domain {list(domain)}")
+        return list(domain)
+    if level == AlphaLevel.nominal:
+        return sorted(values.unique(), key=str)
+    try:
+        return sorted(values.unique(), key=float)
+    except (TypeError, ValueError):
+        raise AgreementError(f"{level.value} alpha needs numeric values (or an explicit value domain in scale order); "
+                             f"got {sorted(map(str, values.unique()))[:5]}") from None
+
+
+def _value_counts(table: pd.DataFrame, domain: list[Any]) -> tuple[np.ndarray, int, int]:
+    """Units x values count matrix over pairable units, plus the numbers of pairable units and annotators."""
+    position = {str(v): i for i, v in enumerate(domain)}
+    codes = table["value"].map(lambda v: position[str(v)])
+    counts = pd.crosstab(table["unit"], codes).reindex(columns=range(len(domain)), fill_value=0)
+    matrix = counts.to_numpy()
+    matrix = matrix[matrix.sum(axis=1) >= 2]
+    return matrix, matrix.shape[0], table["annotator"].nunique()
+
+
+def _alpha_from_counts(counts: np.ndarray, domain: list[Any], level: AlphaLevel) -> Optional[float]:
+    if counts.shape[0] == 0 or counts.sum() < 2:
+        return None
+    # nominal and ordinal alpha depend only on the identity / order of the values, so ranks are the honest domain
+    ranked = level in (AlphaLevel.nominal, AlphaLevel.ordinal)
+    numeric_domain = list(range(len(domain))) if ranked else [float(v) for v in domain]
+    if np.count_nonzero(counts.sum(axis=0)) < 2:
+        return None  # one value only: no variation, alpha undefined
+    value = krippendorff.alpha(value_counts=counts, value_domain=numeric_domain, level_of_measurement=level.value)
+    return None if np.isnan(value) else float(value)
+
+
+def krippendorff_alpha(
+    table: pd.DataFrame,
+    level: Union[AlphaLevel, str] = AlphaLevel.nominal,
+    *,
+    value_domain: Optional[Sequence[Any]] = None,
+    bootstrap: int = 1000,
+    seed: int = 0,
+) -> AlphaResult:
+    """Krippendorff's alpha for a tidy table with columns `unit, annotator, value`.
+
+    Args:
+        table: one row per value; missing values are absent rows (NaN values are dropped too).
+        level: nominal, ordinal, interval or ratio.
+        value_domain: the values in scale order (needed for ordinal labels that are not numbers).
+        bootstrap: resamples of the pairable units for the 95% CI (0 disables it).
+        seed: the bootstrap's random seed, so the CI is reproducible.
+    """
+    level = AlphaLevel(level)
+    missing = [c for c in ("unit", "annotator", "value") if c not in table.columns]
+    if missing:
+        raise AgreementError(f"missing column(s) {missing}; expected columns unit, annotator, value")
+    table = table.dropna(subset=["value"])
+    duplicated = table.duplicated(subset=["unit", "annotator"])
+    if duplicated.any():
+        first = table[duplicated].iloc[0]
+        raise AgreementError(f"annotator {first['annotator']!r} has more than one value for unit {first['unit']!r}")
+    domain = _value_domain(table["value"], level, value_domain)
+    counts, units, annotators = _value_counts(table, domain)
+    alpha = _alpha_from_counts(counts, domain, level)
+    ci95 = None
+    if alpha is not None and bootstrap > 0 and units >= 2:
+        rng = np.random.default_rng(seed)
+        draws = [_alpha_from_counts(counts[rng.integers(0, units, units)], domain, level) for _ in range(bootstrap)]
+        finite = np.array([d for d in draws if d is not None])
+        if finite.size:
+            low, high = np.percentile(finite, [2.5, 97.5])
+            ci95 = (float(low), float(high))
+    return AlphaResult(alpha=alpha, ci95=ci95, level=level, units=units, annotators=annotators,
+                       pairable=int(counts.sum()))
+
+
+def strict_majority(values: Sequence[Any]) -> Optional[Any]:
+    """The value more than half of `values` share, or None (ties and pluralities are no majority)."""
+    if not values:
+        return None
+    value, count = Counter(values).most_common(1)[0]
+    return value if count * 2 > len(values) else None
+
+
+def annotator_agreement(table: pd.DataFrame) -> list[AnnotatorAgreement]:
+    """Per annotator: the share of their units where they match the strict majority of the other annotators.
+
+    Units where the others have no strict majority (or fewer than one other value) are not compared.
+    """
+    table = table.dropna(subset=["value"])
+    by_unit = {unit: list(zip(group["annotator"], group["value"].map(str))) for unit, group in table.groupby("unit")}
+    results = []
+    for annotator, group in table.groupby("annotator"):
+        compared = agreed = 0
+        for unit in group["unit"]:
+            own = [v for a, v in by_unit[unit] if a == annotator][0]
+            majority = strict_majority([v for a, v in by_unit[unit] if a != annotator])
+            if majority is None:
+                continue
+            compared += 1
+            agreed += own == majority
+        results.append(AnnotatorAgreement(annotator=str(annotator), units=len(group), compared=compared,
+                                          agreement=agreed / compared if compared else None))
+    return results

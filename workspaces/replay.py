@@ -1,0 +1,120 @@
+"""Replaying recorded human labels through Argilla, as the annotators' own responses.
+
+Each recorded annotator becomes an Argilla user (role annotator, member of the project's workspace) and submits
+their recorded values through the API authenticated as themselves (`POST /api/v1/me/responses/bulk`), exactly as if
+they had used the UI. This is how the demo and the tests exercise sync + agreement on real human data.
+"""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any, Callable, Optional
+
+import argilla as rg
+import pandas as pd
+from pydantic import BaseModel
+
+from .config import ProjectConfig, slug
+from .items import load_items, recorded_labels
+from .publish import ensure_workspace, get_dataset
+
+__all__ = ["ReplayError", "ReplayResult", "ensure_user", "record_ids", "replay_recorded_labels", "user_client"]
+
+_BULK = 100  # the server's maximum items per responses bulk request
+Progress = Callable[[int, int], None]
+
+
+class ReplayError(RuntimeError):
+    """A response could not be submitted."""
+
+
+class ReplayResult(BaseModel):
+    """What was replayed."""
+
+    annotators: dict[str, str]  # recorded annotator id -> Argilla username
+    responses: int
+    values: int
+
+
+def ensure_user(client: rg.Argilla, username: str, workspace: str, *, role: str = "annotator",
+                password: Optional[str] = None) -> rg.User:
+    """The user `username` (created with `role` and `password` if missing), added to `workspace`."""
+    user = client.users(username)
+    if user is None:
+        user = rg.User(username=username, password=password or secrets.token_urlsafe(12), role=role,
+                       client=client).create()
+    ws = ensure_workspace(client, workspace)
+    if username not in {u.username for u in ws.users}:
+        user.add_to_workspace(ws)
+    return user
+
+
+def user_client(client: rg.Argilla, user: rg.User) -> rg.Argilla:
+    """A client authenticated as `user` (the owner reads the user's API key from the server)."""
+    reply = client.api.http_client.get(f"/api/v1/users/{user.id}")
+    reply.raise_for_status()
+    return rg.Argilla(api_url=str(client.api_url), api_key=reply.json()["api_key"])
+
+
+def record_ids(client: rg.Argilla, dataset: rg.Dataset) -> dict[str, str]:
+    """Item id (the record's external id) -> the record's server id."""
+    mapping: dict[str, str] = {}
+    offset = 0
+    while True:
+        reply = client.api.http_client.get(f"/api/v1/datasets/{dataset.id}/records",
+                                           params={"offset": offset, "limit": 1000})
+        reply.raise_for_status()
+        items = reply.json()["items"]
+        mapping.update({item["external_id"]: item["id"] for item in items})
+        offset += len(items)
+        if len(items) < 1000:
+            return mapping
+
+
+def replay_recorded_labels(
+    config: ProjectConfig,
+    client: rg.Argilla,
+    *,
+    labels: Optional[pd.DataFrame] = None,
+    progress: Optional[Progress] = None,
+) -> ReplayResult:
+    """Submit the data's recorded human labels as each annotator's own responses.
+
+    Args:
+        config: the project (its `human_labels` section says where the labels are).
+        client: an owner/admin client; the dataset must be published.
+        labels: a tidy `item_id, question, annotator, value` table; default: all recorded labels of the items.
+        progress: called with (responses sent, total).
+    """
+    dataset = get_dataset(client, config)
+    if dataset is None:
+        raise ReplayError(f"dataset {config.argilla.dataset!r} is not published: run `curate publish` first")
+    if labels is None:
+        labels = recorded_labels(config, load_items(config))
+    ids = record_ids(client, dataset)
+    missing = sorted(set(labels["item_id"]) - set(ids))
+    if missing:
+        raise ReplayError(f"{len(missing)} labelled item(s) are not records of {config.argilla.dataset!r}, "
+                          f"e.g. {missing[:3]}: publish them first")
+    usernames = {annotator: slug(annotator) for annotator in sorted(labels["annotator"].unique())}
+    by_response = labels.groupby(["annotator", "item_id"], sort=True)
+    total = by_response.ngroups
+    sent = 0
+    for annotator, username in usernames.items():
+        user = ensure_user(client, username, config.argilla.workspace)
+        own = user_client(client, user)
+        mine = labels[labels["annotator"] == annotator]
+        items: list[dict[str, Any]] = []
+        for item_id, group in mine.groupby("item_id", sort=True):
+            values = {q: {"value": v.item() if hasattr(v, "item") else v} for q, v in zip(group["question"], group["value"])}
+            items.append({"record_id": ids[item_id], "status": "submitted", "values": values})
+        for start in range(0, len(items), _BULK):
+            reply = own.api.http_client.post("/api/v1/me/responses/bulk", json={"items": items[start:start + _BULK]})
+            reply.raise_for_status()
+            errors = [r["error"]["detail"] for r in reply.json()["items"] if r.get("error")]
+            if errors:
+                raise ReplayError(f"{username}: {len(errors)} response(s) rejected, e.g. {errors[0]}")
+            sent += len(items[start:start + _BULK])
+            if progress:
+                progress(sent, total)
+    return ReplayResult(annotators=usernames, responses=sent, values=len(labels))
