@@ -5,7 +5,6 @@ Record ids are the items' own ids, so publishing again updates records in place 
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Any, Callable, Optional
@@ -251,7 +250,8 @@ def publish(
 
     records, attached = build_records(config, items, labels=labels, vectors=vectors)
     for start in range(0, len(records), batch_size):
-        dataset.records.log(records[start:start + batch_size], batch_size=batch_size)
+        batch = records[start:start + batch_size]
+        dataset.records.log(batch, batch_size=len(batch))
         if progress:
             progress(min(start + batch_size, len(records)), len(records))
     base_url = str(client.api_url).rstrip("/")

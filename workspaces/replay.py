@@ -8,6 +8,7 @@ they had used the UI. This is how the demo and the tests exercise sync + agreeme
 from __future__ import annotations
 
 import secrets
+import warnings
 from typing import Any, Callable, Optional
 
 import argilla as rg
@@ -39,7 +40,9 @@ class ReplayResult(BaseModel):
 def ensure_user(client: rg.Argilla, username: str, workspace: str, *, role: str = "annotator",
                 password: Optional[str] = None) -> rg.User:
     """The user `username` (created with `role` and `password` if missing), added to `workspace`."""
-    user = client.users(username)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # the SDK warns when a user does not exist yet
+        user = client.users(username)
     if user is None:
         user = rg.User(username=username, password=password or secrets.token_urlsafe(12), role=role,
                        client=client).create()

