@@ -4,22 +4,16 @@
 import atexit as _atexit
 import os as _os
 import shutil as _shutil
-import socket as _hub_socket
 import tempfile as _tempfile
 
 import pytest as _hub_pytest
+from support import free_port
 
 HUB_TOKEN = "hf_test_alice_write_token_0123456789"  # alice's token on the test Hub
 HUB_OTHER_TOKEN = "hf_test_bob_write_token_9876543210"  # bob's token: a valid user without access to alice's repos
 
 
-def _hub_free_port() -> int:
-    with _hub_socket.socket(_hub_socket.AF_INET, _hub_socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-_HUB_PORT = _hub_free_port()
+_HUB_PORT = free_port()
 _HUB_HOME = _tempfile.mkdtemp(prefix="curate-test-hf-home-")
 _atexit.register(_shutil.rmtree, _HUB_HOME, True)
 _os.environ["HF_ENDPOINT"] = f"http://127.0.0.1:{_HUB_PORT}"
@@ -49,17 +43,9 @@ def hub_server(tmp_path_factory: _hub_pytest.TempPathFactory) -> "object":
 # --- end hub fixtures ---
 
 # --- embedded server fixtures (server helper) ---
-import socket as _socket
 from typing import Iterator as _Iterator
 
 import pytest as _pytest
-
-
-def _server_free_port() -> int:
-    """A TCP port nobody listens on right now."""
-    with _socket.socket(_socket.AF_INET, _socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @_pytest.fixture(scope="session")
@@ -68,7 +54,7 @@ def embedded_server(tmp_path_factory: _pytest.TempPathFactory) -> "_Iterator[obj
     from workspaces.server import EmbeddedServer
 
     server = EmbeddedServer(
-        home=tmp_path_factory.mktemp("argilla-home"), port=_server_free_port(), redis_port=_server_free_port()
+        home=tmp_path_factory.mktemp("argilla-home"), port=free_port(), redis_port=free_port()
     )
     try:
         yield server

@@ -36,7 +36,7 @@ def test_demo_config_loads_and_resolves_paths() -> None:
     assert [q.name for q in config.questions] == ["is_abusive", "severity"]
     assert config.question("is_abusive").alpha_level == AlphaLevel.nominal
     assert config.question("severity").alpha_level == AlphaLevel.ordinal
-    assert config.argilla.min_submitted == 2
+    assert config.argilla.min_submitted == 3
     assert config.run_path == Path("runs") / "convabuse_demo"
 
 

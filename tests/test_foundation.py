@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -18,6 +17,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from support import free_port
 from workspaces.agreement import krippendorff_alpha
 from workspaces.config import load_config
 from workspaces.items import load_items, recorded_labels
@@ -144,15 +144,9 @@ def test_changed_questions_are_refused_clearly(replayed, argilla_client, tmp_pat
         publish(load_config(raw_path), argilla_client)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def test_unreachable_server_is_a_clear_error_and_writes_nothing(tmp_path: Path) -> None:
     project = _project_file(tmp_path, "unreachable")
-    env = {**os.environ, "ARGILLA_API_URL": f"http://127.0.0.1:{_free_port()}", "ARGILLA_API_KEY": "nope"}
+    env = {**os.environ, "ARGILLA_API_URL": f"http://127.0.0.1:{free_port()}", "ARGILLA_API_KEY": "nope"}
     for command in ("sync", "publish"):
         run = subprocess.run([sys.executable, "-m", "workspaces", command, str(project)], env=env,
                              capture_output=True, text=True, timeout=120)

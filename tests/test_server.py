@@ -6,17 +6,17 @@ import json
 import math
 import os
 import signal
-import socket
 import subprocess
 import time
 from pathlib import Path
 from typing import Any, Dict, List
 
+import argilla as rg
 import pytest
 
-rg = pytest.importorskip("argilla")
-
-from workspaces.server import EmbeddedServer, ServerError, ServerInfo, resolve_server  # noqa: E402
+from support import free_port
+from workspaces.replay import ensure_user, user_client
+from workspaces.server import EmbeddedServer, ServerError, ServerInfo, resolve_server
 
 LABELS = ["pos", "neg", "neu"]
 SOURCES = ["a", "b", "c"]
@@ -96,8 +96,8 @@ def test_down_stops_only_its_own_processes(
 
         # A second real server: stopping it leaves the session's server running.
         second = EmbeddedServer(
-            home=tmp_path / "second", venv=embedded_server.venv, port=_free_port(),
-            redis_port=_free_port(),
+            home=tmp_path / "second", venv=embedded_server.venv, port=free_port(),
+            redis_port=free_port(),
         )
         started = time.monotonic()
         info = second.up()
@@ -118,12 +118,6 @@ def test_down_stops_only_its_own_processes(
     finally:
         bystander.send_signal(signal.SIGKILL)
         bystander.wait()
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _pid_alive(pid: int) -> bool:
@@ -215,13 +209,10 @@ def env(argilla_client: Any, argilla_server: ServerInfo) -> Env:
     assert len(e.ids) == N
 
     e.annotators = {}
-    for username, annotations in (("ann1", ANN1), ("ann2", ANN2)):
-        user = rg.User(username=username, password="annotator-pass-1", role="annotator", client=client).create()
-        user.add_to_workspace(workspace)
-        api_key = e.http.get(f"/api/v1/users/{user.id}").json()["api_key"]
-        annotator = rg.Argilla(api_url=argilla_server.api_url, api_key=api_key)
+    for username, recorded in (("ann1", ANN1), ("ann2", ANN2)):
+        annotator = user_client(client, ensure_user(client, username, workspace.name))
         e.annotators[username] = annotator
-        for i, (status, label) in annotations.items():
+        for i, (status, label) in recorded.items():
             body: Dict[str, Any] = {"status": status}
             if label is not None:
                 body["values"] = {"label": {"value": label}, "rating": {"value": 4 if username == "ann1" else 2}}
@@ -273,15 +264,15 @@ def test_record_status_follows_distribution(env: Env) -> None:
 
 
 def test_per_user_status_on_me_endpoint(env: Env) -> None:
-    for username, annotations in (("ann1", ANN1), ("ann2", ANN2)):
+    for username, recorded in (("ann1", ANN1), ("ann2", ANN2)):
         http = env.annotators[username].api.http_client
         for status in ("submitted", "draft", "discarded"):
             result = _search(http, env.dataset.id, {"filters": _status_filter([status])}, me=True, limit=100)
-            want = _expected(i for i, (s, _) in annotations.items() if s == status)
+            want = _expected(i for i, (s, _) in recorded.items() if s == status)
             assert sorted(_search_ext_ids(result)) == want, (username, status)
             assert result["total"] == len(want)
         pending = _search(http, env.dataset.id, {"filters": _status_filter(["pending"])}, me=True, limit=100)
-        assert sorted(_search_ext_ids(pending)) == _expected(set(range(N)) - set(annotations))
+        assert sorted(_search_ext_ids(pending)) == _expected(set(range(N)) - set(recorded))
 
     # Each annotator gets a stable order of its own (a per-user shuffle, like Elasticsearch's random_score).
     orders = {

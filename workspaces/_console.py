@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 import time
 from typing import Callable, Iterator, Optional
 
@@ -15,7 +16,8 @@ __all__ = ["console", "fail", "progress_bar", "stage"]
 
 os.environ.setdefault("TQDM_DISABLE", "1")  # the Argilla SDK's own tqdm bars would interleave with ours
 
-console = Console(stderr=False, highlight=False)
+# wide enough for the report tables when the output is a file or a CI log (rich falls back to 80 columns there)
+console = Console(highlight=False, width=None if sys.stdout.isatty() else 120)
 error_console = Console(stderr=True, highlight=False)
 
 

@@ -12,6 +12,7 @@ from ._console import console, fail, progress_bar, stage
 from .config import ConfigError, ProjectConfig
 from .connection import ConnectionFailed, connect
 from .publish import PublishError, publish
+from .push import PushError, push
 from .replay import ReplayError, ensure_user, replay_recorded_labels
 from .report import write_report
 from .sync import SyncError, sync
@@ -35,8 +36,12 @@ def reviewer_login(config: ProjectConfig) -> tuple[str, str]:
     return REVIEWER, password
 
 
-def run_demo(config: ProjectConfig, *, label: bool = True) -> dict[str, float]:
-    """Run every stage, printing each stage's time; returns the timings."""
+def run_demo(config: ProjectConfig, *, label: bool = True, repo_id: Optional[str] = None) -> dict[str, float]:
+    """Run every stage, printing each stage's time; returns the timings.
+
+    The curated dataset goes to a local folder (`hub.local_dir` or `<run dir>/curated`), or to the Hub when a
+    `repo_id` is given.
+    """
     from .cli import print_report
 
     timings: dict[str, float] = {}
@@ -57,8 +62,8 @@ def run_demo(config: ProjectConfig, *, label: bool = True) -> dict[str, float]:
         with stage("Replay the recorded annotators as Argilla users", timings), \
                 progress_bar("Submitting", "responses") as update:
             replayed = replay_recorded_labels(config, client, progress=update)
-        console.print(f"{len(replayed.annotators)} annotators submitted {replayed.responses} responses "
-                      f"({replayed.values} values)")
+        console.print(f"{len(replayed.annotators)} annotators: {replayed.responses} responses submitted, "
+                      f"{replayed.unchanged} already there ({replayed.values} values)")
         with stage("Sync", timings), progress_bar("Syncing", "records") as update:
             synced = sync(config, client, progress=update)
         console.print(f"{synced.responses} responses -> {synced.path}")
@@ -66,7 +71,12 @@ def run_demo(config: ProjectConfig, *, label: bool = True) -> dict[str, float]:
             report, report_path = write_report(config)
             print_report(report)
             console.print(f"report -> {report_path}")
-    except (ConnectionFailed, ConfigError, PublishError, ReplayError, SyncError) as exc:
+        with stage("Push curated splits", timings):
+            pushed = push(config, repo_id=repo_id)
+        console.print(f"curated dataset -> [bold]{pushed.location}[/] ("
+                      + ", ".join(f"{split} {n}" for split, n in pushed.rows.items())
+                      + f"; excluded {sum(pushed.excluded.values())})")
+    except (ConnectionFailed, ConfigError, PublishError, ReplayError, SyncError, PushError) as exc:
         raise fail(str(exc)) from None
 
     console.rule("[bold]Review it yourself")

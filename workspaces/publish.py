@@ -113,7 +113,7 @@ def get_dataset(client: rg.Argilla, config: ProjectConfig) -> Optional[rg.Datase
 
 
 def _sync_settings(dataset: rg.Dataset, wanted: rg.Settings, config: ProjectConfig) -> None:
-    """Add metadata/vector properties the config now has; refuse question changes (Argilla forbids them)."""
+    """Add metadata/vector properties the config now has, apply a changed overlap; refuse question changes."""
     have = {q.name for q in dataset.settings.questions}
     want = {q.name for q in wanted.questions}
     if have != want:
@@ -132,6 +132,10 @@ def _sync_settings(dataset: rg.Dataset, wanted: rg.Settings, config: ProjectConf
         if vector.name not in existing_vectors:
             dataset.settings.vectors.add(vector)
             changed = True
+    if dataset.settings.distribution.min_submitted != config.argilla.min_submitted:
+        # record statuses are recomputed by the server's worker after this update
+        dataset.settings.distribution = rg.TaskDistribution(min_submitted=config.argilla.min_submitted)
+        changed = True
     if changed:
         dataset.settings.update()
 

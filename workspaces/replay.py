@@ -18,6 +18,7 @@ from pydantic import BaseModel
 from .config import ProjectConfig, slug
 from .items import load_items, recorded_labels
 from .publish import ensure_workspace, get_dataset
+from .sync import fetch_responses
 
 __all__ = ["ReplayError", "ReplayResult", "ensure_user", "record_ids", "replay_recorded_labels", "user_client"]
 
@@ -33,7 +34,8 @@ class ReplayResult(BaseModel):
     """What was replayed."""
 
     annotators: dict[str, str]  # recorded annotator id -> Argilla username
-    responses: int
+    responses: int  # responses sent
+    unchanged: int  # responses already submitted with the same values (not sent again)
     values: int
 
 
@@ -100,17 +102,23 @@ def replay_recorded_labels(
         raise ReplayError(f"{len(missing)} labelled item(s) are not records of {config.argilla.dataset!r}, "
                           f"e.g. {missing[:3]}: publish them first")
     usernames = {annotator: slug(annotator) for annotator in sorted(labels["annotator"].unique())}
-    by_response = labels.groupby(["annotator", "item_id"], sort=True)
-    total = by_response.ngroups
-    sent = 0
+    total = labels.groupby(["annotator", "item_id"]).ngroups
+    submitted = _submitted_values(client, dataset)
+    sent = skipped = 0
     for annotator, username in usernames.items():
         user = ensure_user(client, username, config.argilla.workspace)
         own = user_client(client, user)
         mine = labels[labels["annotator"] == annotator]
         items: list[dict[str, Any]] = []
         for item_id, group in mine.groupby("item_id", sort=True):
-            values = {q: {"value": v.item() if hasattr(v, "item") else v} for q, v in zip(group["question"], group["value"])}
-            items.append({"record_id": ids[item_id], "status": "submitted", "values": values})
+            values = {q: v.item() if hasattr(v, "item") else v for q, v in zip(group["question"], group["value"])}
+            if submitted.get((username, item_id)) == {q: str(v) for q, v in values.items()}:
+                skipped += 1  # already submitted with these values: a re-run sends nothing
+                continue
+            items.append({"record_id": ids[item_id], "status": "submitted",
+                          "values": {q: {"value": v} for q, v in values.items()}})
+        if progress and skipped:
+            progress(sent + skipped, total)
         for start in range(0, len(items), _BULK):
             reply = own.api.http_client.post("/api/v1/me/responses/bulk", json={"items": items[start:start + _BULK]})
             reply.raise_for_status()
@@ -119,5 +127,15 @@ def replay_recorded_labels(
                 raise ReplayError(f"{username}: {len(errors)} response(s) rejected, e.g. {errors[0]}")
             sent += len(items[start:start + _BULK])
             if progress:
-                progress(sent, total)
-    return ReplayResult(annotators=usernames, responses=sent, values=len(labels))
+                progress(sent + skipped, total)
+    return ReplayResult(annotators=usernames, responses=sent, unchanged=skipped, values=len(labels))
+
+
+def _submitted_values(client: rg.Argilla, dataset: rg.Dataset) -> dict[tuple[str, str], dict[str, str]]:
+    """(username, item id) -> {question: value as text} of the submitted responses already on the server."""
+    table, _, _ = fetch_responses(client, dataset)
+    table = table[table["status"] == "submitted"]
+    found: dict[tuple[str, str], dict[str, str]] = {}
+    for row in table.itertuples(index=False):
+        found.setdefault((row.annotator, row.item_id), {})[row.question] = row.value
+    return found
