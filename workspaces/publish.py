@@ -23,6 +23,7 @@ __all__ = [
     "build_records",
     "get_dataset",
     "ensure_workspace",
+    "log_records",
     "publish",
     "confidence_metadata_name",
 ]
@@ -243,6 +244,14 @@ def publish(
     dimensions = len(next(iter(vectors.values()))) if vectors else None
     settings = build_settings(config, vector_dimensions=dimensions)
 
+    records, attached = build_records(config, items, labels=labels, vectors=vectors)
+    return log_records(config, client, settings, records, suggestions=attached, batch_size=batch_size,
+                       progress=progress)
+
+
+def log_records(config: ProjectConfig, client: rg.Argilla, settings: rg.Settings, records: list[rg.Record], *,
+                suggestions: int, batch_size: int = 256, progress: Optional[Progress] = None) -> PublishResult:
+    """Create the project's dataset with `settings` (or bring the existing one in line) and upsert `records`."""
     ensure_workspace(client, config.argilla.workspace)
     dataset = get_dataset(client, config)
     created = dataset is None
@@ -251,8 +260,6 @@ def publish(
                              client=client).create()
     else:
         _sync_settings(dataset, settings, config)
-
-    records, attached = build_records(config, items, labels=labels, vectors=vectors)
     for start in range(0, len(records), batch_size):
         batch = records[start:start + batch_size]
         dataset.records.log(batch, batch_size=len(batch))
@@ -260,5 +267,5 @@ def publish(
             progress(min(start + batch_size, len(records)), len(records))
     base_url = str(client.api_url).rstrip("/")
     return PublishResult(dataset=dataset.name, workspace=config.argilla.workspace, dataset_id=str(dataset.id),
-                         records=len(records), created=created, suggestions=attached, vectors=vectors is not None,
-                         url=f"{base_url}/dataset/{dataset.id}/annotation-mode")
+                         records=len(records), created=created, suggestions=suggestions,
+                         vectors=bool(settings.vectors), url=f"{base_url}/dataset/{dataset.id}/annotation-mode")

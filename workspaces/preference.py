@@ -1,0 +1,150 @@
+"""Publishing a preference project (`task: preference`) to Argilla.
+
+One record per prompt (id = item id): the prompt and both responses as fields; a rating question per response and
+the `preference` label question (A / B / tie / both-bad), each suggested by the LLM judge with `value`, `score` (the
+judge's probability of that value) and `agent` (the judge model); a `rationale` text question suggested with the
+judge's rationales. Margin, judge model and (when known) the humans' preferred response are metadata, so reviewers
+can sort by how close the judge found a pair. Reads `<run dir>/preferences.parquet` (`curate prefer`).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import argilla as rg
+import pandas as pd
+
+from .config import ConfigError, ProjectConfig, QuestionKind, TaskKind
+from .items import load_items
+from .publish import PublishResult, log_records
+
+__all__ = ["PREFERENCES_FILE", "build_preference_records", "build_preference_settings", "publish_preferences"]
+
+PREFERENCES_FILE = "preferences.parquet"
+RESPONSE_FIELDS = ("response_a", "response_b")
+
+Progress = Callable[[int, int], None]
+
+
+def _check(config: ProjectConfig) -> None:
+    if config.task != TaskKind.preference or config.preference is None:
+        raise ConfigError(f"{config.source_path}: publishing preferences needs `task: preference` and a "
+                          f"`preference` section")
+
+
+def build_preference_settings(config: ProjectConfig) -> rg.Settings:
+    """Fields (prompt, response A, response B), the config's rating / preference / rationale questions, metadata."""
+    _check(config)
+    spec = config.preference
+    assert spec is not None
+    prompt = next(f for f in config.fields if f.name == spec.prompt_field)
+    fields = [rg.TextField(name=prompt.name, title=prompt.title or prompt.name, use_markdown=prompt.markdown),
+              rg.TextField(name="response_a", title="Response A"),
+              rg.TextField(name="response_b", title="Response B")]
+    questions: list[Any] = []
+    for question in config.questions:
+        title = question.title or question.name
+        if question.kind == QuestionKind.rating:
+            questions.append(rg.RatingQuestion(name=question.name, title=title, values=list(question.values or []),
+                                               description=question.description, required=question.required))
+        elif question.kind == QuestionKind.label:
+            description = question.description or "\n".join(f"- **{k}**: {v}"
+                                                            for k, v in (question.labels or {}).items())
+            questions.append(rg.LabelQuestion(name=question.name, title=title, labels=list(question.labels or {}),
+                                              description=description, required=question.required))
+        else:
+            questions.append(rg.TextQuestion(name=question.name, title=title, description=question.description,
+                                             required=question.required))
+    metadata: list[Any] = [
+        rg.FloatMetadataProperty(name="judge_margin", title="Judge margin: E[rating A] - E[rating B]"),
+        rg.TermsMetadataProperty(name="judge_model", title="Judge model"),
+    ]
+    if spec.human_preferred:
+        metadata.append(rg.TermsMetadataProperty(name="human_preferred", title="Preferred by the original raters"))
+    for meta in config.metadata:
+        title = meta.title or meta.name
+        metadata.append(rg.IntegerMetadataProperty(name=meta.name, title=title) if meta.kind == "integer" else
+                        rg.FloatMetadataProperty(name=meta.name, title=title) if meta.kind == "float" else
+                        rg.TermsMetadataProperty(name=meta.name, title=title))
+    return rg.Settings(fields=fields, questions=questions, metadata=metadata, guidelines=config.guidelines or None,
+                       allow_extra_metadata=config.argilla.allow_extra_metadata,
+                       distribution=rg.TaskDistribution(min_submitted=config.argilla.min_submitted))
+
+
+def _clean(value: Any) -> Any:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    return value.item() if hasattr(value, "item") else value
+
+
+def build_preference_records(config: ProjectConfig, preferences: pd.DataFrame,
+                             items: Optional[pd.DataFrame] = None) -> tuple[list[rg.Record], int]:
+    """One record per prompt with the judge's suggestions; returns the records and the number of suggestions."""
+    _check(config)
+    spec = config.preference
+    assert spec is not None
+    by_id = {str(r["item_id"]): r for r in items.to_dict(orient="records")} if items is not None else {}
+    records, attached = [], 0
+    for row in preferences.to_dict(orient="records"):
+        item_id = str(row["item_id"])
+        fields = {spec.prompt_field: str(row["prompt"])}
+        for name in RESPONSE_FIELDS:
+            text = _clean(row.get(name))
+            fields[name] = str(text) if text is not None and str(text).strip() else "(empty response)"
+        suggestions = []
+        if row.get("status") == "ok":
+            agent = str(row["judge_model"])
+            for question, key in zip(spec.rating_questions, ("a", "b")):
+                suggestions.append(rg.Suggestion(question_name=question, value=int(row[f"rating_{key}"]),
+                                                 score=float(row[f"confidence_{key}"]), agent=agent, type="model"))
+            suggestions.append(rg.Suggestion(question_name=spec.preference_question, value=str(row["preference"]),
+                                             score=float(row["preference_score"]), agent=agent, type="model"))
+            rationales = [f"{slot}: {text}" for slot, text in (("A", _clean(row.get("rationale_a"))),
+                                                                ("B", _clean(row.get("rationale_b")))) if text]
+            if rationales:
+                suggestions.append(rg.Suggestion(question_name=spec.rationale_question, value="\n".join(rationales),
+                                                 agent=agent, type="model"))
+        metadata: dict[str, Any] = {"judge_model": str(row.get("judge_model"))}
+        margin = _clean(row.get("margin"))
+        if margin is not None:
+            metadata["judge_margin"] = float(margin)
+        if spec.human_preferred and _clean(row.get("human_preferred")):
+            metadata["human_preferred"] = str(row["human_preferred"])
+        item = by_id.get(item_id, {})
+        for meta in config.metadata:
+            value = _clean(item.get(meta.source_column))
+            if value is not None:
+                metadata[meta.name] = int(value) if meta.kind == "integer" else \
+                    float(value) if meta.kind == "float" else str(value)
+        attached += len(suggestions)
+        records.append(rg.Record(id=item_id, fields=fields, metadata=metadata, suggestions=suggestions or None))
+    return records, attached
+
+
+def publish_preferences(config: ProjectConfig, client: rg.Argilla, *, preferences_path: Optional[Path] = None,
+                        batch_size: int = 256, progress: Optional[Progress] = None) -> PublishResult:
+    """Create (or update) the preference dataset and log one record per prompt (idempotent: ids are item ids).
+
+    Args:
+        config: a `task: preference` project.
+        client: an Argilla client (owner or admin).
+        preferences_path: default `<run dir>/preferences.parquet`.
+        batch_size: records per bulk request.
+        progress: called with (records sent, total).
+
+    Raises:
+        ConfigError: not a preference config, or no preferences file yet.
+        PublishError: the dataset exists with other questions.
+    """
+    _check(config)
+    path = preferences_path or config.run_path / PREFERENCES_FILE
+    if not Path(path).is_file():
+        raise ConfigError(f"{path}: no preferences file; run `curate prefer {config.source_path or ''}` first")
+    preferences = pd.read_parquet(path)
+    items = load_items(config)
+    records, attached = build_preference_records(config, preferences, items)
+    return log_records(config, client, build_preference_settings(config), records, suggestions=attached,
+                       batch_size=batch_size, progress=progress)
+
