@@ -332,13 +332,18 @@ class WriteLabelCheckpoint(Step):
         } for row in inputs]
         if rows:
             self._count += 1
-            directory = Path(self.directory)
-            directory.mkdir(parents=True, exist_ok=True)
-            final = directory / f"{self.run_id}-{self._count:05d}-{len(rows)}.parquet"
-            temporary = directory / f".{final.name}.tmp"
-            pd.DataFrame(rows).to_parquet(temporary, index=False)
-            os.replace(temporary, final)
+            write_part(Path(self.directory), self.run_id, self._count, rows)
         yield inputs
+
+
+def write_part(directory: Path, run_id: str, batch: int, rows: List[Dict[str, Any]]) -> Path:
+    """Write one finished batch atomically as `<run_id>-<batch>-<rows>.parquet` (the resume checkpoint)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    final = directory / f"{run_id}-{batch:05d}-{len(rows)}.parquet"
+    temporary = directory / f".{final.name}.tmp"
+    pd.DataFrame(rows).to_parquet(temporary, index=False)
+    os.replace(temporary, final)
+    return final
 
 
 # --------------------------------------------------------------------------------------------------------------------

@@ -25,7 +25,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional
 
 import pandas as pd
 from distilabel.steps import Step, StepInput
@@ -34,7 +34,10 @@ from pydantic import Field, PrivateAttr
 from workspaces.config import ConfigError, LLMConfig, PreferenceConfig, ProjectConfig, TaskKind
 from workspaces.items import load_items
 
-from .label import LabelSpec, _PartsWatcher, _quiet_distilabel, offline_citations, run_label_pipeline
+from .label import LabelSpec, _PartsWatcher, _quiet_distilabel, offline_citations, run_label_pipeline, write_part
+
+if TYPE_CHECKING:
+    from distilabel.steps.typing import StepOutput
 
 __all__ = [
     "CANDIDATES_FILE",
@@ -81,16 +84,11 @@ class WriteRows(Step):
     def outputs(self) -> List[str]:
         return []
 
-    def process(self, inputs: StepInput) -> "StepOutput":  # type: ignore[override]  # noqa: F821
+    def process(self, inputs: StepInput) -> "StepOutput":  # type: ignore[override]
         rows = [{column: row.get(column) for column in self.columns} for row in inputs]
         if rows:
             self._count += 1
-            directory = Path(self.directory)
-            directory.mkdir(parents=True, exist_ok=True)
-            final = directory / f"{self.run_id}-{self._count:05d}-{len(rows)}.parquet"
-            temporary = directory / f".{final.name}.tmp"
-            pd.DataFrame(rows).to_parquet(temporary, index=False)
-            os.replace(temporary, final)
+            write_part(Path(self.directory), self.run_id, self._count, rows)
         yield inputs
 
 

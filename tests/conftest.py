@@ -69,9 +69,13 @@ def argilla_server(embedded_server: "object") -> "object":
 
 
 @_pytest.fixture(scope="session")
-def argilla_client(argilla_server: "object") -> "object":
-    """An ``rg.Argilla`` client logged in as the embedded server's owner."""
+def argilla_client(argilla_server: "object") -> "_Iterator[object]":
+    """An ``rg.Argilla`` client logged in as the embedded server's owner; the datasets the suite created are deleted
+    at the end of the session."""
     import argilla as rg
 
-    return rg.Argilla(api_url=argilla_server.api_url, api_key=argilla_server.api_key)
+    client = rg.Argilla(api_url=argilla_server.api_url, api_key=argilla_server.api_key)
+    yield client
+    for dataset in list(client.datasets):
+        dataset.delete()
 # --- end embedded server fixtures ---

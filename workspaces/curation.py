@@ -28,6 +28,7 @@ from typing import Any, Optional, Union
 
 import pandas as pd
 
+from .agreement import strict_majority
 from .config import ConfigError, ProjectConfig, QuestionConfig, QuestionKind
 from .items import load_items, recorded_labels
 
@@ -328,10 +329,8 @@ def _final_value(question: QuestionConfig, values: list[_Value]) -> tuple[Option
     if question.kind == QuestionKind.rating:
         ordered = sorted(int(v) for v in values)
         return ordered[(len(ordered) - 1) // 2], False  # lower median: stays on the scale
-    counts = pd.Series(values).value_counts()
-    if counts.iloc[0] * 2 > len(values):
-        return counts.index[0], False
-    return None, True
+    majority = strict_majority(values)
+    return majority, majority is None
 
 
 def _finish_row(row: dict[str, Any], config: ProjectConfig, primary: str, stamps: list[Any]) -> None:
