@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from workspaces.config import ConfigError, EmbeddingsConfig, ProjectConfig
-from workspaces.items import load_items
+from workspaces.items import load_items, read_run_file
 
 __all__ = ["EMBEDDINGS_FILE", "EmbedRun", "default_embedding_model", "embed_items", "embed_texts", "load_embedder",
            "read_embeddings"]
@@ -97,14 +97,7 @@ class EmbedRun:
 
 def read_embeddings(path: "os.PathLike[str] | str") -> pd.DataFrame:
     """Read `embeddings.parquet` (or a run directory): `item_id`, `vector` (numpy arrays), `model`, `text_hash`."""
-    path = Path(path)
-    if path.is_dir():
-        path = path / EMBEDDINGS_FILE
-    if not path.is_file():
-        raise ConfigError(f"{path}: no embeddings file; run `curate embed CONFIG` first")
-    frame = pd.read_parquet(path)
-    frame["item_id"] = frame["item_id"].astype(str)
-    return frame
+    return read_run_file(path, EMBEDDINGS_FILE, "curate embed")
 
 
 def embed_items(config: ProjectConfig, *, limit: Optional[int] = None,

@@ -35,7 +35,7 @@ from distilabel.steps.tasks import Task
 from pydantic import Field, PrivateAttr
 
 from workspaces.config import ConfigError, LLMConfig, ProjectConfig, QuestionConfig, QuestionKind, TaskKind
-from workspaces.items import load_items, recorded_labels
+from workspaces.items import load_items, read_run_file, recorded_labels
 
 from .scoring import AnswerError, label_probabilities, parse_answer
 
@@ -467,13 +467,7 @@ def run_label_pipeline(rows: List[Dict[str, Any]], spec: LabelSpec, llm: "LLM", 
 
 def read_labels(path: os.PathLike[str] | str) -> pd.DataFrame:
     """Read a labels file (`labels.parquet` or a run directory) with `probabilities` decoded to dicts."""
-    path = Path(path)
-    if path.is_dir():
-        path = path / LABELS_FILE
-    if not path.is_file():
-        raise ConfigError(f"{path}: no labels file; run `curate label CONFIG` first")
-    frame = pd.read_parquet(path)
-    frame["item_id"] = frame["item_id"].astype(str)
+    frame = read_run_file(path, LABELS_FILE, "curate label")
     frame["probabilities"] = [json.loads(p) if isinstance(p, str) and p else None for p in frame["probabilities"]]
     return frame
 

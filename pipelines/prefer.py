@@ -32,7 +32,7 @@ from distilabel.steps import Step, StepInput
 from pydantic import Field, PrivateAttr
 
 from workspaces.config import ConfigError, LLMConfig, PreferenceConfig, ProjectConfig, TaskKind
-from workspaces.items import load_items
+from workspaces.items import load_items, read_run_file
 
 from .label import LabelSpec, _PartsWatcher, _quiet_distilabel, offline_citations, run_label_pipeline, write_part
 
@@ -327,12 +327,7 @@ class PreferenceRun:
 
 def read_preferences(path: "os.PathLike[str] | str") -> pd.DataFrame:
     """Read `preferences.parquet` (or a run directory) with the rating distributions decoded to dicts."""
-    path = Path(path)
-    if path.is_dir():
-        path = path / PREFERENCES_FILE
-    if not path.is_file():
-        raise ConfigError(f"{path}: no preferences file; run `curate prefer CONFIG` first")
-    frame = pd.read_parquet(path)
+    frame = read_run_file(path, PREFERENCES_FILE, "curate prefer")
     for key in ("a", "b"):
         column = f"rating_probabilities_{key}"
         frame[column] = [json.loads(v) if isinstance(v, str) and v else None for v in frame[column]]

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Union
 
 import pandas as pd
 
 from .config import ConfigError, ProjectConfig
 
-__all__ = ["load_items", "recorded_labels", "read_table"]
+__all__ = ["load_items", "recorded_labels", "read_run_file", "read_table"]
 
 ANNOTATION_COLUMNS = ["item_id", "question", "annotator", "value"]
 
@@ -87,3 +88,20 @@ def recorded_labels(config: ProjectConfig, items: pd.DataFrame) -> pd.DataFrame:
                                       f"has {mapping.key}={raw!r}, which maps to none of {allowed}")
                 rows.append({"item_id": item_id, "question": question_name, "annotator": annotator, "value": value})
     return pd.DataFrame(rows, columns=ANNOTATION_COLUMNS)
+
+
+def read_run_file(path: Union[str, "os.PathLike[str]"], filename: str, command: str) -> pd.DataFrame:
+    """Read a stage's parquet output, given the file or its run directory; `item_id` is kept as text.
+
+    Raises:
+        ConfigError: the file is missing (the message says which `curate` command writes it).
+    """
+    path = Path(path)
+    if path.is_dir():
+        path = path / filename
+    if not path.is_file():
+        raise ConfigError(f"{path}: no {filename} yet; run `{command} CONFIG` first")
+    frame = pd.read_parquet(path)
+    if "item_id" in frame.columns:
+        frame["item_id"] = frame["item_id"].astype(str)
+    return frame

@@ -14,7 +14,7 @@ import pandas as pd
 from pydantic import BaseModel
 
 from .config import ConfigError, MetadataConfig, ProjectConfig, QuestionConfig, QuestionKind
-from .items import load_items
+from .items import load_items, read_run_file
 
 __all__ = [
     "PublishError",
@@ -150,20 +150,18 @@ def _clean(value: Any) -> Any:
 
 
 def _read_labels(path: Path) -> pd.DataFrame:
-    labels = pd.read_parquet(path)
-    required = {"item_id", "question", "label", "confidence", "model", "status"}
-    missing = required - set(labels.columns)
+    labels = read_run_file(path, LABELS_FILE, "curate label")
+    missing = {"item_id", "question", "label", "confidence", "model", "status"} - set(labels.columns)
     if missing:
         raise ConfigError(f"{path}: labels file lacks column(s) {sorted(missing)}")
-    labels["item_id"] = labels["item_id"].astype(str)
     return labels
 
 
 def _read_embeddings(path: Path) -> dict[str, list[float]]:
-    frame = pd.read_parquet(path)
+    frame = read_run_file(path, EMBEDDINGS_FILE, "curate embed")
     if not {"item_id", "vector"} <= set(frame.columns):
         raise ConfigError(f"{path}: embeddings file needs columns item_id, vector")
-    return {str(i): [float(x) for x in v] for i, v in zip(frame["item_id"], frame["vector"])}
+    return {i: [float(x) for x in v] for i, v in zip(frame["item_id"], frame["vector"])}
 
 
 def build_records(
