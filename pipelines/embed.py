@@ -18,12 +18,11 @@ import numpy as np
 import pandas as pd
 
 from workspaces.config import ConfigError, EmbeddingsConfig, ProjectConfig
-from workspaces.items import load_items, read_run_file
+from workspaces.items import EMBEDDINGS_FILE, load_items, read_run_file
 
 __all__ = ["EMBEDDINGS_FILE", "EmbedRun", "default_embedding_model", "embed_items", "embed_texts", "load_embedder",
            "read_embeddings"]
 
-EMBEDDINGS_FILE = "embeddings.parquet"
 Progress = Callable[[int, int], None]
 
 

@@ -35,7 +35,7 @@ from distilabel.steps.tasks import Task
 from pydantic import Field, PrivateAttr
 
 from workspaces.config import ConfigError, LLMConfig, ProjectConfig, QuestionConfig, QuestionKind, TaskKind
-from workspaces.items import load_items, read_run_file, recorded_labels
+from workspaces.items import LABELS_FILE, load_items, read_run_file, recorded_labels
 
 from .scoring import AnswerError, label_probabilities, parse_answer
 
@@ -60,7 +60,6 @@ __all__ = [
     "run_label_pipeline",
 ]
 
-LABELS_FILE = "labels.parquet"
 PARTS_DIR = "labels.parts"
 LABEL_COLUMNS = ["item_id", "question", "label", "confidence", "probabilities", "model", "prompt_hash", "raw_output",
                  "status", "error", "run_id", "labeled_at"]

@@ -32,7 +32,7 @@ from distilabel.steps import Step, StepInput
 from pydantic import Field, PrivateAttr
 
 from workspaces.config import ConfigError, LLMConfig, PreferenceConfig, ProjectConfig, TaskKind
-from workspaces.items import load_items, read_run_file
+from workspaces.items import PREFERENCES_FILE, load_items, read_run_file
 
 from .label import LabelSpec, _PartsWatcher, _quiet_distilabel, offline_citations, run_label_pipeline, write_part
 
@@ -54,7 +54,6 @@ __all__ = [
 CANDIDATES_FILE = "candidates.parquet"
 JUDGE_FILE = "judge.parquet"
 JUDGE_PARTS = "judge.parts"
-PREFERENCES_FILE = "preferences.parquet"
 REPORT_FILE = "preferences_report.json"
 RATINGS = ["1", "2", "3", "4", "5"]
 SLOTS = ["A", "B"]

@@ -14,6 +14,7 @@ from typing import Any, Optional
 
 from .config import ProjectConfig, QuestionKind
 from .curation import SPLITS, CuratedDataset
+from .items import REPORT_FILE
 
 __all__ = ["card_body", "card_metadata", "load_report", "render_card"]
 
@@ -28,7 +29,7 @@ _SOURCE_TEXT = {
 
 def load_report(config: ProjectConfig) -> Optional[dict[str, Any]]:
     """`report.json` of the run (from `curate report`), or None when absent or unreadable."""
-    path = config.run_path / "report.json"
+    path = config.run_path / REPORT_FILE
     if not path.is_file():
         return None
     try:

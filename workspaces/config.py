@@ -350,23 +350,14 @@ class ProjectConfig(_Strict):
     @model_validator(mode="after")
     def _check_references(self) -> "ProjectConfig":
         names = {q.name for q in self.questions}
-        if self.human_labels is not None:
-            unknown = sorted(set(self.human_labels.values) - names)
-            if unknown:
-                raise ValueError(f"human_labels.values names unknown question(s) {unknown}; known: {sorted(names)}")
-        if self.llm is not None:
-            unknown = sorted(set(self.llm.questions) - names)
-            if unknown:
-                raise ValueError(f"llm.questions names unknown question(s) {unknown}; known: {sorted(names)}")
         field_names = {f.name for f in self.fields}
+        if self.human_labels is not None:
+            _require_known(self.human_labels.values, names, "human_labels.values", "question")
         if self.llm is not None:
-            unknown = sorted(set(self.llm.fields) - field_names)
-            if unknown:
-                raise ValueError(f"llm.fields names unknown field(s) {unknown}; known: {sorted(field_names)}")
+            _require_known(self.llm.questions, names, "llm.questions", "question")
+            _require_known(self.llm.fields, field_names, "llm.fields", "field")
         if self.embeddings is not None:
-            unknown = sorted(set(self.embeddings.fields) - field_names)
-            if unknown:
-                raise ValueError(f"embeddings.fields names unknown field(s) {unknown}; known: {sorted(field_names)}")
+            _require_known(self.embeddings.fields, field_names, "embeddings.fields", "field")
         if self.task == TaskKind.preference:
             self._check_preference(field_names)
         elif self.preference is not None:
@@ -409,6 +400,12 @@ class ProjectConfig(_Strict):
         """A short hash of the guideline text and the questions, to version what reviewers and the LLM were told."""
         payload = self.guidelines + "\n" + "\n".join(q.model_dump_json() for q in self.questions)
         return hashlib.sha256(payload.encode()).hexdigest()[:12]
+
+
+def _require_known(names: Any, known: set[str], key: str, what: str) -> None:
+    unknown = sorted(set(names) - known)
+    if unknown:
+        raise ValueError(f"{key} names unknown {what}(s) {unknown}; known: {sorted(known)}")
 
 
 def _require_unique(names: list[str], what: str) -> None:

@@ -30,7 +30,7 @@ import pandas as pd
 
 from .agreement import strict_majority
 from .config import ConfigError, ProjectConfig, QuestionConfig, QuestionKind
-from .items import load_items, recorded_labels
+from .items import ANNOTATIONS_FILE, LABELS_FILE, load_items, recorded_labels
 
 __all__ = ["CuratedDataset", "CurationError", "SOURCES", "SPLITS", "build_curated", "curated_features",
            "load_gold_ids"]
@@ -80,8 +80,8 @@ class CuratedDataset:
 def build_curated(config: ProjectConfig) -> CuratedDataset:
     """Build the curated dataset of a project from its run directory (deterministic for a given run and seed)."""
     run = config.run_path
-    annotations = _read_annotations(run / "annotations.parquet", config)
-    llm_labels = _read_llm_labels(run / "labels.parquet", config)
+    annotations = _read_annotations(run / ANNOTATIONS_FILE, config)
+    llm_labels = _read_llm_labels(run / LABELS_FILE, config)
     items = load_items(config)
     gold_ids = load_gold_ids(config)
     known = set(items["item_id"])

@@ -10,9 +10,26 @@ import pandas as pd
 
 from .config import ConfigError, ProjectConfig
 
-__all__ = ["load_items", "recorded_labels", "read_run_file", "read_table"]
+__all__ = [
+    "ANNOTATIONS_FILE",
+    "EMBEDDINGS_FILE",
+    "LABELS_FILE",
+    "PREFERENCES_FILE",
+    "REPORT_FILE",
+    "load_items",
+    "read_run_file",
+    "read_table",
+    "recorded_labels",
+]
 
-ANNOTATION_COLUMNS = ["item_id", "question", "annotator", "value"]
+# What each stage writes under the run directory (`config.run_path`)
+ANNOTATIONS_FILE = "annotations.parquet"  # curate sync
+LABELS_FILE = "labels.parquet"  # curate label
+EMBEDDINGS_FILE = "embeddings.parquet"  # curate embed
+PREFERENCES_FILE = "preferences.parquet"  # curate prefer
+REPORT_FILE = "report.json"  # curate report
+
+_RECORDED_COLUMNS = ["item_id", "question", "annotator", "value"]
 
 
 def read_table(path: Path) -> pd.DataFrame:
@@ -87,7 +104,7 @@ def recorded_labels(config: ProjectConfig, items: pd.DataFrame) -> pd.DataFrame:
                     raise ConfigError(f"{config.source_path}: human_labels.values.{question_name}: item {item_id} "
                                       f"has {mapping.key}={raw!r}, which maps to none of {allowed}")
                 rows.append({"item_id": item_id, "question": question_name, "annotator": annotator, "value": value})
-    return pd.DataFrame(rows, columns=ANNOTATION_COLUMNS)
+    return pd.DataFrame(rows, columns=_RECORDED_COLUMNS)
 
 
 def read_run_file(path: Union[str, "os.PathLike[str]"], filename: str, command: str) -> pd.DataFrame:

@@ -17,12 +17,11 @@ import argilla as rg
 import pandas as pd
 
 from .config import ConfigError, ProjectConfig, QuestionKind, TaskKind
-from .items import load_items
+from .items import PREFERENCES_FILE, load_items
 from .publish import PublishResult, log_records
 
 __all__ = ["PREFERENCES_FILE", "build_preference_records", "build_preference_settings", "publish_preferences"]
 
-PREFERENCES_FILE = "preferences.parquet"
 RESPONSE_FIELDS = ("response_a", "response_b")
 
 Progress = Callable[[int, int], None]

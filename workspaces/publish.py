@@ -14,7 +14,7 @@ import pandas as pd
 from pydantic import BaseModel
 
 from .config import ConfigError, MetadataConfig, ProjectConfig, QuestionConfig, QuestionKind
-from .items import load_items, read_run_file
+from .items import EMBEDDINGS_FILE, LABELS_FILE, load_items, read_run_file
 
 __all__ = [
     "PublishError",
@@ -28,8 +28,6 @@ __all__ = [
     "confidence_metadata_name",
 ]
 
-LABELS_FILE = "labels.parquet"
-EMBEDDINGS_FILE = "embeddings.parquet"
 VECTOR_NAME = "text_embedding"
 
 Progress = Callable[[int, int], None]

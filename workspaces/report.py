@@ -15,13 +15,12 @@ from sklearn.metrics import accuracy_score, cohen_kappa_score
 
 from .agreement import annotator_agreement, krippendorff_alpha, strict_majority
 from .config import AlphaLevel, ProjectConfig, QuestionConfig, QuestionKind
-from .sync import ANNOTATIONS_FILE, read_annotations
+from .items import ANNOTATIONS_FILE, LABELS_FILE, REPORT_FILE
+from .sync import read_annotations
 
 __all__ = ["JUDGE", "build_report", "human_table", "render_markdown", "write_report"]
 
-REPORT_JSON = "report.json"
 REPORT_MD = "report.md"
-LABELS_FILE = "labels.parquet"
 JUDGE = "llm-judge"
 
 
@@ -141,7 +140,7 @@ def write_report(config: ProjectConfig, *, bootstrap: int = 1000, seed: int = 0)
     labels = pd.read_parquet(labels_path) if labels_path.is_file() else None
     report = build_report(config, annotations, labels, bootstrap=bootstrap, seed=seed)
     run.mkdir(parents=True, exist_ok=True)
-    path = run / REPORT_JSON
+    path = run / REPORT_FILE
     path.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     (run / REPORT_MD).write_text(render_markdown(report), encoding="utf-8")
     return report, path

@@ -17,11 +17,11 @@ import pandas as pd
 from pydantic import BaseModel
 
 from .config import ProjectConfig
+from .items import ANNOTATIONS_FILE
 from .publish import get_dataset
 
 __all__ = ["SyncError", "SyncResult", "ANNOTATION_COLUMNS", "fetch_responses", "sync", "read_annotations"]
 
-ANNOTATIONS_FILE = "annotations.parquet"
 ANNOTATION_COLUMNS = ["record_id", "item_id", "question", "annotator", "value", "status", "updated_at"]
 _PAGE = 1000  # the server's maximum page size for record listing
 
