@@ -21,7 +21,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from pipelines.embed import embed_texts  # noqa: E402
-from pipelines.label import build_label_spec, item_text, label_items  # noqa: E402
+from pipelines.label import label_items  # noqa: E402
+from pipelines.prompt import build_label_spec, item_text  # noqa: E402
 from pipelines.llms import build_llm, generation_kwargs  # noqa: E402
 from pipelines.scoring import AnswerError, label_probabilities, parse_answer  # noqa: E402
 from workspaces.config import load_config  # noqa: E402

@@ -22,11 +22,13 @@ import pandas as pd
 import yaml
 
 from workspaces.config import load_config
-from workspaces.publish import build_records, build_settings, publish
+from workspaces.argilla_io.publish import publish
+from workspaces.argilla_io.records import build_records
+from workspaces.argilla_io.settings import build_settings
 from workspaces.items import load_items
-from workspaces.replay import ensure_user
-from workspaces.server import EmbeddedServer
-from workspaces.sync import sync
+from workspaces.argilla_io.replay import ensure_user
+from workspaces.argilla_io.server import EmbeddedServer
+from workspaces.argilla_io.sync import sync
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -6,6 +6,8 @@ with `item_id` (str) and `vector` (list of float32), plus `model` and `text_hash
 changed items.
 """
 
+from __future__ import annotations
+
 import hashlib
 import importlib.util
 import os
@@ -17,10 +19,12 @@ from typing import Callable, List, Optional, Sequence
 import numpy as np
 import pandas as pd
 
-from workspaces.config import ConfigError, EmbeddingsConfig, ProjectConfig
-from workspaces.items import EMBEDDINGS_FILE, load_items, read_run_file
+from workspaces.config import EmbeddingsConfig, ProjectConfig
+from workspaces.errors import ConfigError
+from workspaces.items import load_items
+from workspaces.rundir import EMBEDDINGS, read_table, write_table
 
-__all__ = ["EMBEDDINGS_FILE", "EmbedRun", "default_embedding_model", "embed_items", "embed_texts", "load_embedder",
+__all__ = ["EmbedRun", "default_embedding_model", "embed_items", "embed_texts", "load_embedder",
            "read_embeddings"]
 
 Progress = Callable[[int, int], None]
@@ -96,7 +100,7 @@ class EmbedRun:
 
 def read_embeddings(path: "os.PathLike[str] | str") -> pd.DataFrame:
     """Read `embeddings.parquet` (or a run directory): `item_id`, `vector` (numpy arrays), `model`, `text_hash`."""
-    return read_run_file(path, EMBEDDINGS_FILE, "curate embed")
+    return read_table(path, EMBEDDINGS)
 
 
 def embed_items(config: ProjectConfig, *, limit: Optional[int] = None,
@@ -120,7 +124,7 @@ def embed_items(config: ProjectConfig, *, limit: Optional[int] = None,
     model_name = "all-MiniLM-L6-v2" if spec.model is None else Path(spec.model).name
     texts = [_text(config, row, fields) for row in items.to_dict(orient="records")]
     hashes = [hashlib.sha256(t.encode()).hexdigest()[:16] for t in texts]
-    path = config.run_path / EMBEDDINGS_FILE
+    path = EMBEDDINGS.path(config.run_path)
     old = read_embeddings(path) if path.is_file() else pd.DataFrame(columns=["item_id", "vector", "model", "text_hash"])
     known = {(i, h) for i, h, m in zip(old["item_id"], old["text_hash"], old["model"]) if m == model_name}
     todo = [n for n, (i, h) in enumerate(zip(items["item_id"], hashes)) if (i, h) not in known]
@@ -133,10 +137,7 @@ def embed_items(config: ProjectConfig, *, limit: Optional[int] = None,
                               "model": model_name, "text_hash": [hashes[n] for n in todo]})
         merged = pd.concat([old[~old["item_id"].isin(fresh["item_id"])], fresh], ignore_index=True) \
             if len(old) else fresh
-        path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = path.with_name(f".{path.name}.tmp")
-        merged.to_parquet(temporary, index=False)
-        os.replace(temporary, path)
+        write_table(path, merged)
     elif progress:
         progress(len(items), len(items))
     return EmbedRun(path=path, embedded=len(todo), skipped=len(items) - len(todo), dimensions=dimensions,

@@ -29,6 +29,7 @@ from distilabel.typing import FormattedInput, GenerateOutput
 from pydantic import PrivateAttr, validate_call
 
 from workspaces.config import LLMBackend, LLMConfig
+from workspaces.errors import ModelError
 
 __all__ = [
     "DEFAULT_GGUF",
@@ -47,7 +48,7 @@ DEFAULT_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 _DOCS = "See pipelines/README.md, section 'LLM backends'."
 
 
-class LLMSetupError(RuntimeError):
+class LLMSetupError(ModelError):
     """The configured LLM cannot be built (a missing package, model file or API key). The message says what to do."""
 
 

@@ -16,6 +16,8 @@ Per prompt: expected ratings, `margin` = E[rating A] - E[rating B], `chosen` / `
 `<run dir>/preferences_report.json`.
 """
 
+from __future__ import annotations
+
 import hashlib
 import json
 import os
@@ -31,20 +33,22 @@ import pandas as pd
 from distilabel.steps import Step, StepInput
 from pydantic import Field, PrivateAttr
 
-from workspaces.config import ConfigError, LLMConfig, PreferenceConfig, ProjectConfig, TaskKind
-from workspaces.items import PREFERENCES_FILE, load_items, read_run_file
+from workspaces.config import LLMConfig, PreferenceConfig, ProjectConfig, TaskKind
+from workspaces.errors import ConfigError
+from workspaces.items import load_items
+from workspaces.rundir import PREFERENCES, PREFERENCES_REPORT, read_table, write_json, write_table
 
-from .label import LabelSpec, _PartsWatcher, _quiet_distilabel, offline_citations, run_label_pipeline, write_part
+from .checkpoint import PartsWatcher, consolidate
+from .label import _quiet_distilabel, offline_citations, run_label_pipeline
+from .prompt import LabelSpec
+from .steps import WriteRows
 
 if TYPE_CHECKING:
     from distilabel.steps.typing import StepOutput
 
 __all__ = [
     "CANDIDATES_FILE",
-    "PREFERENCES_FILE",
-    "REPORT_FILE",
     "PreferenceRun",
-    "WriteRows",
     "judge_spec",
     "prefer_items",
     "read_preferences",
@@ -54,41 +58,9 @@ __all__ = [
 CANDIDATES_FILE = "candidates.parquet"
 JUDGE_FILE = "judge.parquet"
 JUDGE_PARTS = "judge.parts"
-REPORT_FILE = "preferences_report.json"
 RATINGS = ["1", "2", "3", "4", "5"]
 SLOTS = ["A", "B"]
 Progress = Callable[[int, int], None]
-
-
-class WriteRows(Step):
-    """Writes each batch's `columns` to `<directory>/<run_id>-<n>-<rows>.parquet` (atomic), for resuming.
-
-    Input columns:
-        - the `columns` listed.
-
-    Output columns:
-        - (none added; the batch passes through)
-    """
-
-    directory: str
-    run_id: str
-    columns: List[str] = Field(default_factory=list)
-    _count: int = PrivateAttr(default=0)
-
-    @property
-    def inputs(self) -> List[str]:
-        return list(self.columns)
-
-    @property
-    def outputs(self) -> List[str]:
-        return []
-
-    def process(self, inputs: StepInput) -> "StepOutput":  # type: ignore[override]
-        rows = [{column: row.get(column) for column in self.columns} for row in inputs]
-        if rows:
-            self._count += 1
-            write_part(Path(self.directory), self.run_id, self._count, rows)
-        yield inputs
 
 
 JUDGE_SYSTEM = (
@@ -158,7 +130,7 @@ def _generate_candidates(config: ProjectConfig, items: pd.DataFrame, run: Path, 
                     sink = WriteRows(name="checkpoint", directory=str(parts), run_id=run_id,
                                      columns=["item_id", "generations", "generation_models"])
                     load >> branches >> group >> sink
-                with _PartsWatcher(parts, run_id, len(todo), progress):
+                with PartsWatcher(parts, run_id, len(todo), progress):
                     pipeline.run(use_cache=False)
         finally:
             shutil.rmtree(work, ignore_errors=True)
@@ -326,7 +298,7 @@ class PreferenceRun:
 
 def read_preferences(path: "os.PathLike[str] | str") -> pd.DataFrame:
     """Read `preferences.parquet` (or a run directory) with the rating distributions decoded to dicts."""
-    frame = read_run_file(path, PREFERENCES_FILE, "curate prefer")
+    frame = read_table(path, PREFERENCES)
     for key in ("a", "b"):
         column = f"rating_probabilities_{key}"
         frame[column] = [json.loads(v) if isinstance(v, str) and v else None for v in frame[column]]
@@ -388,31 +360,20 @@ def prefer_items(config: ProjectConfig, *, limit: Optional[int] = None, progress
                            extra_columns=["answer_fields"], lenient=True, progress=progress, verbose=verbose)
     judged = _consolidate_judge(judge_path)
     frame = _combine(config, items, candidates, judged, judge_model, judge.prompt_hash)
-    path = run / PREFERENCES_FILE
-    frame.to_parquet(path, index=False)
+    path = write_table(PREFERENCES.path(run), frame)
     report = summarize_preferences(frame)
     report.update(config=config.name, judge_model=judge_model, judge_prompt_hash=judge.prompt_hash,
                   tie_margin=spec.tie_margin, aspect=spec.aspect)
-    report_path = run / REPORT_FILE
-    report_path.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    report_path = write_json(PREFERENCES_REPORT.path(run), report)
     return PreferenceRun(path=path, report_path=report_path, preferences=frame, report=report,
                          seconds=time.perf_counter() - started, model=judge_model)
 
 
+_JUDGE_COLUMNS = ["item_id", "question", "label", "confidence", "probabilities", "model", "prompt_hash",
+                  "raw_output", "status", "error", "run_id", "labeled_at", "answer_fields"]
+
+
 def _consolidate_judge(path: Path) -> pd.DataFrame:
     """Fold the judge's checkpoint parts into `judge.parquet` (so a killed run resumes)."""
-    parts = path.parent / JUDGE_PARTS
-    frames = [pd.read_parquet(path)] if path.is_file() else []
-    if parts.is_dir():
-        frames += [pd.read_parquet(p) for p in sorted(parts.glob("judge-*.parquet"))]
-    frames = [f for f in frames if len(f)]
-    if not frames:
-        return pd.DataFrame(columns=["item_id", "question", "label", "confidence", "probabilities", "status",
-                                     "error", "answer_fields", "model", "prompt_hash"])
-    frame = pd.concat(frames, ignore_index=True)
-    frame["item_id"] = frame["item_id"].astype(str)
-    frame = frame.drop_duplicates(["item_id", "question"], keep="last").reset_index(drop=True)
-    frame.to_parquet(path, index=False)
-    shutil.rmtree(parts, ignore_errors=True)
-    return frame
-
+    return consolidate(path, path.parent / JUDGE_PARTS, _JUDGE_COLUMNS, ["item_id", "question"],
+                       floats=["confidence"])

@@ -51,7 +51,7 @@ import pytest as _pytest
 @_pytest.fixture(scope="session")
 def embedded_server(tmp_path_factory: _pytest.TempPathFactory) -> "_Iterator[object]":
     """An EmbeddedServer in a temp home on free ports, sharing the default server venv; stopped at the end."""
-    from workspaces.server import EmbeddedServer
+    from workspaces.argilla_io.server import EmbeddedServer
 
     server = EmbeddedServer(
         home=tmp_path_factory.mktemp("argilla-home"), port=free_port(), redis_port=free_port()

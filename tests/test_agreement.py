@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from workspaces.agreement import AgreementError, annotator_agreement, krippendorff_alpha, strict_majority
+from workspaces.agreement import AgreementError, annotator_agreement, krippendorff_alpha
+from workspaces.votes import strict_majority
 from workspaces.cli import app
 
 DATA = Path(__file__).parent / "data"

@@ -43,7 +43,7 @@ def test_embed_items_writes_and_reuses(tmp_path):
     result = subprocess.run([str(Path(sys.executable).parent / "curate"), "embed", str(path)], capture_output=True,
                             text=True, timeout=600, cwd=ROOT)
     assert result.returncode == 0, result.stderr[-2000:]
-    assert "texts/s" in result.stderr and "384-d" in result.stderr
+    assert "texts/s" in result.stdout and "384-d" in result.stdout
     assert len(read_embeddings(tmp_path / "run")) == 831
 
 

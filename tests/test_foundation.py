@@ -21,10 +21,10 @@ from support import free_port
 from workspaces.agreement import krippendorff_alpha
 from workspaces.config import load_config
 from workspaces.items import load_items, recorded_labels
-from workspaces.publish import PublishError, get_dataset, publish
-from workspaces.replay import ensure_user, record_ids, replay_recorded_labels, user_client
-from workspaces.report import human_table, write_report
-from workspaces.sync import sync
+from workspaces.argilla_io.publish import PublishError, get_dataset, publish
+from workspaces.argilla_io.replay import ensure_user, record_ids, replay_recorded_labels, user_client
+from workspaces.agreement import human_table, read_report, write_report
+from workspaces.argilla_io.sync import sync
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "configs" / "convabuse_demo.yaml"
@@ -124,7 +124,8 @@ def test_report_files(replayed) -> None:
     config = replayed["config"]
     report, path = write_report(config, bootstrap=200)
     saved = json.loads(path.read_text())
-    assert saved == json.loads(json.dumps(report))
+    assert saved == report.model_dump(mode="json")
+    assert read_report(config) == report  # the typed report reads back identical
     q = saved["questions"]
     assert q["is_abusive"]["level"] == "nominal" and q["severity"]["level"] == "ordinal"
     assert q["severity"]["alpha_interval"] is not None
@@ -140,8 +141,40 @@ def test_changed_questions_are_refused_clearly(replayed, argilla_client, tmp_pat
     raw["questions"] = raw["questions"][:1]
     raw["human_labels"]["values"].pop("severity")
     raw_path.write_text(yaml.safe_dump(raw))
-    with pytest.raises(PublishError, match="cannot change questions"):
+    with pytest.raises(PublishError, match="questions .* on the server.*new dataset.*--recreate"):
         publish(load_config(raw_path), argilla_client)
+
+
+def test_config_changes_are_applied_or_refused_never_ignored(argilla_client, tmp_path: Path) -> None:
+    """Titles, descriptions and the guideline change on the server; a changed label set is refused, naming it."""
+    path = _project_file(tmp_path, "settings-changes", data={**yaml.safe_load(DEMO.read_text())["data"],
+                                                             "path": str(ROOT / "data/convabuse/valid.jsonl"),
+                                                             "limit": 5})
+    config = load_config(path)
+    publish(config, argilla_client)
+    raw = yaml.safe_load(path.read_text())
+    raw["guidelines"] = "New guideline: judge the user turn only."
+    raw["fields"][3]["title"] = "The user turn (judge this)"
+    raw["questions"][0]["labels"]["yes"] = "Insults, threats or harassment (new wording)."
+    path.write_text(yaml.safe_dump(raw))
+    changed = publish(load_config(path), argilla_client)
+    assert {"guidelines", "field 'user' title", "question 'is_abusive' description"} <= set(changed.changes)
+    dataset = get_dataset(argilla_client, load_config(path))
+    assert dataset.settings.guidelines == "New guideline: judge the user turn only."
+    assert dataset.settings.fields["user"].title == "The user turn (judge this)"
+    assert "new wording" in dataset.settings.questions["is_abusive"].description
+    assert publish(load_config(path), argilla_client).changes == []  # in line now: nothing to change
+
+    raw["questions"][0]["labels"] = {"yes": "abusive", "no": "not abusive", "unsure": "cannot tell"}
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(PublishError, match=r"question 'is_abusive' has options .*'yes'.* on the server, .*'unsure'"):
+        publish(load_config(path), argilla_client)
+    recreated = publish(load_config(path), argilla_client, recreate=True)
+    assert recreated.created and "--recreate" in recreated.changes[0]
+    labels = get_dataset(argilla_client, load_config(path)).settings.questions["is_abusive"].labels
+    assert list(labels) == list(load_config(path).question("is_abusive").labels)
+    assert "unsure" in labels
+    get_dataset(argilla_client, load_config(path)).delete()
 
 
 def test_unreachable_server_is_a_clear_error_and_writes_nothing(tmp_path: Path) -> None:

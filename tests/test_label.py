@@ -17,7 +17,9 @@ import yaml
 from distilabel.models.llms.base import LLM
 from distilabel.models.llms.utils import prepare_output
 
-from pipelines.label import LabelProbabilities, build_label_spec, label_items, offline_citations, read_labels
+from pipelines.label import label_items, offline_citations, read_labels
+from pipelines.prompt import build_label_spec
+from pipelines.steps import LabelProbabilities
 from pipelines.scoring import AnswerError, label_probabilities, parse_answer
 from workspaces.config import load_config
 
@@ -226,13 +228,26 @@ def test_dummy_pipeline_keeps_every_failure_as_a_row(tmp_path):
     assert all("User turn: " in text for text, _ in spec.examples)
 
 
-def test_model_exception_marks_its_batch_failed_with_the_reason(tmp_path):
+def test_a_model_exception_fails_only_the_item_that_caused_it(tmp_path):
+    """One bad item in a batch fails alone with its own reason; its batch mates are asked again one by one."""
     config = load_config(_project(tmp_path, ["hello", "RAISE here", "fine", "ok then"], batch_size=2))
     run = label_items(config, llm=ScriptedLLM(log_path=str(tmp_path / "calls.log"), raise_on="RAISE"))
     by_id = run.labels.set_index("item_id")
-    assert list(by_id.loc[["i0", "i1"], "status"]) == ["failed", "failed"]
+    assert list(by_id.loc[["i0", "i1"], "status"]) == ["ok", "failed"]
     assert by_id.loc["i1", "error"] == "model error: ConnectionError: server went away"
+    assert pd.isna(by_id.loc["i0", "error"])
     assert list(by_id.loc[["i2", "i3"], "status"]) == ["ok", "ok"]
+
+
+def test_empty_and_over_long_items_are_never_sent_and_fail_with_their_reason(tmp_path):
+    config = load_config(_project(tmp_path, ["hello", "   ", "x" * 25_000, "fine"], batch_size=4))
+    log = tmp_path / "calls.log"
+    run = label_items(config, llm=ScriptedLLM(log_path=str(log)))
+    by_id = run.labels.set_index("item_id")
+    assert list(by_id["status"].sort_index()) == ["ok", "failed", "failed", "ok"]
+    assert by_id.loc["i1", "error"].startswith("not sent: empty")
+    assert by_id.loc["i2", "error"].startswith("not sent: too long") and "max_chars" in by_id.loc["i2", "error"]
+    assert sorted(_calls(log)) == ["User turn: fine", "User turn: hello"]
 
 
 def test_rerun_is_a_noop_and_new_items_only_are_labeled(tmp_path):
@@ -295,7 +310,7 @@ def test_real_model_labels_through_the_cli(tmp_path):
     path = _demo_copy(tmp_path)
     result = _curate("label", str(path), "--limit", "6")
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "items/s" in result.stderr and "is_abusive" in result.stderr
+    assert "items/s" in result.stdout and "is_abusive" in result.stdout
     labels = read_labels(tmp_path / "run")
     assert len(labels) == 6 and (labels["status"] == "ok").all(), labels[["status", "error"]]
     _assert_ok_rows(labels)

@@ -107,7 +107,8 @@ def _check_pairs(frame: pd.DataFrame) -> None:
 def test_hh_rlhf_pairs_judged_compared_with_humans_and_published(tmp_path, argilla_client):
     import argilla as rg
 
-    from workspaces.preference import publish_preferences
+    from workspaces.argilla_io.preference import publish_preferences
+    from workspaces.argilla_io.records import display_text
 
     config = load_config(_copy(HH, tmp_path))
     run = prefer_items(config, limit=3)
@@ -134,7 +135,7 @@ def test_hh_rlhf_pairs_judged_compared_with_humans_and_published(tmp_path, argil
         assert rating.value == expected["rating_a"] and rating.agent == "SmolLM2-135M-Instruct.Q4_1"
         assert rating.score == pytest.approx(expected["confidence_a"], abs=1e-6)
         assert record.suggestions["preference"].value == expected["preference"]
-        assert record.fields["response_a"] == expected["response_a"]
+        assert record.fields["response_a"] == display_text(expected["response_a"])  # escaped: shown as written
         assert record.metadata["human_preferred"] == expected["human_preferred"]
     assert isinstance(dataset.settings.questions["preference"], rg.LabelQuestion)
     # Publishing again updates in place.

@@ -19,29 +19,18 @@ from huggingface_hub import HfApi
 from huggingface_hub.errors import RepositoryNotFoundError
 from typer.testing import CliRunner
 
+from workspaces.agreement import read_report, write_report
 from workspaces.cli import app
+from workspaces.errors import RunFileError
 from workspaces.config import ProjectConfig, QuestionConfig, load_config
-from workspaces.curation import CurationError, build_curated
+from workspaces.curated import CurationError, build_curated
 from workspaces.items import load_items, recorded_labels
-from workspaces.push import PushError, export_argilla_dataset, push
+from workspaces.curated import PushError, export_argilla_dataset, push
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "configs" / "convabuse_demo.yaml"
 N_ITEMS = 240
 MODEL, PROMPT_HASH = "SmolLM2-135M-Instruct.Q4_1", "p7c3e1a9b2d4"
-REPORT = {
-    "questions": {
-        "is_abusive": {"alpha": 0.6518, "ci95": [0.5912, 0.7034], "level": "nominal", "units": 200,
-                       "annotators": 8, "pairable": 611, "alpha_interval": None},
-        "severity": {"alpha": 0.6604, "ci95": [0.6011, 0.7125], "level": "ordinal", "units": 200,
-                     "annotators": 8, "pairable": 611, "alpha_interval": 0.7339},
-    },
-    "annotators": {},
-    "judge": {"is_abusive": {"accuracy": 0.9123, "cohen_kappa": 0.4567, "alpha_with_judge": 0.6111, "n": 17}},
-    "gate": {"passed": False, "threshold": 0.667, "reason": "alpha 0.652 is below the threshold 0.667"},
-}
-
-
 # ---- a run directory built by hand from the vendored ConvAbuse sample ------------------------------------------
 
 def _majority(values: list[str]) -> str | None:
@@ -100,7 +89,7 @@ def _make_run(tmp_path: Path, **hub: Any) -> tuple[ProjectConfig, dict[str, Any]
                        "model": MODEL, "prompt_hash": PROMPT_HASH, "raw_output": "{}",
                        "status": "failed" if failed else "ok", "error": "timeout" if failed else None})
     pd.DataFrame(labels).to_parquet(run / "labels.parquet")
-    (run / "report.json").write_text(json.dumps(REPORT))
+    write_report(config, bootstrap=100)  # the report as `curate report` writes it
     gold_file = tmp_path / "gold_ids.txt"
     gold_file.write_text("# gold items\n" + "\n".join(groups["gold"]) + "\n")
     config = config.model_copy(update={"hub": config.hub.model_copy(update={"gold_ids_path": gold_file, **hub})})
@@ -253,9 +242,9 @@ def test_tiny_class_falls_back_to_unstratified_with_a_note(tmp_path: Path) -> No
 def test_missing_annotations_says_run_sync_first(tmp_path: Path) -> None:
     base = load_config(DEMO)
     config = base.model_copy(update={"run_dir": tmp_path / "empty-run"})
-    with pytest.raises(CurationError, match="curate sync"):
+    with pytest.raises(RunFileError, match="curate sync"):
         build_curated(config)
-    with pytest.raises(CurationError, match="annotations.parquet"):
+    with pytest.raises(RunFileError, match="annotations.parquet"):
         push(config, to=tmp_path / "out")
 
 
@@ -308,9 +297,31 @@ def test_default_folder_is_the_run_dir_and_refuses_foreign_folders(tmp_path: Pat
     foreign = tmp_path / "project"
     foreign.mkdir()
     (foreign / "README.md").write_text("my project\n")
-    with pytest.raises(PushError, match="not a curated dataset folder"):
+    with pytest.raises(PushError, match="not written by `curate push`"):
         push(config, to=foreign)
     assert (foreign / "README.md").read_text() == "my project\n"
+
+
+def test_push_never_deletes_or_overwrites_files_it_did_not_write(tmp_path: Path) -> None:
+    """A folder with its own data/ (e.g. `--to .` from a project root) is refused and left byte for byte as it was."""
+    config, _ = _make_run(tmp_path)
+    project = tmp_path / "someone-elses-project"
+    (project / "data").mkdir(parents=True)
+    mine = {project / "data" / "items.parquet": b"PAR1 not ours", project / "README.md": b"# my project\n",
+            project / "data" / "train-00000-of-00001.parquet": b"a file with a curated-looking name"}
+    for path, data in mine.items():
+        path.write_bytes(data)
+    result = CliRunner().invoke(app, ["push", str(_config_file(config, tmp_path)), "--to", str(project)])
+    assert result.exit_code == PushError.exit_code, result.output
+    assert "not written by `curate push`" in result.output
+    assert {p: p.read_bytes() for p in project.rglob("*") if p.is_file()} == mine
+    # a folder an earlier push wrote is updated in place, and only the files that push wrote are ever removed
+    out = tmp_path / "curated"
+    push(config, to=out)
+    (out / "data" / "notes.parquet").write_bytes(b"kept")
+    push(config.model_copy(update={"hub": config.hub.model_copy(update={"validation_size": 0.0})}), to=out)
+    assert (out / "data" / "notes.parquet").read_bytes() == b"kept"
+    assert not (out / "data" / "validation-00000-of-00001.parquet").exists()
 
 
 def test_card_states_task_counts_agreement_judge_hashes_and_license(run, tmp_path: Path) -> None:
@@ -328,10 +339,12 @@ def test_card_states_task_counts_agreement_judge_hashes_and_license(run, tmp_pat
         per_split = [result.by_source[s].get(source, 0) for s in ("train", "validation", "test", "gold")]
         assert f"| `{source}` | " + " | ".join(map(str, per_split)) + f" | {sum(per_split)} |" in card
     assert "median" in card and "`yes`" in card and "Cercas Curry" in card and "CC BY 4.0" in card
-    assert "| `is_abusive` | nominal | 0.652 | [0.591, 0.703] | 200 | 8 | 611 |" in card
-    assert "| `severity` | ordinal | 0.660 | [0.601, 0.713] |" in card and "0.734" in card
-    assert "| `is_abusive` | 0.912 | 0.457 | 0.611 | 17 |" in card
-    assert "Gate: **failed** (threshold 0.667)" in card and "below the threshold" in card
+    report = read_report(config)
+    for table in (report.alpha_table(), report.judge_table()):
+        for line in table.to_markdown()[2:]:
+            assert line in card, line  # the card renders the report's own tables
+    assert report.questions["severity"].alpha_interval is not None
+    assert f"{report.questions['severity'].alpha_interval:.3f}" in card
     assert MODEL in card and PROMPT_HASH in card and config.guideline_hash in card
     n_annotators = info["submitted"]["annotator"].nunique()
     assert f"Human annotators with submitted responses: {n_annotators}" in card
@@ -343,16 +356,22 @@ def test_card_without_report_says_so(tmp_path: Path) -> None:
     (config.run_path / "report.json").unlink()
     push(config, to=tmp_path / "out")
     card = (tmp_path / "out" / "README.md").read_text()
-    assert "`report.json` is absent" in card and "Gate:" not in card
+    assert "`report.json` is absent" in card
 
 
-def test_cli_push_to_folder_and_clear_error(tmp_path: Path) -> None:
-    config, _ = _make_run(tmp_path)
+def _config_file(config: ProjectConfig, tmp_path: Path) -> Path:
+    """`config` as a file the CLI can read."""
     raw = json.loads(config.model_dump_json(exclude={"source_path"}))
     raw["data"]["path"] = str(config.data.path)
     raw["llm"]["few_shot_path"] = str(ROOT / "data" / "convabuse" / "train_fewshot_pool.jsonl")
     path = tmp_path / "project.yaml"
     path.write_text(json.dumps(raw))  # JSON is YAML
+    return path
+
+
+def test_cli_push_to_folder_and_clear_error(tmp_path: Path) -> None:
+    config, _ = _make_run(tmp_path)
+    path = _config_file(config, tmp_path)
     out = tmp_path / "cli-out"
     result = CliRunner().invoke(app, ["push", str(path), "--to", str(out)])
     assert result.exit_code == 0, result.output
@@ -360,7 +379,7 @@ def test_cli_push_to_folder_and_clear_error(tmp_path: Path) -> None:
     assert load_dataset(str(out))["gold"].num_rows == 6
     (config.run_path / "annotations.parquet").unlink()
     failed = CliRunner().invoke(app, ["push", str(path), "--to", str(out)])
-    assert failed.exit_code == 1 and "curate sync" in failed.output
+    assert failed.exit_code == RunFileError.exit_code and "curate sync" in failed.output
 
 
 # ---- Hub target (real client code against the local Hub-compatible server) -----------------------------------
@@ -408,7 +427,7 @@ def test_hub_card_has_the_figures_and_no_token_anywhere(hub_server, tmp_path: Pa
     card = hub_server.files(repo)["README.md"].decode()
     header = card.split("---")[1]
     assert "license: cc-by-4.0" in header and "dataset_info:" in header and "path: data/gold-*" in header
-    assert "| `is_abusive` | nominal | 0.652 | [0.591, 0.703] |" in card and "Gate: **failed**" in card
+    assert read_report(config).alpha_table().to_markdown()[2] in card
     assert f"| train | {result.rows['train']} |" in card and PROMPT_HASH in card
     assert token not in card
     for path in config.run_path.rglob("*"):
@@ -464,7 +483,7 @@ def test_wrong_or_missing_token_fails_clearly(hub_server, tmp_path: Path, monkey
 # ---- Argilla as the source of truth ------------------------------------------------------------------------------
 
 def test_export_argilla_dataset_to_hub(hub_server, argilla_client, tmp_path: Path) -> None:
-    from workspaces.publish import publish
+    from workspaces.argilla_io.publish import publish
 
     base = load_config(DEMO)
     config = base.model_copy(update={

@@ -15,8 +15,8 @@ import argilla as rg
 import pytest
 
 from support import free_port
-from workspaces.replay import ensure_user, user_client
-from workspaces.server import EmbeddedServer, ServerError, ServerInfo, resolve_server
+from workspaces.argilla_io.replay import ensure_user, user_client
+from workspaces.argilla_io.server import EmbeddedServer, ServerError, ServerInfo, resolve_server
 
 LABELS = ["pos", "neg", "neu"]
 SOURCES = ["a", "b", "c"]

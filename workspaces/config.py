@@ -18,6 +18,8 @@ from typing import Any, Literal, Optional, Union
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from .errors import ConfigError
+
 __all__ = [
     "AlphaLevel",
     "ArgillaConfig",
@@ -43,10 +45,6 @@ __all__ = [
 _NAME = r"^[a-z0-9_-]+$"
 PREFERENCE_LABELS = ("A", "B", "tie", "both-bad")
 _DOCS = "See README.md, section 'Configuration'."
-
-
-class ConfigError(ValueError):
-    """A config file is missing, unreadable or invalid. The message names the file and the key."""
 
 
 class _Strict(BaseModel):
@@ -170,6 +168,8 @@ class DataConfig(_Strict):
     id_column: str = "id"
     where: dict[str, Any] = Field(default_factory=dict, description="column == value filters applied on load")
     limit: Optional[int] = Field(default=None, ge=1)
+    max_chars: int = Field(default=20_000, ge=1, description="longest field text sent to Argilla or an LLM; a "
+                                                              "longer item is left out and counted")
     license: Optional[str] = None
     attribution: Optional[str] = None
 
@@ -431,6 +431,24 @@ def _format_errors(path: Path, error: ValidationError) -> str:
     return "\n".join(lines) + f"\n{_DOCS}"
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """A safe YAML loader that refuses a key given twice in one mapping (YAML would keep the last silently)."""
+
+
+def _mapping_without_duplicates(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False) -> Any:
+    seen: dict[Any, Any] = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
+        if key in seen:
+            raise yaml.constructor.ConstructorError(
+                "while reading a mapping", node.start_mark, f"key {key!r} is given twice", key_node.start_mark)
+        seen[key] = True
+    return loader.construct_mapping(node, deep=deep)
+
+
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping_without_duplicates)
+
+
 def load_config(path: Union[str, Path]) -> ProjectConfig:
     """Read and validate a project config.
 
@@ -441,7 +459,9 @@ def load_config(path: Union[str, Path]) -> ProjectConfig:
     if not path.is_file():
         raise ConfigError(f"{path}: config file not found")
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start}): save the config as UTF-8") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from None
     if not isinstance(raw, dict):

@@ -4,36 +4,29 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Union
+from dataclasses import dataclass, field
+from typing import Any, Optional, Union
 
 import pandas as pd
 
 from .config import ConfigError, ProjectConfig
 
 __all__ = [
-    "ANNOTATIONS_FILE",
-    "EMBEDDINGS_FILE",
-    "LABELS_FILE",
-    "PREFERENCES_FILE",
-    "REPORT_FILE",
+    "ItemCheck",
+    "check_items",
     "load_items",
-    "read_run_file",
     "read_table",
     "recorded_labels",
 ]
 
-# What each stage writes under the run directory (`config.run_path`)
-ANNOTATIONS_FILE = "annotations.parquet"  # curate sync
-LABELS_FILE = "labels.parquet"  # curate label
-EMBEDDINGS_FILE = "embeddings.parquet"  # curate embed
-PREFERENCES_FILE = "preferences.parquet"  # curate prefer
-REPORT_FILE = "report.json"  # curate report
-
 _RECORDED_COLUMNS = ["item_id", "question", "annotator", "value"]
 
 
-def read_table(path: Path) -> pd.DataFrame:
-    """Read a jsonl / json / csv / parquet file into a DataFrame; a clear error names the file."""
+def read_table(path: Path, *, text_columns: tuple[str, ...] = ()) -> pd.DataFrame:
+    """Read a jsonl / json / csv / parquet file into a DataFrame; a clear error names the file.
+
+    `text_columns` are read as text with no type inference (ids: `007` stays `007`, an empty cell stays missing).
+    """
     suffix = path.suffix.lower()
     if not path.is_file():
         raise ConfigError(f"{path}: data file not found")
@@ -43,12 +36,23 @@ def read_table(path: Path) -> pd.DataFrame:
         if suffix == ".json":
             return pd.read_json(path, dtype=False)
         if suffix == ".csv":
-            return pd.read_csv(path)
+            return pd.read_csv(path, dtype={c: str for c in text_columns}, keep_default_na=True,
+                               na_values={c: [""] for c in text_columns})
         if suffix == ".parquet":
             return pd.read_parquet(path)
-    except ValueError as exc:
+    except (ValueError, UnicodeDecodeError, pd.errors.ParserError) as exc:
         raise ConfigError(f"{path}: could not be read as {suffix[1:]}: {exc}") from None
     raise ConfigError(f"{path}: unsupported file type {suffix!r} (use .jsonl, .json, .csv or .parquet)")
+
+
+def _id_text(value: Any) -> Optional[str]:
+    """An id as text: ints stay ints (`7`), text is kept as written; missing/blank is None."""
+    if value is None or (isinstance(value, float) and pd.isna(value)):
+        return None
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    text = str(value).strip()
+    return text or None
 
 
 def load_items(config: ProjectConfig) -> pd.DataFrame:
@@ -57,7 +61,7 @@ def load_items(config: ProjectConfig) -> pd.DataFrame:
     The id column is renamed to `item_id` (kept as a string) and every field column is checked to exist.
     """
     path = config.data.path
-    frame = read_table(path)
+    frame = read_table(path, text_columns=(config.data.id_column,))
     for column, value in config.data.where.items():
         if column not in frame.columns:
             raise ConfigError(f"{config.source_path}: data.where.{column}: no such column in {path}")
@@ -70,7 +74,13 @@ def load_items(config: ProjectConfig) -> pd.DataFrame:
     if missing:
         raise ConfigError(f"{config.source_path}: fields: no column(s) {missing} in {path}")
     frame = frame.rename(columns={id_column: "item_id"}) if id_column != "item_id" else frame.copy()
-    frame["item_id"] = frame["item_id"].astype(str)
+    ids = [_id_text(v) for v in frame["item_id"]]
+    blank = [i for i, v in enumerate(ids) if v is None]
+    if blank:
+        rows = ", ".join(str(_source_row(path, frame.index[i])) for i in blank[:5])
+        raise ConfigError(f"{path}: {len(blank)} row(s) have no id in column {id_column!r} (data row(s) {rows}); "
+                          "every item needs an id")
+    frame["item_id"] = ids
     duplicated = frame["item_id"][frame["item_id"].duplicated()].unique().tolist()
     if duplicated:
         raise ConfigError(f"{path}: duplicate ids in column {id_column!r}: {duplicated[:5]}")
@@ -107,18 +117,51 @@ def recorded_labels(config: ProjectConfig, items: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=_RECORDED_COLUMNS)
 
 
-def read_run_file(path: Union[str, "os.PathLike[str]"], filename: str, command: str) -> pd.DataFrame:
-    """Read a stage's parquet output, given the file or its run directory; `item_id` is kept as text.
+def _source_row(path: Path, index: Any) -> int:
+    """The 1-based data row of a frame index (csv: after the header line)."""
+    return int(index) + 1
 
-    Raises:
-        ConfigError: the file is missing (the message says which `curate` command writes it).
+
+@dataclass
+class ItemCheck:
+    """Items that can leave the loop (to Argilla or an LLM), and why the others cannot."""
+
+    valid: pd.DataFrame
+    problems: dict[str, str] = field(default_factory=dict)  # item id -> reason
+
+    def counts(self) -> dict[str, int]:
+        """Reasons (their first words) and how often."""
+        counts: dict[str, int] = {}
+        for reason in self.problems.values():
+            key = reason.split(":")[0]
+            counts[key] = counts.get(key, 0) + 1
+        return counts
+
+
+def check_items(config: ProjectConfig, items: pd.DataFrame, fields: Optional[list[str]] = None) -> ItemCheck:
+    """Check every item before it leaves: required fields non-empty, no field over `data.max_chars`.
+
+    Args:
+        config: the project.
+        items: `load_items` output.
+        fields: the fields that matter (default: all; the LLM passes `llm.fields`).
     """
-    path = Path(path)
-    if path.is_dir():
-        path = path / filename
-    if not path.is_file():
-        raise ConfigError(f"{path}: no {filename} yet; run `{command} CONFIG` first")
-    frame = pd.read_parquet(path)
-    if "item_id" in frame.columns:
-        frame["item_id"] = frame["item_id"].astype(str)
-    return frame
+    specs = [f for f in config.fields if fields is None or f.name in fields]
+    limit = config.data.max_chars
+    problems: dict[str, str] = {}
+    for row in items.to_dict(orient="records"):
+        texts = {}
+        for spec in specs:
+            value = row.get(spec.source_column)
+            missing = value is None or (isinstance(value, float) and pd.isna(value))
+            texts[spec.name] = "" if missing else str(value)
+        empty_required = [s.name for s in specs if s.required and not texts[s.name].strip()]
+        too_long = [f"{name} ({len(text):,} chars)" for name, text in texts.items() if len(text) > limit]
+        if fields is not None and not any(t.strip() for t in texts.values()):
+            problems[row["item_id"]] = f"empty: no text in {', '.join(texts)}"
+        elif empty_required:
+            problems[row["item_id"]] = f"empty: required field(s) {', '.join(empty_required)} empty"
+        elif too_long:
+            problems[row["item_id"]] = f"too long: {', '.join(too_long)} over data.max_chars={limit:,}"
+    valid = items[~items["item_id"].isin(set(problems))].reset_index(drop=True)
+    return ItemCheck(valid=valid, problems=problems)

@@ -2,6 +2,6 @@
 engine instead of Elasticsearch. Point ``ARGILLA_API_URL``/``ARGILLA_API_KEY`` at a standard deployment to use that
 instead (``resolve_server``)."""
 
-from workspaces.server.embedded import EmbeddedServer, ServerError, ServerInfo, ServerStatus, external_server, resolve_server
+from .embedded import EmbeddedServer, ServerError, ServerInfo, ServerStatus, external_server, resolve_server
 
 __all__ = ["EmbeddedServer", "ServerError", "ServerInfo", "ServerStatus", "external_server", "resolve_server"]

@@ -12,7 +12,6 @@ Example (notebook)::
 
 from __future__ import annotations
 
-from collections import Counter
 from pathlib import Path
 from typing import Any, Optional, Sequence, Union
 
@@ -21,7 +20,9 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel
 
-from .config import AlphaLevel
+from ..config import AlphaLevel, QuestionConfig
+from ..errors import ConfigError
+from ..votes import human_label, strict_majority
 
 __all__ = [
     "AgreementError",
@@ -30,11 +31,10 @@ __all__ = [
     "annotator_agreement",
     "krippendorff_alpha",
     "read_tidy_table",
-    "strict_majority",
 ]
 
 
-class AgreementError(ValueError):
+class AgreementError(ConfigError):
     """The table cannot be used to compute agreement (missing columns, non-numeric values for an interval level...)."""
 
 
@@ -160,27 +160,27 @@ def krippendorff_alpha(
                        pairable=int(counts.sum()))
 
 
-def strict_majority(values: Sequence[Any]) -> Optional[Any]:
-    """The value more than half of `values` share, or None (ties and pluralities are no majority)."""
-    if not values:
-        return None
-    value, count = Counter(values).most_common(1)[0]
-    return value if count * 2 > len(values) else None
+def annotator_agreement(table: pd.DataFrame, question: Optional[QuestionConfig] = None) -> list[AnnotatorAgreement]:
+    """Per annotator: the share of their units where they match the human label of the *other* annotators.
 
-
-def annotator_agreement(table: pd.DataFrame) -> list[AnnotatorAgreement]:
-    """Per annotator: the share of their units where they match the strict majority of the other annotators.
-
-    Units where the others have no strict majority (or fewer than one other value) are not compared.
+    The human label is `workspaces.votes.human_label` for `question` (strict majority, or the lower median of a
+    rating); with no question, the strict majority. Units where the others give no label are not compared.
     """
     table = table.dropna(subset=["value"])
+
+    def rule(values: list[str]) -> Optional[str]:
+        if question is None:
+            return strict_majority(values)
+        label = human_label(question, values).label
+        return None if label is None else str(label)
+
     by_unit = {unit: list(zip(group["annotator"], group["value"].map(str))) for unit, group in table.groupby("unit")}
     results = []
     for annotator, group in table.groupby("annotator"):
         compared = agreed = 0
         for unit in group["unit"]:
             own = [v for a, v in by_unit[unit] if a == annotator][0]
-            majority = strict_majority([v for a, v in by_unit[unit] if a != annotator])
+            majority = rule([v for a, v in by_unit[unit] if a != annotator])
             if majority is None:
                 continue
             compared += 1

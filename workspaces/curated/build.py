@@ -28,9 +28,11 @@ from typing import Any, Optional, Union
 
 import pandas as pd
 
-from .agreement import strict_majority
-from .config import ConfigError, ProjectConfig, QuestionConfig, QuestionKind
-from .items import ANNOTATIONS_FILE, LABELS_FILE, load_items, recorded_labels
+from ..config import ConfigError, ProjectConfig, QuestionConfig, QuestionKind
+from ..errors import RunFileError
+from ..items import load_items, recorded_labels
+from ..rundir import ANNOTATIONS, LABELS, read_table
+from ..votes import human_label
 
 __all__ = ["CuratedDataset", "CurationError", "SOURCES", "SPLITS", "build_curated", "curated_features",
            "load_gold_ids"]
@@ -41,7 +43,7 @@ SPLITS = ("train", "validation", "test", "gold")
 _Value = Union[str, int]
 
 
-class CurationError(ValueError):
+class CurationError(RunFileError):
     """The run directory lacks what curation needs, or holds something unreadable. The message names the file."""
 
 
@@ -80,8 +82,8 @@ class CuratedDataset:
 def build_curated(config: ProjectConfig) -> CuratedDataset:
     """Build the curated dataset of a project from its run directory (deterministic for a given run and seed)."""
     run = config.run_path
-    annotations = _read_annotations(run / ANNOTATIONS_FILE, config)
-    llm_labels = _read_llm_labels(run / LABELS_FILE, config)
+    annotations = _read_annotations(run, config)
+    llm_labels = _read_llm_labels(run, config)
     items = load_items(config)
     gold_ids = load_gold_ids(config)
     known = set(items["item_id"])
@@ -193,18 +195,11 @@ def load_gold_ids(config: ProjectConfig) -> set[str]:
 
 # ---- reading the run directory ----------------------------------------------------------------------------------
 
-def _read_annotations(path: Path, config: ProjectConfig) -> pd.DataFrame:
-    if not path.is_file():
-        raise CurationError(f"{path}: not found: run `curate sync` first")
-    try:
-        frame = pd.read_parquet(path)
-    except Exception as exc:  # pyarrow raises several types for a corrupt file
-        raise CurationError(f"{path}: could not be read as parquet: {exc}") from None
-    missing = {"item_id", "question", "annotator", "value", "status"} - set(frame.columns)
-    if missing:
-        raise CurationError(f"{path}: missing column(s) {sorted(missing)}; re-run `curate sync`")
+def _read_annotations(run: Path, config: ProjectConfig) -> pd.DataFrame:
+    path = ANNOTATIONS.path(run)
+    frame = read_table(run, ANNOTATIONS, columns=["item_id", "question", "annotator", "value", "status"])
+    assert frame is not None
     frame = frame[frame["status"] == "submitted"].copy()
-    frame["item_id"] = frame["item_id"].astype(str)
     frame["annotator"] = frame["annotator"].astype(str)
     if "updated_at" not in frame.columns:
         frame["updated_at"] = pd.NaT
@@ -217,15 +212,11 @@ def _read_annotations(path: Path, config: ProjectConfig) -> pd.DataFrame:
     return frame.drop_duplicates(["item_id", "question", "annotator"], keep="last").reset_index(drop=True)
 
 
-def _read_llm_labels(path: Path, config: ProjectConfig) -> dict[tuple[str, str], dict[str, Any]]:
-    if not path.is_file():
+def _read_llm_labels(run: Path, config: ProjectConfig) -> dict[tuple[str, str], dict[str, Any]]:
+    path = LABELS.path(run)
+    frame = read_table(run, LABELS, required=False, columns=["item_id", "question", "label"])
+    if frame is None:
         return {}
-    try:
-        frame = pd.read_parquet(path)
-    except Exception as exc:
-        raise CurationError(f"{path}: could not be read as parquet: {exc}") from None
-    if not {"item_id", "question", "label"} <= set(frame.columns):
-        raise CurationError(f"{path}: needs columns item_id, question, label; re-run `curate label`")
     names = {q.name for q in config.questions}
     labels: dict[tuple[str, str], dict[str, Any]] = {}
     for row in frame.to_dict("records"):
@@ -323,14 +314,9 @@ def _resolve(question: QuestionConfig, entries: list[tuple[str, _Value, Any]], l
 
 
 def _final_value(question: QuestionConfig, values: list[_Value]) -> tuple[Optional[_Value], bool]:
-    """(final value, whether the humans had no majority)."""
-    if not values or question.kind == QuestionKind.text:
-        return None, False
-    if question.kind == QuestionKind.rating:
-        ordered = sorted(int(v) for v in values)
-        return ordered[(len(ordered) - 1) // 2], False  # lower median: stays on the scale
-    majority = strict_majority(values)
-    return majority, majority is None
+    """(final value, whether the humans had no majority): the one human-label rule, `votes.human_label`."""
+    vote = human_label(question, values)
+    return vote.label, vote.no_majority
 
 
 def _finish_row(row: dict[str, Any], config: ProjectConfig, primary: str, stamps: list[Any]) -> None:

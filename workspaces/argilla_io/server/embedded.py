@@ -31,6 +31,8 @@ from typing import Callable, Dict, Iterator, List, Mapping, Optional
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from ...errors import ArgillaError
+
 __all__ = ["EmbeddedServer", "ServerError", "ServerInfo", "ServerStatus", "external_server", "resolve_server"]
 
 _PACKAGE_DIR = Path(__file__).resolve().parent
@@ -44,7 +46,7 @@ _PIP_NOISE = ("is ignored: it is neither a file nor a directory",)
 Progress = Callable[[str], None]
 
 
-class ServerError(RuntimeError):
+class ServerError(ArgillaError):
     """The embedded server could not be installed, started or stopped (the message says why and what to do)."""
 
 
@@ -72,7 +74,7 @@ class ServerStatus(BaseModel):
 
 def _repo_root() -> Path:
     """The checkout holding this package, or ``~`` when installed elsewhere."""
-    root = _PACKAGE_DIR.parents[1]
+    root = _PACKAGE_DIR.parents[2]
     return root if (root / "pyproject.toml").exists() else Path.home()
 
 
@@ -397,10 +399,20 @@ class EmbeddedServer(BaseModel):
 
 
 def external_server() -> Optional[ServerInfo]:
-    """The server named by ``ARGILLA_API_URL`` + ``ARGILLA_API_KEY`` (a standard Argilla deployment), if both are set."""
+    """The server named by ``ARGILLA_API_URL`` + ``ARGILLA_API_KEY`` (a standard Argilla deployment), if set.
+
+    Raises:
+        ServerError: only one of the two is set (using the embedded server instead would be a silent surprise).
+    """
     api_url, api_key = os.environ.get("ARGILLA_API_URL"), os.environ.get("ARGILLA_API_KEY")
     if api_url and api_key:
         return ServerInfo(api_url=api_url.rstrip("/"), api_key=api_key, started=False, external=True)
+    if api_url:
+        raise ServerError(f"ARGILLA_API_URL is set ({api_url}) but ARGILLA_API_KEY is not: set the API key of that "
+                          "server, or unset ARGILLA_API_URL to use the embedded server")
+    if api_key:
+        raise ServerError("ARGILLA_API_KEY is set but ARGILLA_API_URL is not: set the URL of that server, or unset "
+                          "ARGILLA_API_KEY to use the embedded server")
     return None
 
 

@@ -13,24 +13,25 @@ from __future__ import annotations
 
 import io
 import json
-import os
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Literal, Optional, Union
 
-import typer
+from ..agreement import Report, read_report
+from ..config import ProjectConfig
+from ..errors import HubError
+from ..rundir import PUSH, write_bytes, write_json
+from .build import CuratedDataset, build_curated
+from .card import card_body, card_metadata, render_card
 
-from .card import card_body, card_metadata, load_report, render_card
-from .config import ConfigError, ProjectConfig, load_config
-from .curation import CuratedDataset, CurationError, build_curated
-
-__all__ = ["PushError", "PushResult", "export_argilla_dataset", "push", "push_command"]
+__all__ = ["MARKER", "PushError", "PushResult", "export_argilla_dataset", "push"]
 
 _DATA_DIR = "data"
+MARKER = ".curate-dataset.json"  # written into every folder push creates; push writes only into such folders
 
 
-class PushError(RuntimeError):
+class PushError(HubError):
     """A push could not be done (no/invalid token, no repo id, unreachable Hub, unsafe folder). Never holds a token."""
 
 
@@ -67,10 +68,18 @@ def push(config: ProjectConfig, *, to: Union[str, Path, None] = None, repo_id: O
         PushError: no repo id, no or invalid token, unreachable Hub, or an unsafe target folder.
     """
     curated = build_curated(config)
-    report = load_report(config)
-    if to == "hub" or (to is None and repo_id is not None):
+    report = read_report(config, required=False)
+    if sum(curated.rows.values()) == 0:
+        excluded = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in curated.excluded.items() if v) or "none"
+        raise PushError(f"nothing to push: no item of {config.name} has a curated label (excluded: {excluded}); "
+                        "sync human responses first (`curate sync`)")
+    to_hub = to == "hub" or (to is None and repo_id is not None)
+    if to_hub:
         result = _push_hub(config, curated, report, repo_id, private, token)
     else:
+        if private is not None:
+            raise PushError("--private/--public applies to a Hub repo; a folder has no visibility "
+                            "(use --to hub --repo-id ORG/NAME, or drop the flag)")
         folder = Path(to) if to is not None else (config.hub.local_dir or config.run_path / "curated")
         result = _push_dir(config, curated, report, folder)
     _record(config, result)
@@ -101,7 +110,7 @@ def export_argilla_dataset(client: Any, config: ProjectConfig, repo_id: Optional
 
 # ---- Hub ---------------------------------------------------------------------------------------------------------
 
-def _push_hub(config: ProjectConfig, curated: CuratedDataset, report: Optional[dict[str, Any]],
+def _push_hub(config: ProjectConfig, curated: CuratedDataset, report: Optional[Report],
               repo_id: Optional[str], private: Optional[bool], token: Optional[str]) -> PushResult:
     from huggingface_hub import HfApi
     from huggingface_hub.errors import RepositoryNotFoundError
@@ -201,10 +210,10 @@ def _scrub(text: str, token: Optional[str]) -> str:
 
 # ---- local folder ------------------------------------------------------------------------------------------------
 
-def _push_dir(config: ProjectConfig, curated: CuratedDataset, report: Optional[dict[str, Any]],
+def _push_dir(config: ProjectConfig, curated: CuratedDataset, report: Optional[Report],
               folder: Path) -> PushResult:
     folder = folder.resolve()
-    _check_folder(folder)
+    _claim_folder(folder, config)
     from datasets.utils import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
 
     dataset = curated.to_dataset_dict(config)
@@ -225,68 +234,50 @@ def _push_dir(config: ProjectConfig, curated: CuratedDataset, report: Optional[d
         target = folder / relative
         if target.is_file() and target.read_bytes() == data:
             continue
-        target.parent.mkdir(parents=True, exist_ok=True)
-        partial = target.with_name(f".{target.name}.partial")
-        partial.write_bytes(data)
-        os.replace(partial, target)
+        write_bytes(target, data)
         changed = True
+    owned = _owned_files(folder)
     for stale in sorted((folder / _DATA_DIR).glob("*.parquet")):
-        if f"{_DATA_DIR}/{stale.name}" not in files:
+        relative = f"{_DATA_DIR}/{stale.name}"
+        if relative not in files and relative in owned:  # only files an earlier push wrote
             stale.unlink()
             changed = True
+    _write_marker(folder, config, sorted(files))
     return PushResult(target="dir", location=str(folder), rows=curated.rows, excluded=curated.excluded,
                       changed=changed, by_source=curated.counts_by_source(), notes=list(curated.notes))
 
 
-def _check_folder(folder: Path) -> None:
-    """Refuse to write into a non-empty folder that is not a curated dataset (e.g. a project root)."""
+def _owned_files(folder: Path) -> set[str]:
+    try:
+        return set(json.loads((folder / MARKER).read_text(encoding="utf-8")).get("files", []))
+    except (OSError, ValueError, AttributeError):
+        return set()
+
+
+def _claim_folder(folder: Path, config: ProjectConfig) -> None:
+    """Write only into a new or empty folder, or one an earlier `curate push` wrote (it carries `MARKER`).
+
+    Anything else (a project root, a folder with its own `data/`) is refused before a byte is written.
+    """
     if folder.exists() and not folder.is_dir():
-        raise PushError(f"{folder}: exists and is not a folder")
-    if folder.is_dir() and any(folder.iterdir()) and not (folder / _DATA_DIR).is_dir():
-        raise PushError(f"{folder}: not empty and not a curated dataset folder (no {_DATA_DIR}/): "
-                        "choose an empty or new folder")
+        raise PushError(f"{folder}: exists and is not a folder; choose a new folder for the curated dataset")
+    if not folder.is_dir() or not any(folder.iterdir()):
+        return
+    if not (folder / MARKER).is_file():
+        raise PushError(f"{folder}: not empty and not written by `curate push` (no {MARKER}); refusing to write "
+                        "there so nothing of yours is overwritten or deleted. Choose a new or empty folder.")
+
+
+def _write_marker(folder: Path, config: ProjectConfig, files: list[str]) -> None:
+    payload = {"written_by": "curate push", "project": config.name, "files": files}
+    try:
+        if json.loads((folder / MARKER).read_text(encoding="utf-8")) == payload:
+            return
+    except (OSError, ValueError):
+        pass
+    write_json(folder / MARKER, payload)
 
 
 def _record(config: ProjectConfig, result: PushResult) -> None:
     """Keep where the last push went in `<run dir>/push.json` (no credentials)."""
-    path = config.run_path / "push.json"
-    path.write_text(json.dumps(asdict(result), indent=2, sort_keys=True) + "\n", encoding="utf-8")
-
-
-# ---- command line ------------------------------------------------------------------------------------------------
-
-def push_command(
-    config: Path = typer.Argument(..., help="The project config (YAML)."),
-    to: Optional[str] = typer.Option(None, "--to", help="'hub', or a folder. Default: the Hub when --repo-id is "
-                                                         "given, else hub.local_dir or <run dir>/curated."),
-    repo_id: Optional[str] = typer.Option(None, "--repo-id", help="Hub dataset repo ORG/NAME (default hub.repo_id)."),
-    private: Optional[bool] = typer.Option(None, "--private/--public", help="Visibility of a new Hub repo "
-                                                                            "(default hub.private)."),
-) -> None:
-    """Publish the curated splits and their dataset card to the Hugging Face Hub or a local folder."""
-    from rich.console import Console
-    from rich.table import Table
-
-    console = Console()
-    try:
-        project = load_config(config)
-        result = push(project, to=to, repo_id=repo_id, private=private)
-    except (ConfigError, CurationError, PushError) as err:
-        console.print(f"[bold red]error:[/] {err}", highlight=False)
-        raise typer.Exit(code=1) from None
-    table = Table(title=f"{project.name}: curated dataset")
-    table.add_column("split")
-    table.add_column("rows", justify="right")
-    table.add_column("by source")
-    for split, n in result.rows.items():
-        sources = ", ".join(f"{s} {c}" for s, c in result.by_source.get(split, {}).items())
-        table.add_row(split, str(n), sources)
-    console.print(table)
-    excluded = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in result.excluded.items() if v)
-    if excluded:
-        console.print(f"excluded: {excluded}", highlight=False)
-    for note in result.notes:
-        console.print(f"[yellow]note:[/] {note}", highlight=False)
-    where = f"{result.location} (commit {result.commit[:10]})" if result.commit else result.location
-    status = "updated" if result.changed else "no change (same content as before)"
-    console.print(f"[bold green]published[/] to {where}: {status}", highlight=False)
+    write_json(PUSH.path(config.run_path), asdict(result))

@@ -16,11 +16,14 @@ from typing import Any, Callable, Optional
 import argilla as rg
 import pandas as pd
 
-from .config import ConfigError, ProjectConfig, QuestionKind, TaskKind
-from .items import PREFERENCES_FILE, load_items
+from ..config import ProjectConfig, QuestionKind, TaskKind
+from ..errors import ConfigError
+from ..items import load_items
+from ..rundir import PREFERENCES, read_table
 from .publish import PublishResult, log_records
+from .records import display_text
 
-__all__ = ["PREFERENCES_FILE", "build_preference_records", "build_preference_settings", "publish_preferences"]
+__all__ = ["build_preference_records", "build_preference_settings", "publish_preferences"]
 
 RESPONSE_FIELDS = ("response_a", "response_b")
 
@@ -39,9 +42,9 @@ def build_preference_settings(config: ProjectConfig) -> rg.Settings:
     spec = config.preference
     assert spec is not None
     prompt = next(f for f in config.fields if f.name == spec.prompt_field)
-    fields = [rg.TextField(name=prompt.name, title=prompt.title or prompt.name, use_markdown=prompt.markdown),
-              rg.TextField(name="response_a", title="Response A"),
-              rg.TextField(name="response_b", title="Response B")]
+    fields = [rg.TextField(name=prompt.name, title=prompt.title or prompt.name, use_markdown=True),
+              rg.TextField(name="response_a", title="Response A", use_markdown=True),
+              rg.TextField(name="response_b", title="Response B", use_markdown=True)]
     questions: list[Any] = []
     for question in config.questions:
         title = question.title or question.name
@@ -88,10 +91,10 @@ def build_preference_records(config: ProjectConfig, preferences: pd.DataFrame,
     records, attached = [], 0
     for row in preferences.to_dict(orient="records"):
         item_id = str(row["item_id"])
-        fields = {spec.prompt_field: str(row["prompt"])}
+        fields = {spec.prompt_field: display_text(str(row["prompt"]))}
         for name in RESPONSE_FIELDS:
             text = _clean(row.get(name))
-            fields[name] = str(text) if text is not None and str(text).strip() else "(empty response)"
+            fields[name] = display_text(str(text)) if text is not None and str(text).strip() else "(empty response)"
         suggestions = []
         if row.get("status") == "ok":
             agent = str(row["judge_model"])
@@ -138,10 +141,7 @@ def publish_preferences(config: ProjectConfig, client: rg.Argilla, *, preference
         PublishError: the dataset exists with other questions.
     """
     _check(config)
-    path = preferences_path or config.run_path / PREFERENCES_FILE
-    if not Path(path).is_file():
-        raise ConfigError(f"{path}: no preferences file; run `curate prefer {config.source_path or ''}` first")
-    preferences = pd.read_parquet(path)
+    preferences = read_table(preferences_path or config.run_path, PREFERENCES)
     items = load_items(config)
     records, attached = build_preference_records(config, preferences, items)
     return log_records(config, client, build_preference_settings(config), records, suggestions=attached,

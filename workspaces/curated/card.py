@@ -1,22 +1,21 @@
 """The dataset card (README.md with a YAML header) of a curated dataset.
 
 It states the task and labels, rows per split and per source, what was excluded, Krippendorff's alpha per question
-with its CI, the judge-vs-human figures and the gate decision (from `report.json` when present), the LLM models and
+with its CI and the labeler-vs-human figures (from `report.json` when present), the LLM models and
 prompt hashes, the guideline hash, the annotator count, and the license and attribution of the source data.
 It is built from the config, the curated dataset and the report only: no credential ever reaches it.
 """
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Any, Optional
 
-from .config import ProjectConfig, QuestionKind
-from .curation import SPLITS, CuratedDataset
-from .items import REPORT_FILE
+from ..agreement import Report
+from ..config import ProjectConfig, QuestionKind
+from .build import SPLITS, CuratedDataset
 
-__all__ = ["card_body", "card_metadata", "load_report", "render_card"]
+__all__ = ["card_body", "card_metadata", "render_card"]
 
 _SOURCE_TEXT = {
     "gold": "gold item: the human labels recorded with the source data",
@@ -25,18 +24,6 @@ _SOURCE_TEXT = {
     "llm-reviewed": "an LLM label reviewed by humans, who agreed with it or overrode it",
     "llm-auto": "an LLM label no human reviewed",
 }
-
-
-def load_report(config: ProjectConfig) -> Optional[dict[str, Any]]:
-    """`report.json` of the run (from `curate report`), or None when absent or unreadable."""
-    path = config.run_path / REPORT_FILE
-    if not path.is_file():
-        return None
-    try:
-        report = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
-        return None
-    return report if isinstance(report, dict) else None
 
 
 def card_metadata(config: ProjectConfig, curated: CuratedDataset) -> dict[str, Any]:
@@ -55,7 +42,7 @@ def card_metadata(config: ProjectConfig, curated: CuratedDataset) -> dict[str, A
     }
 
 
-def card_body(config: ProjectConfig, curated: CuratedDataset, report: Optional[dict[str, Any]] = None) -> str:
+def card_body(config: ProjectConfig, curated: CuratedDataset, report: Optional[Report] = None) -> str:
     """The Markdown body of the card."""
     out: list[str] = [f"# {config.name}", ""]
     if config.description:
@@ -71,7 +58,7 @@ def card_body(config: ProjectConfig, curated: CuratedDataset, report: Optional[d
     return "\n".join(out).rstrip() + "\n"
 
 
-def render_card(config: ProjectConfig, curated: CuratedDataset, report: Optional[dict[str, Any]] = None) -> str:
+def render_card(config: ProjectConfig, curated: CuratedDataset, report: Optional[Report] = None) -> str:
     """The full README.md: YAML header + body, normalised the way `huggingface_hub.DatasetCard` writes it."""
     from huggingface_hub import DatasetCard, DatasetCardData
 
@@ -146,41 +133,20 @@ def _source_table(counts: dict[str, dict[str, int]], names: list[str]) -> list[s
     return out + [""]
 
 
-def _agreement_section(config: ProjectConfig, report: Optional[dict[str, Any]]) -> list[str]:
+def _agreement_section(config: ProjectConfig, report: Optional[Report]) -> list[str]:
     out = ["## Agreement between reviewers (Krippendorff's alpha)", ""]
-    questions = (report or {}).get("questions") or {}
-    if not questions:
+    if report is None or not report.questions:
         return out + ["No agreement figures: `report.json` is absent from the run (run `curate report`).", ""]
-    out += ["| question | level | alpha | 95% CI | units | annotators | pairable values |",
-            "|---|---|---|---|---|---|---|"]
-    for name, figures in questions.items():
-        ci = figures.get("ci95") or [None, None]
-        out.append(f"| `{name}` | {figures.get('level', '')} | {_num(figures.get('alpha'))} | "
-                   f"[{_num(ci[0])}, {_num(ci[1])}] | {figures.get('units', '')} | {figures.get('annotators', '')} | "
-                   f"{figures.get('pairable', '')} |")
-    out.append("")
-    interval = {n: f["alpha_interval"] for n, f in questions.items() if f.get("alpha_interval") is not None}
-    if interval:
-        out += ["Interval alpha (for comparison): " + ", ".join(f"`{n}` {_num(v)}" for n, v in interval.items()), ""]
-    return out
+    return out + report.alpha_table().to_markdown() + [""]
 
 
-def _judge_section(report: Optional[dict[str, Any]]) -> list[str]:
-    judge = (report or {}).get("judge") or {}
-    gate = (report or {}).get("gate")
-    if not judge and not gate:
+def _judge_section(report: Optional[Report]) -> list[str]:
+    table = report.judge_table() if report is not None else None
+    if table is None:
         return []
-    out = ["## LLM judge vs humans", ""]
-    if judge:
-        out += ["| question | accuracy | Cohen's kappa | alpha with the judge as one more annotator | items |",
-                "|---|---|---|---|---|"]
-        out += [f"| `{name}` | {_num(f.get('accuracy'))} | {_num(f.get('cohen_kappa'))} | "
-                f"{_num(f.get('alpha_with_judge'))} | {f.get('n', '')} |" for name, f in judge.items()]
-        out.append("")
-    if gate:
-        verdict = "**passed**" if gate.get("passed") else "**failed**"
-        out += [f"Gate: {verdict} (threshold {_num(gate.get('threshold'))}). {gate.get('reason', '')}".rstrip(), ""]
-    return out
+    return ["## LLM labeler vs humans", "",
+            "Measured against the humans' label of each item, by the same rule as the final labels below.", "",
+            *table.to_markdown(), ""]
 
 
 def _provenance_section(config: ProjectConfig, curated: CuratedDataset) -> list[str]:

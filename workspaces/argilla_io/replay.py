@@ -15,18 +15,19 @@ import argilla as rg
 import pandas as pd
 from pydantic import BaseModel
 
-from .config import ProjectConfig, slug
-from .items import load_items, recorded_labels
-from .publish import ensure_workspace, get_dataset
+from ..config import ProjectConfig, slug
+from ..errors import ArgillaError
+from ..items import load_items, recorded_labels
+from ._wire import Wire, argilla_errors
+from .settings import ensure_workspace, get_dataset
 from .sync import fetch_responses
 
 __all__ = ["ReplayError", "ReplayResult", "ensure_user", "record_ids", "replay_recorded_labels", "user_client"]
 
-_BULK = 100  # the server's maximum items per responses bulk request
 Progress = Callable[[int, int], None]
 
 
-class ReplayError(RuntimeError):
+class ReplayError(ArgillaError):
     """A response could not be submitted."""
 
 
@@ -43,7 +44,7 @@ def ensure_user(client: rg.Argilla, username: str, workspace: str, *, role: str 
                 password: Optional[str] = None) -> rg.User:
     """The user `username` (created with `role` and `password` if missing), added to `workspace`."""
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)  # the SDK warns when a user does not exist yet
+        warnings.simplefilter("ignore")  # the SDK warns when a user does not exist yet
         user = client.users(username)
     if user is None:
         user = rg.User(username=username, password=password or secrets.token_urlsafe(12), role=role,
@@ -56,24 +57,12 @@ def ensure_user(client: rg.Argilla, username: str, workspace: str, *, role: str 
 
 def user_client(client: rg.Argilla, user: rg.User) -> rg.Argilla:
     """A client authenticated as `user` (the owner reads the user's API key from the server)."""
-    reply = client.api.http_client.get(f"/api/v1/users/{user.id}")
-    reply.raise_for_status()
-    return rg.Argilla(api_url=str(client.api_url), api_key=reply.json()["api_key"])
+    return rg.Argilla(api_url=str(client.api_url), api_key=Wire(client).api_key_of(user.id))
 
 
 def record_ids(client: rg.Argilla, dataset: rg.Dataset) -> dict[str, str]:
     """Item id (the record's external id) -> the record's server id."""
-    mapping: dict[str, str] = {}
-    offset = 0
-    while True:
-        reply = client.api.http_client.get(f"/api/v1/datasets/{dataset.id}/records",
-                                           params={"offset": offset, "limit": 1000})
-        reply.raise_for_status()
-        items = reply.json()["items"]
-        mapping.update({item["external_id"]: item["id"] for item in items})
-        offset += len(items)
-        if len(items) < 1000:
-            return mapping
+    return Wire(client).record_ids(dataset.id)
 
 
 def replay_recorded_labels(
@@ -91,6 +80,12 @@ def replay_recorded_labels(
         labels: a tidy `item_id, question, annotator, value` table; default: all recorded labels of the items.
         progress: called with (responses sent, total).
     """
+    with argilla_errors(str(client.api_url), f"replaying recorded labels into {config.argilla.dataset!r}"):
+        return _replay(config, client, labels, progress)
+
+
+def _replay(config: ProjectConfig, client: rg.Argilla, labels: Optional[pd.DataFrame],
+            progress: Optional[Progress]) -> ReplayResult:
     dataset = get_dataset(client, config)
     if dataset is None:
         raise ReplayError(f"dataset {config.argilla.dataset!r} is not published: run `curate publish` first")
@@ -119,13 +114,12 @@ def replay_recorded_labels(
                           "values": {q: {"value": v} for q, v in values.items()}})
         if progress and skipped:
             progress(sent + skipped, total)
-        for start in range(0, len(items), _BULK):
-            reply = own.api.http_client.post("/api/v1/me/responses/bulk", json={"items": items[start:start + _BULK]})
-            reply.raise_for_status()
-            errors = [r["error"]["detail"] for r in reply.json()["items"] if r.get("error")]
+        for start in range(0, len(items), 500):
+            chunk = items[start:start + 500]
+            errors = Wire(own).submit_responses(chunk)
             if errors:
                 raise ReplayError(f"{username}: {len(errors)} response(s) rejected, e.g. {errors[0]}")
-            sent += len(items[start:start + _BULK])
+            sent += len(chunk)
             if progress:
                 progress(sent + skipped, total)
     return ReplayResult(annotators=usernames, responses=sent, unchanged=skipped, values=len(labels))

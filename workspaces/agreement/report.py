@@ -1,0 +1,237 @@
+"""The agreement report: a typed model written to `<run dir>/report.json` and read back by the CLI, the dataset card
+and the notebooks.
+
+It holds Krippendorff's alpha per question, per-annotator agreement with the others' human label, and the labeler
+against the human label (the same rule, `workspaces.votes.human_label`, that the curated dataset publishes). Later
+stages add their sections (audit, honeypots, anchoring, consensus, redaction) as optional fields.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Optional, Union
+
+import pandas as pd
+from pydantic import BaseModel, Field, ValidationError
+from sklearn.metrics import accuracy_score, cohen_kappa_score
+
+from ..config import AlphaLevel, ProjectConfig, QuestionConfig, QuestionKind
+from ..errors import RunFileError
+from ..rundir import ANNOTATIONS, LABELS, REPORT, REPORT_MD, read_json, read_table, write_json, write_text
+from ..votes import human_labels
+from .alpha import AlphaResult, AnnotatorAgreement, annotator_agreement, krippendorff_alpha
+from .render import MarkdownTable
+from .render import fmt as _fmt
+
+__all__ = [
+    "AlphaBlock",
+    "JUDGE",
+    "JudgeBlock",
+    "MarkdownTable",
+    "Report",
+    "build_report",
+    "human_table",
+    "read_report",
+    "write_report",
+]
+
+JUDGE = "llm-judge"
+
+
+class AlphaBlock(AlphaResult):
+    """Alpha for one question at its level, plus interval alpha for rating questions (for comparison)."""
+
+    alpha_interval: Optional[float] = None
+
+
+class JudgeBlock(BaseModel):
+    """The LLM labeler against the humans' label (`votes.human_label`) on one question."""
+
+    labelled: int
+    ok: int
+    failed: int
+    n: int = Field(description="items with both an ok LLM label and a human label")
+    accuracy: Optional[float] = None
+    cohen_kappa: Optional[float] = None
+    alpha_with_judge: Optional[float] = None
+    models: list[str] = Field(default_factory=list)
+
+
+class Report(BaseModel):
+    """What `curate report` computed for a run (see the module docstring)."""
+
+    project: str
+    dataset: str
+    guideline_hash: str
+    created: str = Field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    responses: dict[str, int] = Field(default_factory=dict, description="responses (record x user) by status")
+    questions: dict[str, AlphaBlock] = Field(default_factory=dict)
+    annotators: dict[str, list[AnnotatorAgreement]] = Field(default_factory=dict)
+    judge: dict[str, JudgeBlock] = Field(default_factory=dict)
+    sections: dict[str, Any] = Field(default_factory=dict,
+                                     description="sections added by later stages (audit, honeypots, anchoring, "
+                                                 "consensus, redaction), each a JSON object")
+
+    # ---- one renderer for each table ----
+    def alpha_table(self) -> MarkdownTable:
+        rows = []
+        for name, q in self.questions.items():
+            ci = "n/a" if q.ci95 is None else f"[{q.ci95[0]:.3f}, {q.ci95[1]:.3f}]"
+            rows.append([name, q.level.value, _fmt(q.alpha), ci, _fmt(q.alpha_interval), str(q.units),
+                         str(q.annotators), str(q.pairable)])
+        return MarkdownTable(title="Krippendorff's alpha (submitted responses)",
+                             columns=["question", "level", "alpha", "95% CI", "interval alpha", "units",
+                                      "annotators", "pairable values"], rows=rows)
+
+    def annotator_tables(self) -> list[MarkdownTable]:
+        return [MarkdownTable(title=f"{name}: agreement with the other annotators' label",
+                              columns=["annotator", "units", "compared", "agreement"],
+                              rows=[[a.annotator, str(a.units), str(a.compared), _fmt(a.agreement)]
+                                    for a in annotators])
+                for name, annotators in self.annotators.items()]
+
+    def judge_table(self) -> Optional[MarkdownTable]:
+        if not self.judge:
+            return None
+        return MarkdownTable(title="LLM labeler against the human label",
+                             columns=["question", "labelled", "failed", "compared", "accuracy", "Cohen's kappa",
+                                      "alpha with judge"],
+                             rows=[[name, str(j.labelled), str(j.failed), str(j.n), _fmt(j.accuracy),
+                                    _fmt(j.cohen_kappa), _fmt(j.alpha_with_judge)] for name, j in self.judge.items()])
+
+    def tables(self) -> list[MarkdownTable]:
+        """Every table of the report, in order (sections add theirs through `section_tables`)."""
+        tables = [self.alpha_table(), *self.annotator_tables()]
+        judge = self.judge_table()
+        if judge is not None:
+            tables.append(judge)
+        tables.extend(section_tables(self))
+        return tables
+
+    def to_markdown(self) -> str:
+        lines = [f"# Agreement report: {self.project}", "",
+                 f"Dataset `{self.dataset}`, guideline `{self.guideline_hash}`, {self.created}. Responses by status: "
+                 + (", ".join(f"{k} {v}" for k, v in sorted(self.responses.items())) or "none"), ""]
+        for table in self.tables():
+            lines += [f"## {table.title}", "", *table.to_markdown(), ""]
+        return "\n".join(lines)
+
+
+def section_tables(report: Report) -> list[MarkdownTable]:
+    """The tables of the report's optional sections, by their registered renderers."""
+    from .sections import SECTION_RENDERERS
+
+    tables: list[MarkdownTable] = []
+    for name, section in report.sections.items():
+        renderer = SECTION_RENDERERS.get(name)
+        if renderer is not None and section:
+            tables.extend(renderer(section))
+    return tables
+
+
+# ---- building --------------------------------------------------------------------------------------------------
+
+def human_table(annotations: pd.DataFrame, question: QuestionConfig) -> pd.DataFrame:
+    """Submitted values for one question as `unit, annotator, value`, typed for the question's scale."""
+    rows = annotations[(annotations["question"] == question.name) & (annotations["status"] == "submitted")]
+    table = pd.DataFrame({"unit": rows["item_id"].astype(str), "annotator": rows["annotator"].astype(str),
+                          "value": rows["value"]})
+    if question.kind == QuestionKind.rating:
+        table["value"] = table["value"].astype(float).astype(int)
+    return table.reset_index(drop=True)
+
+
+def _alpha_block(table: pd.DataFrame, question: QuestionConfig, bootstrap: int, seed: int) -> AlphaBlock:
+    domain = question.allowed_values or None
+    result = krippendorff_alpha(table, question.alpha_level, value_domain=domain, bootstrap=bootstrap, seed=seed)
+    interval = None
+    if question.kind == QuestionKind.rating and question.alpha_level != AlphaLevel.interval:
+        interval = krippendorff_alpha(table, AlphaLevel.interval, value_domain=domain, bootstrap=0).alpha
+    return AlphaBlock(**result.model_dump(), alpha_interval=interval)
+
+
+def _judge_block(table: pd.DataFrame, labels: pd.DataFrame, question: QuestionConfig) -> Optional[JudgeBlock]:
+    """The LLM against the humans' label (accuracy, Cohen's kappa) and alpha with the LLM as one more coder."""
+    rows = labels[labels["question"] == question.name]
+    if rows.empty:
+        return None
+    ok = rows[rows["status"] == "ok"]
+    judge = dict(zip(ok["item_id"].astype(str), ok["label"].astype(str)))
+    reference = human_labels(table, question)
+    pairs = [(str(vote.label), judge[unit]) for unit, vote in reference.items() if unit in judge]
+    block = JudgeBlock(labelled=len(rows), ok=len(ok), failed=len(rows) - len(ok), n=len(pairs),
+                       models=sorted(ok["model"].dropna().astype(str).unique().tolist()))
+    if pairs:
+        human, llm = zip(*pairs)
+        block.accuracy = float(accuracy_score(human, llm))
+        kappa = cohen_kappa_score(human, llm, labels=[str(v) for v in question.allowed_values])
+        block.cohen_kappa = None if pd.isna(kappa) else float(kappa)
+    judged = pd.DataFrame({"unit": list(judge), "annotator": JUDGE, "value": list(judge.values())})
+    judged = judged[judged["unit"].isin(set(table["unit"]))]
+    if question.kind == QuestionKind.rating:
+        judged["value"] = judged["value"].astype(float).astype(int)
+    with_judge = pd.concat([table, judged.astype({"value": table["value"].dtype})], ignore_index=True)
+    block.alpha_with_judge = krippendorff_alpha(with_judge, question.alpha_level,
+                                                value_domain=question.allowed_values or None, bootstrap=0).alpha
+    return block
+
+
+def build_report(config: ProjectConfig, annotations: pd.DataFrame, labels: Optional[pd.DataFrame] = None, *,
+                 bootstrap: int = 1000, seed: int = 0) -> Report:
+    """The report of a run's synced annotations (and LLM labels, when given)."""
+    statuses = annotations.drop_duplicates(["record_id", "annotator"]).groupby("status").size()
+    report = Report(project=config.name, dataset=config.argilla.dataset, guideline_hash=config.guideline_hash,
+                    responses={str(status): int(n) for status, n in statuses.items()})
+    for question in config.questions:
+        if question.kind == QuestionKind.text:
+            continue
+        table = human_table(annotations, question)
+        report.questions[question.name] = _alpha_block(table, question, bootstrap, seed)
+        report.annotators[question.name] = annotator_agreement(table, question)
+        if labels is not None:
+            block = _judge_block(table, labels, question)
+            if block is not None:
+                report.judge[question.name] = block
+    return report
+
+
+def write_report(config: ProjectConfig, *, bootstrap: int = 1000, seed: int = 0,
+                 annotations: Optional[pd.DataFrame] = None) -> tuple[Report, Path]:
+    """Build the report from the run dir and write `report.json` + `report.md`; returns the report and the json path.
+
+    Raises:
+        RunFileError: no synced annotations (run `curate sync`), or a corrupt run file.
+    """
+    run = config.run_path
+    if annotations is None:
+        annotations = read_table(run, ANNOTATIONS, columns=["item_id", "question", "annotator", "value", "status"])
+    labels = read_table(run, LABELS, required=False)
+    report = build_report(config, annotations, labels, bootstrap=bootstrap, seed=seed)
+    from .sections import SECTION_BUILDERS
+
+    for name, build in SECTION_BUILDERS.items():
+        section = build(config, annotations)
+        if section:
+            report.sections[name] = section
+    path = write_json(REPORT.path(run), report.model_dump(mode="json"))
+    write_text(REPORT_MD.path(run), report.to_markdown())
+    return report, path
+
+
+def read_report(run: Union[ProjectConfig, str, Path], *, required: bool = True) -> Optional[Report]:
+    """The run's `report.json` as a `Report` (None when absent and not required).
+
+    Raises:
+        RunFileError: absent (when required), or corrupt (not JSON, or not a report).
+    """
+    run_dir = run.run_path if isinstance(run, ProjectConfig) else Path(run)
+    payload = read_json(run_dir, REPORT, required=required)
+    if payload is None:
+        return None
+    try:
+        return Report.model_validate(payload)
+    except ValidationError as exc:
+        raise RunFileError(f"{REPORT.path(run_dir)}: report.json is corrupt (not a report: "
+                           f"{exc.errors()[0]['loc']} {exc.errors()[0]['msg']}); run `curate report CONFIG` again"
+                           ) from None

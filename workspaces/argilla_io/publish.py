@@ -1,0 +1,152 @@
+"""Publishing a project to Argilla: dataset settings from the config, records with suggestions, metadata, vectors.
+
+Record ids are the items' own ids, so publishing again updates records in place and never duplicates them. Items are
+checked before they leave (`items.check_items`): an empty required field or an over-long text is a per-item outcome,
+counted and reported, never a rejected batch; a batch the server refuses is retried record by record so one bad
+record cannot spoil the others.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable, Iterable, Optional
+
+import argilla as rg
+from pydantic import BaseModel, Field
+
+from ..config import ProjectConfig
+from ..errors import ArgillaError, ConfigError
+from ..items import check_items, load_items
+from ..rundir import EMBEDDINGS, LABELS, read_table
+from ._wire import argilla_errors
+from .records import Suggestion, build_records, suggestions_from_labels
+from .settings import PublishError, build_settings, ensure_workspace, get_dataset, reconcile_settings
+
+__all__ = ["PublishError", "PublishResult", "log_records", "publish", "read_suggestions", "read_vectors"]
+
+Progress = Callable[[int, int], None]
+
+
+class PublishResult(BaseModel):
+    """What `publish` did."""
+
+    dataset: str
+    workspace: str
+    dataset_id: str
+    records: int
+    created: bool
+    suggestions: int
+    vectors: bool
+    url: str
+    skipped: dict[str, str] = Field(default_factory=dict, description="item id -> why it was not published")
+    failed: dict[str, str] = Field(default_factory=dict, description="item id -> why the server refused it")
+    changes: list[str] = Field(default_factory=list, description="settings brought in line with the config")
+
+
+def read_suggestions(config: ProjectConfig, path: Optional[Path] = None) -> Optional[dict[str, list[Suggestion]]]:
+    """The labeler's suggestions per item from `labels.parquet` (or `path`); None when there are none."""
+    labels = read_table(path or config.run_path, LABELS, required=path is not None,
+                        columns=["item_id", "question", "label", "confidence", "model", "status"])
+    return None if labels is None else suggestions_from_labels(config, labels)
+
+
+def read_vectors(config: ProjectConfig, path: Optional[Path] = None) -> Optional[dict[str, list[float]]]:
+    """Item vectors from `embeddings.parquet` (or `path`); None when there are none."""
+    frame = read_table(path or config.run_path, EMBEDDINGS, required=path is not None, columns=["item_id", "vector"])
+    if frame is None:
+        return None
+    return {i: [float(x) for x in v] for i, v in zip(frame["item_id"], frame["vector"])}
+
+
+def publish(
+    config: ProjectConfig,
+    client: rg.Argilla,
+    *,
+    labels_path: Optional[Path] = None,
+    embeddings_path: Optional[Path] = None,
+    item_ids: Optional[Iterable[str]] = None,
+    suppressed: Iterable[str] = (),
+    recreate: bool = False,
+    batch_size: int = 256,
+    progress: Optional[Progress] = None,
+) -> PublishResult:
+    """Create (or update) the project's dataset and log its items as records.
+
+    Args:
+        config: the project.
+        client: an Argilla client (owner or admin of the workspace).
+        labels_path: labeler output; default `<run dir>/labels.parquet` when it exists.
+        embeddings_path: item vectors; default `<run dir>/embeddings.parquet` when it exists.
+        item_ids: publish only these items (a review batch); default every item.
+        suppressed: items published without the labeler's suggestion (draft suppression).
+        recreate: delete the dataset first when the config changed in a way Argilla cannot apply.
+        batch_size: records per bulk request.
+        progress: called with (records sent, total) after each batch.
+    """
+    items = load_items(config)
+    if item_ids is not None:
+        wanted = {str(i) for i in item_ids}
+        unknown = sorted(wanted - set(items["item_id"]))
+        if unknown:
+            raise ConfigError(f"{len(unknown)} item id(s) to publish are not items of {config.name}, e.g. {unknown[:3]}")
+        items = items[items["item_id"].isin(wanted)].reset_index(drop=True)
+    checked = check_items(config, items)
+    suggestions = read_suggestions(config, labels_path)
+    vectors = read_vectors(config, embeddings_path)
+    dimensions = len(next(iter(vectors.values()))) if vectors else None
+    settings = build_settings(config, vector_dimensions=dimensions)
+    records, attached = build_records(config, checked.valid, suggestions=suggestions, vectors=vectors,
+                                      suppressed=suppressed)
+    result = log_records(config, client, settings, records, suggestions=attached, recreate=recreate,
+                         batch_size=batch_size, progress=progress)
+    result.skipped = dict(checked.problems)
+    return result
+
+
+def log_records(config: ProjectConfig, client: rg.Argilla, settings: rg.Settings, records: list[rg.Record], *,
+                suggestions: int, recreate: bool = False, batch_size: int = 256,
+                progress: Optional[Progress] = None) -> PublishResult:
+    """Create the project's dataset with `settings` (or bring the existing one in line) and upsert `records`.
+
+    A batch the server refuses is retried record by record: the records it accepts are kept, the others are
+    reported in `failed` with the server's reason.
+    """
+    url = str(client.api_url).rstrip("/")
+    what = f"publishing {config.argilla.dataset!r}"
+    with argilla_errors(url, what):
+        ensure_workspace(client, config.argilla.workspace)
+        dataset = get_dataset(client, config)
+        changes: list[str] = []
+        if dataset is not None and recreate:
+            dataset.delete()
+            dataset = None
+            changes.append("dataset deleted and created again (--recreate)")
+        created = dataset is None
+        if dataset is None:
+            dataset = rg.Dataset(name=config.argilla.dataset, workspace=config.argilla.workspace, settings=settings,
+                                 client=client).create()
+        else:
+            changes += reconcile_settings(dataset, settings, config)
+    failed: dict[str, str] = {}
+    sent = 0
+    for start in range(0, len(records), batch_size):
+        batch = records[start:start + batch_size]
+        try:
+            with argilla_errors(url, what):
+                dataset.records.log(batch, batch_size=len(batch))
+        except ArgillaError as exc:
+            if "cannot reach" in str(exc) or "broke" in str(exc) or "refused the API key" in str(exc):
+                raise
+            for record in batch:  # isolate the record(s) the server refuses
+                try:
+                    with argilla_errors(url, what):
+                        dataset.records.log([record], batch_size=1)
+                except ArgillaError as single:
+                    failed[str(record.id)] = str(single).split(": ", 1)[-1]
+        sent += len(batch)
+        if progress:
+            progress(sent, len(records))
+    return PublishResult(dataset=dataset.name, workspace=config.argilla.workspace, dataset_id=str(dataset.id),
+                         records=len(records) - len(failed), created=created, suggestions=suggestions,
+                         vectors=bool(settings.vectors), url=f"{url}/dataset/{dataset.id}/annotation-mode",
+                         failed=failed, changes=changes)

@@ -1,0 +1,85 @@
+"""`curate publish`, `curate sync`: the loop's exchanges with Argilla."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from ..config import TaskKind
+from ._app import ConfigArg, app, command, load
+from .console import console, progress_bar, say, warn
+
+
+def client():
+    """An owner client for the server in use (an `ArgillaError` ends the command with exit 4)."""
+    from ..argilla_io.connection import connect
+
+    with console.status("Connecting to Argilla..."):
+        return connect()[0]
+
+
+@command(app, "publish")
+def publish_command(
+    config: Path = ConfigArg,
+    labels: Optional[Path] = typer.Option(None, help="LLM labels parquet (default: <run dir>/labels.parquet if any)."),
+    embeddings: Optional[Path] = typer.Option(None, help="Item vectors parquet (default: <run dir>/embeddings.parquet)."),
+    recreate: bool = typer.Option(False, "--recreate", help="Delete the dataset and publish it again when the config "
+                                                            "changed in a way Argilla cannot apply (sync first)."),
+) -> None:
+    """Create/update the Argilla dataset from CONFIG and log its items (idempotent: record ids = item ids).
+
+    A `task: preference` config publishes its preference pairs (`curate prefer` output) instead.
+    """
+    from ..argilla_io.preference import publish_preferences
+    from ..argilla_io.publish import publish
+
+    project = load(config)
+    owner = client()
+    with progress_bar("Publishing", "records") as update:
+        if project.task == TaskKind.preference:
+            result = publish_preferences(project, owner, progress=update)
+        else:
+            result = publish(project, owner, labels_path=labels, embeddings_path=embeddings, recreate=recreate,
+                             progress=update)
+    for change in result.changes:
+        say(f"settings: {change}")
+    verb = "created" if result.created else "updated"
+    say(f"{verb} dataset {result.dataset} in workspace {result.workspace}: {result.records} records, "
+        f"{result.suggestions} suggestions{', vectors' if result.vectors else ''}\n{result.url}")
+    if result.skipped:
+        reasons: dict[str, int] = {}
+        for reason in result.skipped.values():
+            reasons[reason.split(":")[0]] = reasons.get(reason.split(":")[0], 0) + 1
+        warn(f"{len(result.skipped)} item(s) not published (" + ", ".join(f"{k} {v}" for k, v in reasons.items())
+             + "), e.g. " + "; ".join(f"{i}: {r}" for i, r in list(result.skipped.items())[:3]))
+    if result.failed:
+        warn(f"{len(result.failed)} record(s) refused by the server, e.g. "
+             + "; ".join(f"{i}: {r}" for i, r in list(result.failed.items())[:3]))
+    if result.records == 0:
+        from ..errors import ConfigError
+
+        raise ConfigError(f"nothing was published: {config} gives no publishable item "
+                          f"({len(result.skipped)} skipped, {len(result.failed)} refused)")
+
+
+@command(app, "sync")
+def sync_command(
+    config: Path = ConfigArg,
+    accept_deletions: bool = typer.Option(False, "--accept-deletions",
+                                          help="Accept that responses of the last sync are gone from the server "
+                                               "(they stay in annotations_history.parquet)."),
+) -> None:
+    """Pull every response (submitted, draft, discarded) into <run dir>/annotations.parquet; never lose one."""
+    from ..argilla_io.sync import sync
+
+    project = load(config)
+    owner = client()
+    with progress_bar("Syncing", "records") as update:
+        result = sync(project, owner, accept_deletions=accept_deletions, progress=update)
+    counts = ", ".join(f"{status} {n}" for status, n in sorted(result.by_status.items())) or "none"
+    say(f"{result.responses} responses on {result.records} records ({counts}) -> {result.path}")
+    if result.removed:
+        warn(f"{result.removed} response(s) of the last sync are gone from the server (accepted), e.g. "
+             + "; ".join(result.removed_examples) + f"; they are kept in {result.history}")

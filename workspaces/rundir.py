@@ -1,0 +1,251 @@
+"""The run directory: every file a stage writes, named once, with one reader and one atomic writer.
+
+Stages talk to each other only through these files, so any stage can be re-run alone and a crash loses at most the
+current batch. Facts that must never reach reviewers (gold labels, honeypots, audit and suppressed items, the
+redaction map) live here and nowhere on the Argilla server.
+
+Reading a file that is absent raises `RunFileError` naming the command that writes it; a file that cannot be parsed
+raises `RunFileError` saying it is corrupt (and where). Writes go to a unique temporary file in the same folder and
+are renamed over the target, so a reader never sees half a file and two writers never share a temporary name.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator, Optional, Union
+
+import pandas as pd
+
+from .errors import RunFileError
+
+__all__ = [
+    "ANNOTATIONS",
+    "ANNOTATIONS_HISTORY",
+    "CALIBRATION",
+    "CALIBRATION_MD",
+    "EMBEDDINGS",
+    "GATE_HISTORY",
+    "LABELS",
+    "PAUSED",
+    "PREFERENCES",
+    "PREFERENCES_REPORT",
+    "PUSH",
+    "REDACTION",
+    "REPORT",
+    "REPORT_MD",
+    "REVIEW_PLAN",
+    "REVIEWER_LOGIN",
+    "ROUTES",
+    "RUN_FILES",
+    "RunFile",
+    "SELECTION",
+    "STUDENT_LABELS",
+    "append_jsonl",
+    "locked",
+    "read_json",
+    "read_jsonl",
+    "read_table",
+    "run_path",
+    "write_bytes",
+    "write_json",
+    "write_table",
+    "write_text",
+]
+
+
+@dataclass(frozen=True)
+class RunFile:
+    """A file of the run directory: its name and the command that writes it."""
+
+    name: str
+    command: str
+    description: str
+    private: bool = False  # owner-only permissions (0600)
+
+    def path(self, run: Union[str, "os.PathLike[str]"]) -> Path:
+        """The file under run directory `run` (or `run` itself when it already names this file)."""
+        run = Path(run)
+        return run if run.name == self.name and not run.is_dir() else run / self.name
+
+
+ANNOTATIONS = RunFile("annotations.parquet", "curate sync", "every human response on the server, as last synced")
+ANNOTATIONS_HISTORY = RunFile("annotations_history.parquet", "curate sync",
+                              "append-only: every response version ever synced, and when it left the server")
+LABELS = RunFile("labels.parquet", "curate label", "LLM labels with confidence and per-label probabilities")
+STUDENT_LABELS = RunFile("student_labels.parquet", "curate student",
+                         "student labels (out-of-fold on reference items), same schema as labels.parquet")
+EMBEDDINGS = RunFile("embeddings.parquet", "curate embed", "one vector per item")
+PREFERENCES = RunFile("preferences.parquet", "curate prefer", "preference pairs with judge ratings")
+PREFERENCES_REPORT = RunFile("preferences_report.json", "curate prefer", "judge vs human preference")
+REPORT = RunFile("report.json", "curate report", "agreement report (workspaces.agreement.Report)")
+REPORT_MD = RunFile("report.md", "curate report", "the report, readable")
+CALIBRATION = RunFile("calibration.json", "curate calibrate", "labeler quality on the human reference, thresholds")
+CALIBRATION_MD = RunFile("calibration.md", "curate calibrate", "the calibration, readable")
+GATE_HISTORY = RunFile("gate_history.jsonl", "curate gate", "append-only: every gate, audit and drift decision")
+ROUTES = RunFile("routes.parquet", "curate triage", "auto / audit / review per labeled item")
+SELECTION = RunFile("selection.jsonl", "curate select", "append-only: every batch selected for human review")
+REVIEW_PLAN = RunFile("review_plan.parquet", "curate select",
+                      "what each published review item is (selected, honeypot, audit) and whether its suggestion "
+                      "was suppressed; never sent to the server", private=True)
+PAUSED = RunFile("paused_annotators.json", "curate annotators pause", "annotators paused by the honeypot rule")
+REDACTION = RunFile("redaction_map.json", "curate publish / label", "token -> original value; never published",
+                    private=True)
+PUSH = RunFile("push.json", "curate push", "where the last push went (no credentials)")
+REVIEWER_LOGIN = RunFile("reviewer_login.json", "curate demo", "the demo reviewer's login", private=True)
+
+RUN_FILES: tuple[RunFile, ...] = (
+    ANNOTATIONS, ANNOTATIONS_HISTORY, LABELS, STUDENT_LABELS, EMBEDDINGS, PREFERENCES, PREFERENCES_REPORT, REPORT,
+    REPORT_MD, CALIBRATION, CALIBRATION_MD, GATE_HISTORY, ROUTES, SELECTION, REVIEW_PLAN, PAUSED, REDACTION, PUSH,
+    REVIEWER_LOGIN,
+)
+
+
+def run_path(config: Any) -> Path:
+    """The run directory of a project config (`config.run_path`), or a path given as is."""
+    return Path(getattr(config, "run_path", config))
+
+
+def _missing(path: Path, file: RunFile) -> RunFileError:
+    return RunFileError(f"{path}: no {file.name} yet; run `{file.command} CONFIG` first")
+
+
+def _corrupt(path: Path, file: RunFile, exc: BaseException) -> RunFileError:
+    return RunFileError(f"{path}: {file.name} is corrupt ({type(exc).__name__}: {exc}); "
+                        f"move it away and run `{file.command} CONFIG` again")
+
+
+def read_table(run: Union[str, "os.PathLike[str]"], file: RunFile, *, required: bool = True,
+               columns: Optional[list[str]] = None) -> Optional[pd.DataFrame]:
+    """Read a parquet run file; `item_id` is kept as text.
+
+    Args:
+        run: the run directory (or the file itself).
+        file: which run file.
+        required: raise when absent (else return None).
+        columns: columns the file must have (a missing one is reported as corrupt).
+
+    Raises:
+        RunFileError: absent (when required) or unreadable, naming the command that writes it.
+    """
+    path = file.path(run)
+    if not path.is_file():
+        if required:
+            raise _missing(path, file)
+        return None
+    try:
+        frame = pd.read_parquet(path)
+    except Exception as exc:  # pyarrow raises several types for a corrupt file
+        raise _corrupt(path, file, exc) from None
+    if columns:
+        absent = [c for c in columns if c not in frame.columns]
+        if absent:
+            raise _corrupt(path, file, ValueError(f"missing column(s) {absent}"))
+    if "item_id" in frame.columns:
+        frame["item_id"] = frame["item_id"].astype(str)
+    return frame
+
+
+def read_json(run: Union[str, "os.PathLike[str]"], file: RunFile, *, required: bool = True) -> Any:
+    """Read a JSON run file (None when absent and not required). Raises `RunFileError` (absent / corrupt)."""
+    path = file.path(run)
+    if not path.is_file():
+        if required:
+            raise _missing(path, file)
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise _corrupt(path, file, exc) from None
+
+
+def read_jsonl(run: Union[str, "os.PathLike[str]"], file: RunFile, *, required: bool = False) -> list[dict[str, Any]]:
+    """Read a JSON-lines run file (an empty list when absent and not required)."""
+    path = file.path(run)
+    if not path.is_file():
+        if required:
+            raise _missing(path, file)
+        return []
+    entries = []
+    try:
+        with open(path, encoding="utf-8") as handle:
+            for number, line in enumerate(handle, start=1):
+                if line.strip():
+                    try:
+                        entries.append(json.loads(line))
+                    except json.JSONDecodeError as exc:
+                        raise _corrupt(path, file, ValueError(f"line {number}: {exc}")) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise _corrupt(path, file, exc) from None
+    return entries
+
+
+def _private(path: Path) -> bool:
+    return any(f.private and f.name == path.name for f in RUN_FILES)
+
+
+def write_bytes(path: Union[str, "os.PathLike[str]"], data: bytes, *, private: Optional[bool] = None) -> Path:
+    """Write `data` to `path` atomically (unique temporary file + rename); owner-only when `private`."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    private = _private(path) if private is None else private
+    fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.chmod(temporary, 0o600 if private else 0o644)
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temporary)
+        raise
+    return path
+
+
+def write_text(path: Union[str, "os.PathLike[str]"], text: str, *, private: Optional[bool] = None) -> Path:
+    """Write `text` (UTF-8) atomically."""
+    return write_bytes(path, text.encode("utf-8"), private=private)
+
+
+def write_json(path: Union[str, "os.PathLike[str]"], payload: Any, *, private: Optional[bool] = None) -> Path:
+    """Write `payload` as indented JSON atomically."""
+    return write_text(path, json.dumps(payload, indent=2, sort_keys=False, default=str) + "\n", private=private)
+
+
+def write_table(path: Union[str, "os.PathLike[str]"], frame: pd.DataFrame, *, private: Optional[bool] = None) -> Path:
+    """Write a DataFrame as parquet atomically."""
+    import io
+
+    buffer = io.BytesIO()
+    frame.to_parquet(buffer, index=False)
+    return write_bytes(path, buffer.getvalue(), private=private)
+
+
+@contextlib.contextmanager
+def locked(path: Union[str, "os.PathLike[str]"]) -> Iterator[None]:
+    """An exclusive advisory lock next to `path` (`.<name>.lock`), for read-modify-write of a run file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.parent / f".{path.name}.lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def append_jsonl(path: Union[str, "os.PathLike[str]"], entry: dict[str, Any]) -> Path:
+    """Append one JSON object as a line (under a lock, fsynced): the file is only ever appended to."""
+    path = Path(path)
+    line = json.dumps(entry, sort_keys=False, default=str) + "\n"
+    with locked(path):
+        with open(path, "a", encoding="utf-8") as handle:
+            handle.write(line)
+            handle.flush()
+            os.fsync(handle.fileno())
+    return path
