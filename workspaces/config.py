@@ -112,6 +112,9 @@ class QuestionConfig(_Strict):
                 raise ValueError("`labels` is for label questions; a rating question takes `values`")
             if any(v < 0 or v > 10 for v in self.values):
                 raise ValueError("Argilla rating values must lie in 0..10")
+            repeated = sorted({v for v in self.values if self.values.count(v) > 1})
+            if repeated:
+                raise ValueError(f"rating values must be distinct; {repeated} given more than once")
         return self
 
     @property

@@ -34,9 +34,14 @@ def _detail(exc: BaseException) -> str:
         body = None
     if isinstance(body, dict) and body.get("detail") is not None:
         detail = body["detail"]
-        return detail if isinstance(detail, str) else str(detail)[:500]
-    message = getattr(exc, "message", None) or str(exc)
-    return str(message)[:500]
+        message = detail if isinstance(detail, str) else str(detail)
+    else:
+        message = str(exc) or str(getattr(exc, "message", None) or type(exc).__name__)
+        message = message.removeprefix("Argilla SDK error: ")
+    # a database error's detail quotes the SQL statement and its parameters (record text): keep only the reason
+    for marker in ("[SQL:", "[parameters:", "(Background on this error"):
+        message = message.split(marker)[0]
+    return message.strip()[:500]
 
 
 @contextlib.contextmanager

@@ -17,7 +17,7 @@ from pydantic import BaseModel, Field
 from ..config import ProjectConfig
 from ..errors import ArgillaError, ConfigError
 from ..items import check_items, load_items
-from ..rundir import EMBEDDINGS, LABELS, read_table
+from ..rundir import EMBEDDINGS, LABELS, locked, read_table
 from ._wire import argilla_errors
 from .records import Suggestion, build_records, suggestions_from_labels
 from .settings import PublishError, build_settings, ensure_workspace, get_dataset, reconcile_settings
@@ -83,6 +83,14 @@ def publish(
         batch_size: records per bulk request.
         progress: called with (records sent, total) after each batch.
     """
+    with locked(config.run_path / ".publish"):  # one publish of a project at a time from this checkout
+        return _publish(config, client, labels_path=labels_path, embeddings_path=embeddings_path, item_ids=item_ids,
+                        suppressed=suppressed, recreate=recreate, batch_size=batch_size, progress=progress)
+
+
+def _publish(config: ProjectConfig, client: rg.Argilla, *, labels_path: Optional[Path],
+             embeddings_path: Optional[Path], item_ids: Optional[Iterable[str]], suppressed: Iterable[str],
+             recreate: bool, batch_size: int, progress: Optional[Progress]) -> PublishResult:
     items = load_items(config)
     if item_ids is not None:
         wanted = {str(i) for i in item_ids}
@@ -94,7 +102,8 @@ def publish(
     suggestions = read_suggestions(config, labels_path)
     vectors = read_vectors(config, embeddings_path)
     dimensions = len(next(iter(vectors.values()))) if vectors else None
-    settings = build_settings(config, vector_dimensions=dimensions)
+    suggested = sorted({question for rows in (suggestions or {}).values() for question, *_ in rows})
+    settings = build_settings(config, vector_dimensions=dimensions, suggested=suggested)
     records, attached = build_records(config, checked.valid, suggestions=suggestions, vectors=vectors,
                                       suppressed=suppressed)
     result = log_records(config, client, settings, records, suggestions=attached, recreate=recreate,

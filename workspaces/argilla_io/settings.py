@@ -65,14 +65,19 @@ def _metadata_property(spec: MetadataConfig) -> Any:
     return rg.TermsMetadataProperty(name=spec.name, title=title)
 
 
-def build_settings(config: ProjectConfig, *, vector_dimensions: Optional[int] = None) -> rg.Settings:
+def build_settings(config: ProjectConfig, *, vector_dimensions: Optional[int] = None,
+                   suggested: Optional[list[str]] = None) -> rg.Settings:
     """Argilla settings for a project: fields, questions, metadata (+ labeler confidence), vectors, guideline, overlap.
 
     Every text field is rendered as Markdown because Argilla's UI sanitises Markdown but runs plain text fields in an
     unsandboxed frame; `records.display_text` escapes the text so it still shows exactly as written.
+    `suggested` names the questions that get labeler suggestions (each gets a confidence metadata property; by
+    default the `llm.questions`).
     """
     metadata = [_metadata_property(m) for m in config.metadata]
-    for name in config.llm.questions if config.llm else []:
+    confidence = list(config.llm.questions) if config.llm else []
+    confidence += [q for q in suggested or [] if q not in confidence]
+    for name in confidence:
         metadata.append(rg.FloatMetadataProperty(name=confidence_metadata_name(name), title=f"LLM confidence: {name}"))
     vectors = [rg.VectorField(name=VECTOR_NAME, title="Text embedding", dimensions=vector_dimensions)] \
         if vector_dimensions else []
