@@ -120,6 +120,16 @@ def _corrupt(path: Path, file: RunFile, exc: BaseException) -> RunFileError:
                         f"move it away and run `{file.command} CONFIG` again")
 
 
+def _existing(run: Union[str, "os.PathLike[str]"], file: RunFile, required: bool) -> Optional[Path]:
+    """The file's path when it exists; None when it does not and is not required; else `RunFileError`."""
+    path = file.path(run)
+    if path.is_file():
+        return path
+    if required:
+        raise _missing(path, file)
+    return None
+
+
 def read_table(run: Union[str, "os.PathLike[str]"], file: RunFile, *, required: bool = True,
                columns: Optional[list[str]] = None) -> Optional[pd.DataFrame]:
     """Read a parquet run file; `item_id` is kept as text.
@@ -133,10 +143,8 @@ def read_table(run: Union[str, "os.PathLike[str]"], file: RunFile, *, required: 
     Raises:
         RunFileError: absent (when required) or unreadable, naming the command that writes it.
     """
-    path = file.path(run)
-    if not path.is_file():
-        if required:
-            raise _missing(path, file)
+    path = _existing(run, file, required)
+    if path is None:
         return None
     try:
         frame = pd.read_parquet(path)
@@ -153,10 +161,8 @@ def read_table(run: Union[str, "os.PathLike[str]"], file: RunFile, *, required: 
 
 def read_json(run: Union[str, "os.PathLike[str]"], file: RunFile, *, required: bool = True) -> Any:
     """Read a JSON run file (None when absent and not required). Raises `RunFileError` (absent / corrupt)."""
-    path = file.path(run)
-    if not path.is_file():
-        if required:
-            raise _missing(path, file)
+    path = _existing(run, file, required)
+    if path is None:
         return None
     try:
         return json.loads(path.read_text(encoding="utf-8"))
@@ -166,10 +172,8 @@ def read_json(run: Union[str, "os.PathLike[str]"], file: RunFile, *, required: b
 
 def read_jsonl(run: Union[str, "os.PathLike[str]"], file: RunFile, *, required: bool = False) -> list[dict[str, Any]]:
     """Read a JSON-lines run file (an empty list when absent and not required)."""
-    path = file.path(run)
-    if not path.is_file():
-        if required:
-            raise _missing(path, file)
+    path = _existing(run, file, required)
+    if path is None:
         return []
     entries = []
     try:
