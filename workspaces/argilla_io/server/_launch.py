@@ -2,6 +2,7 @@
 
     python _launch.py server --host 127.0.0.1 --port 6900
     python _launch.py worker
+    python _launch.py create-owner < {"username", "password", "api_key", "workspace"} as JSON on stdin
 
 Registers ``_engine.SQLSearchEngine`` as search engine ``sql`` (no edit to site-packages), turns on SQLite WAL mode,
 then runs uvicorn or an rq worker. Configuration comes from the ``ARGILLA_*`` environment set by
@@ -11,7 +12,11 @@ then runs uvicorn or an rq worker. Configuration comes from the ``ARGILLA_*`` en
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
 import importlib.util
+import io
+import json
 import os
 import sys
 from pathlib import Path
@@ -128,6 +133,27 @@ def run_worker() -> None:
     Worker([HIGH_QUEUE, DEFAULT_QUEUE], connection=REDIS_CONNECTION).work(with_scheduler=False)
 
 
+def create_owner() -> int:
+    """Create the owner user from JSON on stdin with argilla_server's own code; print nothing secret.
+
+    Exit 0 when created, 3 when the username or API key already exists.
+    """
+    payload = json.loads(sys.stdin.read())
+    from argilla_server.cli.database.users.create import _create
+    from argilla_server.models import UserRole
+
+    captured = io.StringIO()
+    with contextlib.redirect_stdout(captured):  # it echoes the API key
+        asyncio.run(_create(first_name=payload["username"], username=payload["username"], role=UserRole.owner,
+                            password=payload["password"], api_key=payload["api_key"],
+                            workspace=[payload["workspace"]]))
+    if "already exists" in captured.getvalue():
+        print("the owner already exists in this database")
+        return 3
+    print(f"owner {payload['username']!r} created")
+    return 0
+
+
 def main(argv: Optional[List[str]] = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -135,10 +161,13 @@ def main(argv: Optional[List[str]] = None) -> None:
     server.add_argument("--host", default="127.0.0.1")
     server.add_argument("--port", type=int, default=6900)
     commands.add_parser("worker", help="run the rq worker")
+    commands.add_parser("create-owner", help="create the owner from JSON on stdin")
     args = parser.parse_args(argv)
 
     if args.command == "server":
         run_server(args.host, args.port)
+    elif args.command == "create-owner":
+        sys.exit(create_owner())
     else:
         run_worker()
 

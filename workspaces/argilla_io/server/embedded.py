@@ -86,6 +86,32 @@ def _default_venv() -> Path:
     return Path(os.environ.get("CURATE_SERVER_VENV") or _repo_root() / ".curate" / "server-venv")
 
 
+def _env_port(name: str, default: int) -> int:
+    value = os.environ.get(name)
+    if not value:
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        raise ServerError(f"{name}={value!r} is not a port number") from None
+
+
+def _private_dir(path: Path) -> Path:
+    """Create `path` (and parents) and make it owner-only (0700)."""
+    path.mkdir(parents=True, exist_ok=True)
+    os.chmod(path, 0o700)
+    return path
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write `text` to `path` with owner-only permissions (0600), atomically."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
+    os.replace(temporary, path)
+
+
 def _default_python() -> str:
     return os.environ.get("CURATE_SERVER_PYTHON") or sys.executable
 
@@ -98,8 +124,8 @@ class EmbeddedServer(BaseModel):
     home: Path = Field(default_factory=_default_home)
     venv: Path = Field(default_factory=_default_venv)
     host: str = "127.0.0.1"
-    port: int = 6900
-    redis_port: int = 6390
+    port: int = Field(default_factory=lambda: _env_port("CURATE_SERVER_PORT", 6900))
+    redis_port: int = Field(default_factory=lambda: _env_port("CURATE_REDIS_PORT", 6390))
     python: str = Field(default_factory=_default_python)  # interpreter that creates the venv
     startup_timeout: float = 90.0
     stop_grace: float = 10.0
@@ -160,8 +186,9 @@ class EmbeddedServer(BaseModel):
     def up(self, progress: Optional[Progress] = None) -> ServerInfo:
         """Start Redis, the server and the worker (or reuse them when already healthy) and return how to connect."""
         say = progress or (lambda _message: None)
-        self.home.mkdir(parents=True, exist_ok=True)
+        _private_dir(self.home)
         with _locked(self.home / ".lock"):
+            self._make_private()
             credentials = self._read_credentials()
             if credentials and self._healthy(credentials["api_key"]):
                 self._revive_worker(credentials)
@@ -171,15 +198,19 @@ class EmbeddedServer(BaseModel):
             self._check_port_free(self.port, "Argilla server", "port")
             self._check_port_free(self.redis_port, "Redis", "redis_port")
             self.ensure_venv(say)
-            self.logs.mkdir(parents=True, exist_ok=True)
+            _private_dir(self.logs)
             credentials = credentials or self._new_credentials()
+            if "redis_password" not in credentials:  # homes from before Redis had a password get one now
+                credentials["redis_password"] = secrets.token_urlsafe(24)
+                if self._credentials_file.exists():
+                    self._write_credentials(credentials)
             env = self._server_env(credentials)
             started = time.monotonic()
 
             pids: Dict[str, int] = {}
             try:
                 say(f"Starting Redis on 127.0.0.1:{self.redis_port}")
-                pids["redis"] = self._spawn("redis", self._redis_command(), env)
+                pids["redis"] = self._spawn("redis", self._redis_command(credentials), env)
                 self._write_pids(pids)
                 self._wait_for_port(self.redis_port, "redis", pids["redis"], timeout=20)
 
@@ -216,14 +247,14 @@ class EmbeddedServer(BaseModel):
         return ServerStatus(running=running, url=self.api_url, pids=alive, home=self.home, logs=self.logs)
 
     # ------------------------------------------------------------------ wire: processes
-    def _redis_command(self) -> List[str]:
-        redis_dir = self.home / "redis"
-        redis_dir.mkdir(parents=True, exist_ok=True)
-        return [
-            str(_redis_binary(self.venv)), "--port", str(self.redis_port), "--bind", "127.0.0.1",
-            "--protected-mode", "yes", "--save", "", "--appendonly", "no", "--daemonize", "no",
-            "--dir", str(redis_dir),
-        ]
+    def _redis_command(self, credentials: Mapping[str, str]) -> List[str]:
+        """Redis on 127.0.0.1 with a password; the password lives in a 0600 config file, not on the command line."""
+        redis_dir = _private_dir(self.home / "redis")
+        conf = redis_dir / "redis.conf"
+        _write_private(conf, "\n".join([
+            f"port {self.redis_port}", "bind 127.0.0.1", "protected-mode yes", 'save ""', "appendonly no",
+            "daemonize no", f'dir "{redis_dir}"', f"requirepass {credentials['redis_password']}", ""]))
+        return [str(_redis_binary(self.venv)), str(conf)]
 
     def _launch_command(self, mode: str) -> List[str]:
         command = [str(self.venv_python), str(_LAUNCHER), mode]
@@ -232,12 +263,13 @@ class EmbeddedServer(BaseModel):
     def _spawn(self, name: str, command: List[str], env: Mapping[str, str]) -> int:
         """Start a detached process (own session) logging to ``logs/<name>.log``."""
         log_path = self.logs / f"{name}.log"
-        with open(log_path, "ab") as log:
+        fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        with os.fdopen(fd, "ab") as log:
             log.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} {' '.join(command)}\n".encode())
             log.flush()
             process = subprocess.Popen(
                 command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=dict(env),
-                cwd=str(self.home), start_new_session=True,
+                cwd=str(self.home), start_new_session=True, umask=0o077,
             )
         _CHILDREN[process.pid] = process
         return process.pid
@@ -250,28 +282,37 @@ class EmbeddedServer(BaseModel):
             return
         self._run_server_cli(["database", "migrate"], env, "migrate", "migrating the Argilla database")
         wanted["revision"] = _alembic_revision(self.home / "argilla.db")
-        marker.write_text(json.dumps(wanted))
+        _write_private(marker, json.dumps(wanted))
 
     def _create_owner(self, env: Mapping[str, str], credentials: Mapping[str, str]) -> None:
-        output = self._run_server_cli(
-            ["database", "users", "create", "--first-name", _OWNER, "--username", _OWNER, "--role", "owner",
-             "--password", credentials["password"], "--api-key", credentials["api_key"], "--workspace", _WORKSPACE],
-            env, "users", "creating the owner user",
+        """Create the owner with argilla_server's own code, the secrets passed on stdin (never on a command line,
+        in an environment or in a log)."""
+        payload = json.dumps({"username": _OWNER, "password": credentials["password"],
+                              "api_key": credentials["api_key"], "workspace": _WORKSPACE})
+        result = subprocess.run(
+            [str(self.venv_python), str(_LAUNCHER), "create-owner"], input=payload, env=dict(env),
+            cwd=str(self.home), capture_output=True, text=True, timeout=300, umask=0o077,
         )
-        if "already exists" in output:
+        output = (result.stdout + result.stderr).replace(credentials["api_key"], "***")
+        output = output.replace(credentials["password"], "***")
+        with os.fdopen(os.open(self.logs / "users.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "a") as log:
+            log.write(output)
+        if result.returncode == 3:
             raise ServerError(
                 f"The database in {self.home} already has an {_OWNER!r} user but {self._credentials_file} is missing. "
                 f"Restore credentials.json or move {self.home / 'argilla.db'} away to start from an empty database."
             )
+        if result.returncode != 0:
+            raise ServerError(f"Failed creating the owner user (exit {result.returncode}):\n{_tail(output)}")
 
     def _run_server_cli(self, args: List[str], env: Mapping[str, str], log_name: str, what: str) -> str:
         """Run ``python -m argilla_server <args>`` in the server venv; its output goes to ``logs/<log_name>.log``."""
         result = subprocess.run(
             [str(self.venv_python), "-m", "argilla_server", *args], env=dict(env), cwd=str(self.home),
-            stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=300,
+            stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=300, umask=0o077,
         )
         output = result.stdout + result.stderr
-        with open(self.logs / f"{log_name}.log", "a") as log:
+        with os.fdopen(os.open(self.logs / f"{log_name}.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "a") as log:
             log.write(output)
         if result.returncode != 0:
             raise ServerError(f"Failed {what} (exit {result.returncode}):\n{_tail(output)}")
@@ -308,7 +349,7 @@ class EmbeddedServer(BaseModel):
         """Restart our worker if it died while our server kept running."""
         recorded = {name: entry for name, entry in self._read_pids().items() if _is_ours(entry)}
         if "server" in recorded and "worker" not in recorded:
-            self.logs.mkdir(parents=True, exist_ok=True)
+            _private_dir(self.logs)
             pids = {name: int(entry["pid"]) for name, entry in recorded.items()}
             pids["worker"] = self._spawn("worker", self._launch_command("worker"), self._server_env(credentials))
             self._write_pids(pids)
@@ -333,7 +374,7 @@ class EmbeddedServer(BaseModel):
             ARGILLA_HOME_PATH=str(self.home),
             ARGILLA_DATABASE_URL=f"sqlite+aiosqlite:///{self.home / 'argilla.db'}?check_same_thread=False",
             ARGILLA_DATABASE_SQLITE_TIMEOUT="30",
-            ARGILLA_REDIS_URL=f"redis://127.0.0.1:{self.redis_port}/0",
+            ARGILLA_REDIS_URL=f"redis://:{credentials.get('redis_password', '')}@127.0.0.1:{self.redis_port}/0",
             ARGILLA_SEARCH_ENGINE="sql",
             ARGILLA_AUTH_SECRET_KEY=credentials["secret_key"],  # UI sessions survive restarts
             ARGILLA_SHOW_HUGGINGFACE_SPACE_PERSISTENT_STORAGE_WARNING="false",
@@ -350,6 +391,7 @@ class EmbeddedServer(BaseModel):
             "password": secrets.token_urlsafe(18),
             "api_key": "curate." + secrets.token_urlsafe(32),
             "secret_key": secrets.token_hex(32),
+            "redis_password": secrets.token_urlsafe(24),
         }
 
     def _read_credentials(self) -> Optional[Dict[str, str]]:
@@ -359,10 +401,17 @@ class EmbeddedServer(BaseModel):
             return None
 
     def _write_credentials(self, credentials: Mapping[str, str]) -> None:
-        fd = os.open(self._credentials_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            json.dump(dict(credentials), handle, indent=2)
-        os.chmod(self._credentials_file, 0o600)
+        _write_private(self._credentials_file, json.dumps(dict(credentials), indent=2))
+
+    def _make_private(self) -> None:
+        """Owner-only permissions on the home and everything in it (homes made by earlier versions included)."""
+        for path in [self.home, *self.home.rglob("*")]:
+            if path.is_symlink():
+                continue
+            mode = path.stat().st_mode & 0o777
+            wanted = 0o700 if path.is_dir() else mode & 0o700
+            if mode != wanted:
+                os.chmod(path, wanted)
 
     def _read_pids(self) -> Dict[str, Dict[str, object]]:
         try:
@@ -373,7 +422,7 @@ class EmbeddedServer(BaseModel):
     def _write_pids(self, pids: Mapping[str, int]) -> None:
         processes = {name: {"pid": pid, "start": _start_time(pid)} for name, pid in pids.items()}
         payload = {"url": self.api_url, "redis_port": self.redis_port, "processes": processes}
-        self._pids_file.write_text(json.dumps(payload, indent=2))
+        _write_private(self._pids_file, json.dumps(payload, indent=2))
 
     def _info(self, credentials: Mapping[str, str], started: bool) -> ServerInfo:
         return ServerInfo(
