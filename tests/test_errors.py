@@ -171,3 +171,43 @@ def test_an_unreachable_hub_names_its_url(tmp_path: Path, monkeypatch) -> None:
     with pytest.raises(HubError, match=rf"could not reach the Hub at {dead}") as caught:
         _checked_token("hf_secret_token_value", "org/name")
     assert "hf_secret_token_value" not in str(caught.value)
+
+
+def test_a_server_dying_mid_publish_ends_in_one_line(tmp_path: Path) -> None:
+    """The embedded server killed while `curate publish` sends batches: exit 4 and one message, no traceback."""
+    import signal
+    import time
+
+    import pandas as pd
+
+    from workspaces.argilla_io.server import EmbeddedServer
+
+    server = EmbeddedServer(home=tmp_path / "home", port=free_port(), redis_port=free_port())
+    info = server.up()
+    try:
+        pd.DataFrame({"id": [f"i{n}" for n in range(40000)], "text": [f"item {n}" for n in range(40000)]}).to_csv(
+            tmp_path / "items.csv", index=False)
+        config = {"name": "dying", "data": {"path": "items.csv"}, "fields": [{"name": "text"}],
+                  "questions": [{"name": "q", "kind": "label", "labels": {"a": "", "b": ""}}],
+                  "argilla": {"dataset": "dying"}, "run_dir": str(tmp_path / "run")}
+        (tmp_path / "dying.yaml").write_text(yaml.safe_dump(config))
+        env = {**os.environ, "ARGILLA_API_URL": info.api_url, "ARGILLA_API_KEY": info.api_key}
+        process = subprocess.Popen([sys.executable, "-m", "workspaces", "publish", str(tmp_path / "dying.yaml")],
+                                   env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+        pids = json.loads((server.home / "pids.json").read_text())["processes"]
+        import argilla as rg
+
+        client = rg.Argilla(api_url=info.api_url, api_key=info.api_key)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:  # kill the server once the first batches are in
+            dataset = client.datasets("dying", workspace="curate") if client.workspaces("curate") else None
+            if dataset is not None and dataset.progress().get("total", 0) >= 512:
+                break
+            time.sleep(0.1)
+        os.killpg(pids["server"]["pid"], signal.SIGKILL)
+        out, err = process.communicate(timeout=300)
+    finally:
+        server.down()
+    assert process.returncode == ArgillaError.exit_code, out[-2000:] + err[-2000:]
+    assert "Traceback" not in out + err
+    assert info.api_url in err and ("broke" in err or "cannot reach" in err)
