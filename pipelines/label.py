@@ -32,7 +32,7 @@ import pandas as pd
 from workspaces.config import LLMConfig, ProjectConfig, QuestionKind, TaskKind
 from workspaces.errors import ConfigError
 from workspaces.items import check_items, load_items
-from workspaces.rundir import LABELS, read_table
+from workspaces.rundir import LABELS, PROMPT_EXAMPLES, read_json, read_table, write_json
 
 from .checkpoint import PartsWatcher, consolidate, read_with_parts, write_part
 from .prompt import LabelSpec, build_label_spec, item_text
@@ -238,9 +238,13 @@ def label_items(
     labeled = skipped = 0
     hashes: Dict[str, str] = {}
     run_id = f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:6]}"
+    examples = read_json(config.run_path, PROMPT_EXAMPLES, required=False) or {}
     for question in _questions(config):
         spec = build_label_spec(config, question, items)
         hashes[question] = spec.prompt_hash
+        examples.setdefault(question, {})[spec.prompt_hash] = {
+            "few_shot_path": str(llm_config.few_shot_path) if llm_config.few_shot_path else None,
+            "item_ids": spec.example_ids}
         done = existing[(existing["question"] == question) & (existing["model"] == model)
                         & (existing["prompt_hash"] == spec.prompt_hash) & existing["item_id"].isin(wanted)]
         if retry_failed:
@@ -277,6 +281,7 @@ def label_items(
                            batch_size=llm_config.batch_size, name=f"curate-label-{config.name}",
                            progress=report if progress else None, verbose=verbose)
         labeled += len(rows)
+    write_json(PROMPT_EXAMPLES.path(config.run_path), examples)
     frame = consolidate(path, path.parent / PARTS_DIR, LABEL_COLUMNS, _KEY, floats=["confidence"])
     mine = frame[frame["item_id"].isin(wanted) & frame["question"].isin(_questions(config))].reset_index(drop=True)
     return LabelRun(path=path, labels=mine, labeled=labeled, skipped=skipped,

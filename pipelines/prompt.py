@@ -39,6 +39,7 @@ class LabelSpec:
     labels: List[str]
     system: str
     examples: List[tuple[str, str]] = field(default_factory=list)
+    example_ids: List[str] = field(default_factory=list)  # the examples' item ids in `llm.few_shot_path`
     key: str = "label"
 
     @property
@@ -99,7 +100,8 @@ def _system_prompt(config: ProjectConfig, question: QuestionConfig, values: Dict
 
 
 def _few_shot(config: ProjectConfig, question: QuestionConfig, values: Sequence[str], exclude: set[str],
-              exclude_texts: set[str]) -> List[tuple[str, str]]:
+              exclude_texts: set[str]) -> List[tuple[str, str, str]]:
+    """(text, label, item id) of each example."""
     llm = config.llm or LLMConfig()
     if llm.few_shot == 0 or llm.few_shot_path is None:
         return []
@@ -123,11 +125,12 @@ def _few_shot(config: ProjectConfig, question: QuestionConfig, values: Sequence[
         ids = [i for i in ids if i not in exclude and item_text(config, rows[i]) not in exclude_texts]
         rng.shuffle(ids)
         queues[label] = ids
-    examples: List[tuple[str, str]] = []
+    examples: List[tuple[str, str, str]] = []
     while len(examples) < llm.few_shot and any(queues.values()):
         for label in values:
             if queues.get(label) and len(examples) < llm.few_shot:
-                examples.append((item_text(config, rows[queues[label].pop()]), label))
+                item_id = queues[label].pop()
+                examples.append((item_text(config, rows[item_id]), label, item_id))
     return examples
 
 
@@ -146,7 +149,8 @@ def build_label_spec(config: ProjectConfig, question_name: str, items: Optional[
         exclude_texts = {item_text(config, row) for row in items.to_dict(orient="records")}
     examples = _few_shot(config, question, list(values), exclude, exclude_texts)
     return LabelSpec(question=question.name, labels=list(values), system=_system_prompt(config, question, values),
-                     examples=examples)
+                     examples=[(text, label) for text, label, _ in examples],
+                     example_ids=[item_id for _, _, item_id in examples])
 
 
 

@@ -17,16 +17,17 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 STAGES = ("pipelines", "argilla_io", "judge", "review", "agreement", "curated")
-# The arrows that may exist (importer -> imported). Stages talk through run-dir files; the only stage -> stage arrow
-# is curated -> agreement (the typed report its card renders).
+# The arrows that may exist (importer -> imported). Stages talk through run-dir files; a stage imports an upstream
+# stage only for its typed readers and rules: the judge measures with agreement's alpha; triage routes by the judge's
+# gate; the curated dataset publishes by the gate and renders agreement's report. Argilla I/O imports no stage.
 ALLOWED: dict[str, set[str]] = {
     "core": set(),
     "pipelines": {"core"},
     "argilla_io": {"core"},
-    "judge": {"core"},
-    "review": {"core"},
+    "judge": {"core", "agreement"},
+    "review": {"core", "judge"},
     "agreement": {"core"},
-    "curated": {"core", "agreement"},
+    "curated": {"core", "agreement", "judge"},
     "cli": {"core", *STAGES},
 }
 PICTURE = ROOT / "docs" / "import_graph.md"

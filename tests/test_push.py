@@ -116,12 +116,10 @@ def test_sources_follow_the_evidence(run) -> None:
     rows = _all_rows(curated)
     assert set(rows.loc[groups["single"], "source"]) == {"human-single"}
     assert (rows.loc[groups["single"], "n_annotators"] == 1).all()
-    assert set(rows.loc[groups["llm_auto"], "source"]) == {"llm-auto"}
-    assert rows.loc[groups["llm_auto"], "annotators"].map(len).eq(0).all()
-    assert set(rows.loc[groups["llm_auto"], "is_abusive_llm_model"]) == {MODEL}
-    assert set(rows.loc[groups["llm_auto"], "is_abusive_llm_prompt_hash"]) == {PROMPT_HASH}
-    # the LLM answers is_abusive only: an llm-auto item has no severity
-    assert rows.loc[groups["llm_auto"], "severity"].isna().all()
+    # LLM labels no human reviewed, with no triage and no gate: never published, counted as unreviewed
+    assert not set(groups["llm_auto"]) & set(rows.index)
+    assert curated.excluded["unreviewed"] == len(groups["llm_auto"])
+    assert not set(rows["source"]) & {"llm-auto", "auto-accepted", "unverified"}
     reviewed = rows.loc[[i for i in groups["reviewed"] if i in rows.index]]
     assert set(reviewed["source"]) == {"llm-reviewed"}
     assert (reviewed["is_abusive_llm_overridden"] == (reviewed["is_abusive_llm_label"] != reviewed["is_abusive"])).all()
@@ -153,7 +151,7 @@ def test_final_labels_agreement_and_rating_median(run) -> None:
         assert sorted(row["is_abusive_values"]) == sorted(labels)
         checked += 1
     assert checked == 40
-    stamped = rows[rows["source"] != "llm-auto"]
+    stamped = rows[rows["source"] != "gold"]
     assert stamped["first_annotated_at"].str.startswith("2024-05-01T10:").all()
     assert (stamped["first_annotated_at"] <= stamped["last_annotated_at"]).all()
 
@@ -335,7 +333,7 @@ def test_card_states_task_counts_agreement_judge_hashes_and_license(run, tmp_pat
     for split, n in result.rows.items():
         assert f"| {split} | {n} |" in card
     assert f"| **total** | {sum(result.rows.values())} |" in card
-    for source in ("human-consensus", "llm-auto", "gold"):
+    for source in ("human-consensus", "llm-reviewed", "gold"):
         per_split = [result.by_source[s].get(source, 0) for s in ("train", "validation", "test", "gold")]
         assert f"| `{source}` | " + " | ".join(map(str, per_split)) + f" | {sum(per_split)} |" in card
     assert "median" in card and "`yes`" in card and "Cercas Curry" in card and "CC BY 4.0" in card

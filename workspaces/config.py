@@ -23,6 +23,10 @@ from .errors import ConfigError
 __all__ = [
     "AlphaLevel",
     "ArgillaConfig",
+    "CalibrationConfig",
+    "GateConfig",
+    "ReferenceConfig",
+    "TriageConfig",
     "ConfigError",
     "DataConfig",
     "EmbeddingsConfig",
@@ -303,6 +307,51 @@ class TaskKind(str, Enum):
     preference = "preference"
 
 
+class ReferenceConfig(_Strict):
+    """Where an item's human reference label comes from (calibration, the gate, drift, honeypots).
+
+    In order of precedence: a gold label (`hub.gold_ids_path` items, labelled by their recorded or synced votes; or a
+    data column per question in `gold_columns`), else the human votes (recorded in the data and synced from Argilla)
+    when at least `min_votes` of them give a label by the one human-label rule (`workspaces.votes`).
+    """
+
+    gold_columns: dict[str, str] = Field(default_factory=dict, description="question -> data column of gold labels")
+    min_votes: int = Field(default=2, ge=1, description="votes needed for a consensus reference label")
+    recorded: bool = Field(default=True, description="count the human labels recorded in the data (human_labels)")
+
+
+class GateConfig(_Strict):
+    """When a labeler's labels may be accepted without review (see `curate gate`)."""
+
+    metric: Literal["kappa", "alpha", "accuracy"] = "kappa"
+    min: float = Field(default=0.6, description="the agreement metric must reach this")
+    target_precision: float = Field(default=0.95, gt=0.5, lt=1.0, description="promised precision of accepted labels")
+    min_reference: int = Field(default=100, ge=1, description="reference items needed before the gate can pass")
+
+
+class CalibrationConfig(_Strict):
+    """How `curate calibrate` measures a labeler and fits its confidence thresholds."""
+
+    target_precisions: list[float] = Field(default_factory=lambda: [0.95, 0.98])
+    folds: int = Field(default=5, ge=2, description="cross-fitting folds for the thresholds")
+    min_per_label: int = Field(default=50, ge=1, description="reference items a predicted label needs for its own "
+                                                             "threshold (else the global one)")
+    seed: int = 0
+    bootstrap: int = Field(default=500, ge=0, description="resamples for drift's confidence intervals")
+
+
+class TriageConfig(_Strict):
+    """How `curate triage` routes labeled items: auto / audit / review."""
+
+    labeler: Literal["llm", "student", "ensemble"] = "llm"
+    audit_share: float = Field(default=0.05, ge=0.05, le=0.15, description="share of would-be-auto items audited")
+    seed: int = 0
+    keep_unverified: bool = Field(default=False, description="push unreviewed, un-gated items with source "
+                                                             "`unverified` instead of leaving them out")
+    publish: Literal["review-and-audit", "all"] = Field(
+        default="review-and-audit", description="once items are triaged, which reach the reviewers' queue")
+
+
 class HubConfig(_Strict):
     """Where curated splits go (see `curate push`)."""
 
@@ -336,6 +385,10 @@ class ProjectConfig(_Strict):
     embeddings: Optional[EmbeddingsConfig] = None
     preference: Optional[PreferenceConfig] = None
     hub: HubConfig = Field(default_factory=HubConfig)
+    reference: ReferenceConfig = Field(default_factory=ReferenceConfig)
+    calibration: CalibrationConfig = Field(default_factory=CalibrationConfig)
+    gate: GateConfig = Field(default_factory=GateConfig)
+    triage: TriageConfig = Field(default_factory=TriageConfig)
     source_path: Optional[Path] = Field(default=None, exclude=True, description="the YAML file this came from")
 
     @field_validator("fields")
@@ -361,6 +414,12 @@ class ProjectConfig(_Strict):
             _require_known(self.llm.fields, field_names, "llm.fields", "field")
         if self.embeddings is not None:
             _require_known(self.embeddings.fields, field_names, "embeddings.fields", "field")
+        _require_known(self.reference.gold_columns, names, "reference.gold_columns", "question")
+        shown = {f.source_column for f in self.fields} | {m.source_column for m in self.metadata}
+        leaked = sorted(set(self.reference.gold_columns.values()) & shown)
+        if leaked:
+            raise ValueError(f"reference.gold_columns: column(s) {leaked} are shown to reviewers (a field or "
+                             f"metadata); gold labels must stay in the run dir")
         if self.task == TaskKind.preference:
             self._check_preference(field_names)
         elif self.preference is not None:

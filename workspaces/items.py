@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from dataclasses import dataclass, field
@@ -14,6 +15,7 @@ from .config import ConfigError, ProjectConfig
 __all__ = [
     "ItemCheck",
     "check_items",
+    "load_gold_ids",
     "load_items",
     "read_table",
     "recorded_labels",
@@ -165,3 +167,24 @@ def check_items(config: ProjectConfig, items: pd.DataFrame, fields: Optional[lis
             problems[row["item_id"]] = f"too long: {', '.join(too_long)} over data.max_chars={limit:,}"
     valid = items[~items["item_id"].isin(set(problems))].reset_index(drop=True)
     return ItemCheck(valid=valid, problems=problems)
+
+
+def load_gold_ids(config: ProjectConfig) -> set[str]:
+    """Gold item ids from `hub.gold_ids_path` (one per line, or a JSON list); empty when not configured."""
+    path = config.hub.gold_ids_path
+    if path is None:
+        return set()
+    if not path.is_absolute() and config.source_path is not None:
+        path = config.source_path.parent / path
+    if not path.is_file():
+        raise ConfigError(f"{config.source_path or config.name}: hub.gold_ids_path: file not found: {path}")
+    text = path.read_text(encoding="utf-8")
+    if path.suffix.lower() == ".json":
+        try:
+            ids = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"{path}: not valid JSON ({exc}); expected a list of item ids") from None
+        if not isinstance(ids, list):
+            raise ConfigError(f"{path}: expected a JSON list of item ids, got {type(ids).__name__}")
+        return {str(i) for i in ids}
+    return {line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")}

@@ -28,12 +28,15 @@ __all__ = [
     "ANNOTATIONS",
     "ANNOTATIONS_HISTORY",
     "CALIBRATION",
+    "CALIBRATION_ITEMS",
     "CALIBRATION_MD",
     "EMBEDDINGS",
+    "GATE_BASELINE",
     "GATE_HISTORY",
     "LABELS",
     "PAUSED",
     "PREFERENCES",
+    "PROMPT_EXAMPLES",
     "PREFERENCES_REPORT",
     "PUSH",
     "REDACTION",
@@ -87,6 +90,12 @@ REPORT = RunFile("report.json", "curate report", "agreement report (workspaces.a
 REPORT_MD = RunFile("report.md", "curate report", "the report, readable")
 CALIBRATION = RunFile("calibration.json", "curate calibrate", "labeler quality on the human reference, thresholds")
 CALIBRATION_MD = RunFile("calibration.md", "curate calibrate", "the calibration, readable")
+CALIBRATION_ITEMS = RunFile("calibration_items.parquet", "curate calibrate",
+                            "per reference item: reference label, labeler label, confidence, correct")
+GATE_BASELINE = RunFile("gate_baseline.parquet", "curate gate",
+                        "the calibration items of the last passing gate: what drift compares against")
+PROMPT_EXAMPLES = RunFile("prompt_examples.json", "curate label",
+                          "per question: the few-shot examples' item ids and pool file (never calibrated on)")
 GATE_HISTORY = RunFile("gate_history.jsonl", "curate gate", "append-only: every gate, audit and drift decision")
 ROUTES = RunFile("routes.parquet", "curate triage", "auto / audit / review per labeled item")
 SELECTION = RunFile("selection.jsonl", "curate select", "append-only: every batch selected for human review")
@@ -101,7 +110,7 @@ REVIEWER_LOGIN = RunFile("reviewer_login.json", "curate demo", "the demo reviewe
 
 RUN_FILES: tuple[RunFile, ...] = (
     ANNOTATIONS, ANNOTATIONS_HISTORY, LABELS, STUDENT_LABELS, EMBEDDINGS, PREFERENCES, PREFERENCES_REPORT, REPORT,
-    REPORT_MD, CALIBRATION, CALIBRATION_MD, GATE_HISTORY, ROUTES, SELECTION, REVIEW_PLAN, PAUSED, REDACTION, PUSH,
+    REPORT_MD, CALIBRATION, CALIBRATION_MD, CALIBRATION_ITEMS, GATE_BASELINE, PROMPT_EXAMPLES, GATE_HISTORY, ROUTES, SELECTION, REVIEW_PLAN, PAUSED, REDACTION, PUSH,
     REVIEWER_LOGIN,
 )
 

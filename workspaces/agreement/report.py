@@ -197,8 +197,11 @@ def build_report(config: ProjectConfig, annotations: pd.DataFrame, labels: Optio
 
 
 def write_report(config: ProjectConfig, *, bootstrap: int = 1000, seed: int = 0,
-                 annotations: Optional[pd.DataFrame] = None) -> tuple[Report, Path]:
+                 annotations: Optional[pd.DataFrame] = None,
+                 extra_sections: Optional[dict[str, Any]] = None) -> tuple[Report, Path]:
     """Build the report from the run dir and write `report.json` + `report.md`; returns the report and the json path.
+
+    `extra_sections` are sections other stages computed (the CLI passes the judge's audit).
 
     Raises:
         RunFileError: no synced annotations (run `curate sync`), or a corrupt run file.
@@ -212,6 +215,9 @@ def write_report(config: ProjectConfig, *, bootstrap: int = 1000, seed: int = 0,
 
     for name, build in SECTION_BUILDERS.items():
         section = build(config, annotations)
+        if section:
+            report.sections[name] = section
+    for name, section in (extra_sections or {}).items():  # computed by other stages (e.g. the judge's audit)
         if section:
             report.sections[name] = section
     path = write_json(REPORT.path(run), report.model_dump(mode="json"))

@@ -31,3 +31,20 @@ def section(name: str, renderer: Renderer) -> Callable[[Builder], Builder]:
         return builder
 
     return register
+
+
+def _f(value: Any) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
+
+
+def render_audit(section: dict[str, Any]) -> list[MarkdownTable]:
+    """The audit: observed error of audited labels against the threshold's promise."""
+    rows = [[question, str(q["routed"]), str(q["audited"]), str(q["errors"]), _f(q["error"]),
+             f"[{_f(q['error_low'])}, {_f(q['error_high'])}]", _f(q["promised_error"]), q["verdict"]]
+            for question, q in section.get("questions", {}).items()]
+    return [MarkdownTable(title="Audit of auto-accepted labels",
+                          columns=["question", "routed to audit", "reviewed", "wrong", "observed error",
+                                   "95% interval", "promised error (at most)", "verdict"], rows=rows)]
+
+
+SECTION_RENDERERS["audit"] = render_audit  # computed by the judge (`workspaces.judge.audit`), passed in by the CLI

@@ -17,7 +17,7 @@ from pydantic import BaseModel, Field
 from ..config import ProjectConfig
 from ..errors import ArgillaError, ConfigError
 from ..items import check_items, load_items
-from ..rundir import EMBEDDINGS, LABELS, locked, read_table
+from ..rundir import EMBEDDINGS, LABELS, ROUTES, locked, read_table
 from ._wire import argilla_errors
 from .records import Suggestion, build_records, suggestions_from_labels
 from .settings import PublishError, build_settings, ensure_workspace, get_dataset, reconcile_settings
@@ -77,7 +77,8 @@ def publish(
         client: an Argilla client (owner or admin of the workspace).
         labels_path: labeler output; default `<run dir>/labels.parquet` when it exists.
         embeddings_path: item vectors; default `<run dir>/embeddings.parquet` when it exists.
-        item_ids: publish only these items (a review batch); default every item.
+        item_ids: publish only these items (a review batch); default every item, or, once `curate triage` wrote
+            `routes.parquet`, the items routed `review` or `audit` (`triage.publish: all` publishes every item).
         suppressed: items published without the labeler's suggestion (draft suppression).
         recreate: delete the dataset first when the config changed in a way Argilla cannot apply.
         batch_size: records per bulk request.
@@ -92,6 +93,10 @@ def _publish(config: ProjectConfig, client: rg.Argilla, *, labels_path: Optional
              embeddings_path: Optional[Path], item_ids: Optional[Iterable[str]], suppressed: Iterable[str],
              recreate: bool, batch_size: int, progress: Optional[Progress]) -> PublishResult:
     items = load_items(config)
+    if item_ids is None and config.triage.publish == "review-and-audit":
+        routes = read_table(config.run_path, ROUTES, required=False, columns=["item_id", "route"])
+        if routes is not None:  # triaged: `auto` items never reach reviewers
+            item_ids = routes.loc[routes["route"] != "auto", "item_id"].unique().tolist()
     if item_ids is not None:
         wanted = {str(i) for i in item_ids}
         unknown = sorted(wanted - set(items["item_id"]))

@@ -10,6 +10,7 @@ Commands live in one module per stage family and only parse options, call the st
 # Import order is the order `curate --help` lists the commands in: the loop's order.
 from . import server  # noqa: F401,I001 - registers the commands
 from . import generate  # noqa: F401
+from . import judge  # noqa: F401
 from . import argilla  # noqa: F401
 from . import agreement  # noqa: F401
 from . import curated  # noqa: F401

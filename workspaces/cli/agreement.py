@@ -31,10 +31,12 @@ def report_command(
 ) -> None:
     """Agreement report from the synced table -> <run dir>/report.json and report.md."""
     from ..agreement import write_report
+    from ..judge import check_audit
 
     project = load(config)
     with console.status("Computing agreement..."):
-        report, path = write_report(project, bootstrap=bootstrap)
+        audit = check_audit(project)  # closes the gate when the audit shows the promise broken
+        report, path = write_report(project, bootstrap=bootstrap, extra_sections={"audit": audit})
     print_report(report)
     say(f"report -> {path} and {path.with_suffix('.md')}")
 

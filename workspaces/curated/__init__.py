@@ -1,7 +1,8 @@
 """What leaves the loop: the curated splits with provenance (build), their dataset card (card), and the push to the
 Hugging Face Hub or a local folder (push). A label no human gave is published only under an open gate."""
 
-from .build import SOURCES, SPLITS, CuratedDataset, CurationError, build_curated, curated_features, load_gold_ids
+from ..items import load_gold_ids
+from .build import SOURCES, SPLITS, CuratedDataset, CurationError, build_curated, curated_features
 from .card import card_body, card_metadata, render_card
 from .push import PushError, PushResult, export_argilla_dataset, push
 

@@ -8,12 +8,15 @@ Final labels:
   excluded (`hub.exclude_no_majority`, default) and counted;
 - rating questions: the median of the submitted human values (the lower median for an even count, so the value stays
   on the scale);
-- no human value: the LLM label (`llm-auto`); gold items: their recorded labels (`gold`);
+- no human value: a label no human gave is published ONLY for items `curate triage` routed `auto` under a gate that is
+  open now for the labeler version on disk (`auto-accepted`, with the gate decision's id in `<q>_gate_id`); otherwise
+  the item is left out and counted as `unreviewed` (or, only with `triage.keep_unverified: true`, kept with source
+  `unverified`); gold items: their recorded labels (`gold`);
 - text questions: the answers are kept (`<q>_values`) but never voted on (no final value, no exclusion).
 
 Sources, per question and for the item (the item's `source` is the one of its primary question, the first label
 question): `gold`, `human-consensus` (>= 2 humans with a majority), `human-single` (one human), `llm-reviewed` (humans
-agreed with or overrode an LLM label), `llm-auto` (LLM label, no human).
+agreed with or overrode an LLM label), `auto-accepted` (a labeler's label under an open gate), `unverified`.
 
 Splits: gold items form a `gold` split and never enter train/validation/test, which are drawn with sklearn's
 `train_test_split`, stratified by the primary question's final label and seeded with `hub.seed`.
@@ -30,14 +33,16 @@ import pandas as pd
 
 from ..config import ConfigError, ProjectConfig, QuestionConfig, QuestionKind
 from ..errors import RunFileError
-from ..items import load_items, recorded_labels
-from ..rundir import ANNOTATIONS, LABELS, read_table
+from ..items import load_gold_ids, load_items, recorded_labels
+from ..judge.gate import GateState, gate_state
+from ..judge.labeler import load_labeler
+from ..rundir import ANNOTATIONS, LABELS, ROUTES, read_table
 from ..votes import human_label
 
 __all__ = ["CuratedDataset", "CurationError", "SOURCES", "SPLITS", "build_curated", "curated_features",
            "load_gold_ids"]
 
-SOURCES = ("gold", "human-consensus", "human-single", "llm-reviewed", "llm-auto")
+SOURCES = ("gold", "human-consensus", "human-single", "llm-reviewed", "auto-accepted", "unverified")
 SPLITS = ("train", "validation", "test", "gold")
 
 _Value = Union[str, int]
@@ -58,6 +63,7 @@ class CuratedDataset:
     notes: list[str] = field(default_factory=list)
     annotators: list[str] = field(default_factory=list)
     llm: list[dict[str, str]] = field(default_factory=list)
+    gates: dict[str, dict[str, Any]] = field(default_factory=dict)  # question -> the gate in force (or why none)
 
     @property
     def rows(self) -> dict[str, int]:
@@ -84,10 +90,12 @@ def build_curated(config: ProjectConfig) -> CuratedDataset:
     run = config.run_path
     annotations = _read_annotations(run, config)
     llm_labels = _read_llm_labels(run, config)
+    accepted, gates = _auto_accepted(config)
     items = load_items(config)
-    gold_ids = load_gold_ids(config)
+    gold_ids = load_gold_ids(config) | _gold_column_ids(config, items)
     known = set(items["item_id"])
-    excluded = {"no_majority": 0, "unlabeled": 0, "unknown_item_annotations": 0, "gold_without_labels": 0}
+    excluded = {"no_majority": 0, "unreviewed": 0, "unlabeled": 0, "unknown_item_annotations": 0,
+                "gold_without_labels": 0}
     excluded["unknown_item_annotations"] = int((~annotations["item_id"].isin(known)).sum())
     unknown_gold = sorted(gold_ids - known)
     notes = [f"{len(unknown_gold)} gold id(s) are not items of this project and were ignored"] if unknown_gold else []
@@ -107,7 +115,8 @@ def build_curated(config: ProjectConfig) -> CuratedDataset:
         for question in config.questions:
             entries = humans.get((item_id, question.name), [])
             cell = _resolve(question, entries, llm_labels.get((item_id, question.name)),
-                            gold_values.get((item_id, question.name)) if is_gold else None, is_gold)
+                            gold_values.get((item_id, question.name)) if is_gold else None, is_gold,
+                            accepted.get((item_id, question.name)), config.triage.keep_unverified)
             if cell.pop("_no_majority"):
                 no_majority = True
                 by_question[question.name] += 1
@@ -117,7 +126,8 @@ def build_curated(config: ProjectConfig) -> CuratedDataset:
             excluded["no_majority"] += 1
             continue
         if not labeled:
-            excluded["gold_without_labels" if is_gold else "unlabeled"] += 1
+            unreviewed = any((item_id, q.name) in llm_labels for q in config.questions)
+            excluded["gold_without_labels" if is_gold else "unreviewed" if unreviewed else "unlabeled"] += 1
             continue
         stamps = [at for q in config.questions for _, _, at in humans.get((item_id, q.name), [])
                   if at is not None and not pd.isna(at)]
@@ -137,7 +147,7 @@ def build_curated(config: ProjectConfig) -> CuratedDataset:
     llm = _llm_summary(llm_labels)
     return CuratedDataset(splits=splits, primary_question=primary, excluded=excluded,
                           excluded_by_question={k: v for k, v in by_question.items() if v}, notes=notes,
-                          annotators=submitted_annotators, llm=llm)
+                          annotators=submitted_annotators, llm=llm, gates=gates)
 
 
 def curated_features(config: ProjectConfig) -> "Any":
@@ -151,6 +161,7 @@ def curated_features(config: ProjectConfig) -> "Any":
         features.update({
             q.name: kind,
             f"{q.name}_source": Value("string"),
+            f"{q.name}_gate_id": Value("string"),
             f"{q.name}_agreement": Value("float64"),
             f"{q.name}_annotators": List(Value("string")),
             f"{q.name}_values": List(kind),
@@ -170,27 +181,6 @@ def curated_features(config: ProjectConfig) -> "Any":
         "last_annotated_at": Value("string"),
     })
     return Features(features)
-
-
-def load_gold_ids(config: ProjectConfig) -> set[str]:
-    """Gold item ids from `hub.gold_ids_path` (one per line, or a JSON list); empty when not configured."""
-    path = config.hub.gold_ids_path
-    if path is None:
-        return set()
-    if not path.is_absolute() and config.source_path is not None:
-        path = config.source_path.parent / path
-    if not path.is_file():
-        raise ConfigError(f"{config.source_path or config.name}: hub.gold_ids_path: file not found: {path}")
-    text = path.read_text(encoding="utf-8")
-    if path.suffix.lower() == ".json":
-        try:
-            ids = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise ConfigError(f"{path}: not valid JSON ({exc}); expected a list of item ids") from None
-        if not isinstance(ids, list):
-            raise ConfigError(f"{path}: expected a JSON list of item ids, got {type(ids).__name__}")
-        return {str(i) for i in ids}
-    return {line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")}
 
 
 # ---- reading the run directory ----------------------------------------------------------------------------------
@@ -261,17 +251,35 @@ def _group_values(annotations: pd.DataFrame) -> dict[tuple[str, str], list[tuple
     return grouped
 
 
+def _gold_column_ids(config: ProjectConfig, items: pd.DataFrame) -> set[str]:
+    """Items with a gold label in a `reference.gold_columns` column."""
+    ids: set[str] = set()
+    for column in config.reference.gold_columns.values():
+        if column in items.columns:
+            ids |= set(items.loc[items[column].notna(), "item_id"])
+    return ids
+
+
 def _gold_values(config: ProjectConfig, items: pd.DataFrame, gold_ids: set[str],
                  humans: dict[tuple[str, str], list[tuple[str, _Value, Any]]]
                  ) -> dict[tuple[str, str], list[tuple[str, _Value, Any]]]:
-    """Gold items' labels: the recorded human labels in the data, else their submitted annotations."""
+    """Gold items' labels: a gold column's value (`reference.gold_columns`), else the recorded human labels in the
+    data, else their submitted annotations."""
     if not gold_ids:
         return {}
     values: dict[tuple[str, str], list[tuple[str, _Value, Any]]] = {}
+    for question, column in config.reference.gold_columns.items():
+        if column not in items.columns:
+            continue
+        spec = config.question(question)
+        for item_id, value in zip(items["item_id"], items[column]):
+            if item_id in gold_ids and value is not None and not (isinstance(value, float) and pd.isna(value)):
+                values[(item_id, question)] = [("gold", _coerce(spec, value, config.data.path), None)]
     if config.human_labels is not None and config.human_labels.column in items.columns:
         recorded = recorded_labels(config, items[items["item_id"].isin(gold_ids)])
         for item_id, question, annotator, value in recorded.itertuples(index=False):
-            values.setdefault((item_id, question), []).append((annotator, value, None))
+            if (item_id, question) not in values or values[(item_id, question)][0][0] != "gold":
+                values.setdefault((item_id, question), []).append((annotator, value, None))
     for key, entries in humans.items():
         if key[0] in gold_ids and key not in values:
             values[key] = entries
@@ -280,27 +288,76 @@ def _gold_values(config: ProjectConfig, items: pd.DataFrame, gold_ids: set[str],
 
 # ---- final labels ----------------------------------------------------------------------------------------------
 
+def _auto_accepted(config: ProjectConfig) -> tuple[dict[tuple[str, str], dict[str, Any]], dict[str, dict[str, Any]]]:
+    """Labels a labeler may publish without a human: `auto` routes whose gate is open now for the labeler version on
+    disk. Returns `{(item, question): {label, gate_id}}` and, per question, the gate in force (or why none)."""
+    routes = read_table(config.run_path, ROUTES, required=False)
+    if routes is None or routes.empty:
+        return {}, {}
+    accepted: dict[tuple[str, str], dict[str, Any]] = {}
+    gates: dict[str, dict[str, Any]] = {}
+    for question, rows in routes.groupby("question"):
+        identity = json.loads(rows["labeler"].iloc[0])
+        state = gate_state(config, str(question), identity)
+        current = _current_identity(config, state, str(question))
+        gates[str(question)] = _gate_summary(state, current == identity)
+        if not state.open or state.passed is None or current != identity:
+            continue
+        auto = rows[(rows["route"] == "auto") & (rows["gate_id"] == state.passed.id)]
+        for row in auto.itertuples(index=False):
+            accepted[(row.item_id, str(question))] = {"label": row.label, "gate_id": row.gate_id}
+    return accepted, gates
+
+
+def _current_identity(config: ProjectConfig, state: GateState, question: str) -> Optional[dict[str, Any]]:
+    """The identity of the labels on disk now, for the labeler kind the gate measured."""
+    if state.passed is None or not state.passed.labeler_kind:
+        return None
+    try:
+        return load_labeler(config, state.passed.labeler_kind, question).identity
+    except RunFileError:
+        return None
+
+
+def _gate_summary(state: GateState, same_labeler: bool) -> dict[str, Any]:
+    passed = state.passed
+    summary: dict[str, Any] = {"open": state.open and same_labeler, "reason": state.reason if same_labeler else
+                               "the labels on disk are not those the gate measured (labeler changed)"}
+    if passed is not None:
+        summary.update(id=passed.id, time=passed.time, threshold=passed.threshold,
+                       target_precision=passed.target_precision, precision=passed.precision,
+                       precision_lower=passed.precision_lower, coverage=passed.coverage, metric=passed.metric,
+                       value=passed.value, labeler=passed.labeler_kind)
+    return summary
+
+
 def _resolve(question: QuestionConfig, entries: list[tuple[str, _Value, Any]], llm: Optional[dict[str, Any]],
-             gold: Optional[list[tuple[str, _Value, Any]]], is_gold: bool) -> dict[str, Any]:
+             gold: Optional[list[tuple[str, _Value, Any]]], is_gold: bool, auto: Optional[dict[str, Any]] = None,
+             keep_unverified: bool = False) -> dict[str, Any]:
     name = question.name
     if is_gold:
         entries = gold or []
     values = [v for _, v, _ in entries]
     final, no_majority = _final_value(question, values)
+    gate_id = None
     if question.kind == QuestionKind.text:  # free text is kept as provenance, never voted on
         source = None
     elif is_gold:
         source = "gold" if final is not None else None
     elif values:
         source = "llm-reviewed" if llm else ("human-consensus" if len(values) >= 2 else "human-single")
-    elif llm:
-        source, final = "llm-auto", llm["label"]
+    elif auto is not None:  # a label no human gave, under a gate that is open now
+        source, gate_id = "auto-accepted", auto["gate_id"]
+        final = int(float(auto["label"])) if question.kind == QuestionKind.rating else str(auto["label"])
+    elif llm and keep_unverified:
+        source, final = "unverified", llm["label"]
     else:
         source = None
     agreement = sum(v == final for v in values) / len(values) if values and final is not None else None
     return {
         name: final,
         f"{name}_source": source,
+        f"{name}_gate_id": gate_id,
         f"{name}_agreement": agreement,
         f"{name}_annotators": [a for a, _, _ in entries],
         f"{name}_values": values,

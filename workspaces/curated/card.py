@@ -22,7 +22,8 @@ _SOURCE_TEXT = {
     "human-consensus": "two or more reviewers, final label by strict majority (median for ratings)",
     "human-single": "one reviewer",
     "llm-reviewed": "an LLM label reviewed by humans, who agreed with it or overrode it",
-    "llm-auto": "an LLM label no human reviewed",
+    "auto-accepted": "a labeler's label no human gave, accepted because the gate was open (see 'Gate')",
+    "unverified": "a labeler's label no human gave and no gate allowed (kept only because the config asks)",
 }
 
 
@@ -53,6 +54,7 @@ def card_body(config: ProjectConfig, curated: CuratedDataset, report: Optional[R
     out += _splits_section(config, curated)
     out += _agreement_section(config, report)
     out += _judge_section(report)
+    out += _gate_section(curated, report)
     out += _provenance_section(config, curated)
     out += _license_section(config)
     return "\n".join(out).rstrip() + "\n"
@@ -83,8 +85,9 @@ def _task_section(config: ProjectConfig) -> list[str]:
             out.append("")
     out += ["Final labels: for a label question, the strict majority (more than half) of the submitted human "
             "responses; for a rating question, the **median** of the submitted ratings (the lower median when the "
-            "count is even, so the value stays on the scale). With no human response the LLM label is used "
-            "(`llm-auto`). Items whose reviewers disagree with no majority are "
+            "count is even, so the value stays on the scale). An item no human labeled gets a label only when the "
+            "gate allows it (`auto-accepted`, see 'Gate'); otherwise it is left out. Items whose reviewers disagree "
+            "with no majority are "
             + ("excluded" if config.hub.exclude_no_majority else "kept with an empty label") + ".", ""]
     return out
 
@@ -147,6 +150,32 @@ def _judge_section(report: Optional[Report]) -> list[str]:
     return ["## LLM labeler vs humans", "",
             "Measured against the humans' label of each item, by the same rule as the final labels below.", "",
             *table.to_markdown(), ""]
+
+
+def _gate_section(curated: CuratedDataset, report: Optional[Report]) -> list[str]:
+    out = ["## Gate: labels no human gave", ""]
+    if not curated.gates:
+        return out + ["No labeler was triaged (`curate triage`): every label in this dataset was given by humans.",
+                      ""]
+    auto = {q: sum(counts.get("auto-accepted", 0) for counts in curated.counts_by_source(q).values())
+            for q in curated.gates}
+    out += ["| question | gate | threshold | promised precision | held-out precision (95% lower bound) | coverage "
+            "| auto-accepted rows |", "|---|---|---|---|---|---|---|"]
+    for question, gate in curated.gates.items():
+        state = "**open**" if gate["open"] else "**closed**"
+        out.append(f"| `{question}` | {state} | {_num(gate.get('threshold'))} | {_num(gate.get('target_precision'))} "
+                   f"| {_num(gate.get('precision'))} ({_num(gate.get('precision_lower'))}) | "
+                   f"{_num(gate.get('coverage'))} | {auto.get(question, 0)} |")
+    out.append("")
+    for question, gate in curated.gates.items():
+        out.append(f"- `{question}`: {_one_line(gate.get('reason') or '')}")
+    audit = (report.sections.get("audit") if report is not None else None) or {}
+    for question, figures in (audit.get("questions") or {}).items():
+        out.append(f"- audit of `{question}`: {figures.get('audited', 0)} audited item(s) reviewed, observed error "
+                   f"{_num(figures.get('error'))} (95% interval [{_num(figures.get('error_low'))}, "
+                   f"{_num(figures.get('error_high'))}]) against a promised error of at most "
+                   f"{_num(figures.get('promised_error'))}: {figures.get('verdict', '')}")
+    return out + [""]
 
 
 def _provenance_section(config: ProjectConfig, curated: CuratedDataset) -> list[str]:

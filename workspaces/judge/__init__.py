@@ -1,5 +1,34 @@
-"""How far a labeler is trusted, measured on the human reference: calibrate -> gate (-> drift).
+"""How far a labeler is trusted, measured on the human reference: calibrate -> gate (-> drift), and the audit that
+keeps checking the promise.
 
 Reads labels (`labels.parquet`, `student_labels.parquet`) and the human reference from the run dir; writes
-`calibration.json` and appends to `gate_history.jsonl`.
+`calibration.json` / `calibration.md` and appends to `gate_history.jsonl` (never rewritten).
 """
+
+from .audit import check_audit
+from .calibrate import calibrate, clopper_pearson_lower, expected_calibration_error, fit_threshold, labeler_questions
+from .drift import run_drift
+from .gate import GateDecision, GateState, gate_state, history, run_gate
+from .labeler import LABELERS, LabelerLabels, load_labeler
+from .reference import Reference, human_reference, human_votes
+
+__all__ = [
+    "GateDecision",
+    "GateState",
+    "LABELERS",
+    "LabelerLabels",
+    "Reference",
+    "calibrate",
+    "check_audit",
+    "clopper_pearson_lower",
+    "expected_calibration_error",
+    "fit_threshold",
+    "gate_state",
+    "history",
+    "human_reference",
+    "human_votes",
+    "labeler_questions",
+    "load_labeler",
+    "run_drift",
+    "run_gate",
+]

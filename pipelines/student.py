@@ -1,0 +1,191 @@
+"""`curate student`: a student labeler, scikit-learn logistic regression on the items' sentence embeddings, trained on
+the human reference labels.
+
+On CPU the local LLM is weak; a student trained on a few hundred human labels is often the strongest labeler on hand.
+It writes `<run dir>/student_labels.parquet` in the schema of `labels.parquet` (label, confidence, per-label
+probabilities, model, prompt_hash = the student's identity) plus `out_of_fold`, so calibrate, gate and triage take
+either labeler. Every reference item is scored out-of-fold (by a model that never saw it), so calibration never
+measures the student on its own training items; the other items are scored by the model trained on all of them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import KFold, StratifiedKFold
+
+from workspaces.config import ProjectConfig
+from workspaces.errors import ModelError
+from workspaces.items import load_items
+from workspaces.rundir import EMBEDDINGS, STUDENT_LABELS, read_table, write_table
+
+from .label import LABEL_COLUMNS
+
+__all__ = ["STUDENT_COLUMNS", "StudentClassifier", "StudentRun", "out_of_fold_proba", "run_student"]
+
+STUDENT_COLUMNS = [*LABEL_COLUMNS, "out_of_fold"]
+
+
+class StudentClassifier(BaseModel):
+    """Logistic regression on embeddings (scikit-learn), with explicit fit / predict_proba.
+
+    Input: `X` (n x d float array of normalised sentence embeddings), `y` (n labels).
+    Output: `predict_proba(X)` (n x len(classes_)), columns in `classes_` order.
+    """
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    C: float = Field(default=10.0, gt=0, description="inverse regularisation strength")
+    max_iter: int = Field(default=3000, ge=10)
+    class_weight: Optional[str] = Field(default=None, description="None or 'balanced'")
+    seed: int = 0
+    _model: Optional[LogisticRegression] = PrivateAttr(default=None)
+    _constant: Optional[str] = PrivateAttr(default=None)
+
+    def fit(self, X: np.ndarray, y: Sequence[str]) -> "StudentClassifier":
+        labels = np.asarray([str(v) for v in y])
+        if len(set(labels)) == 1:  # one class seen: a constant predictor, not an error
+            self._model, self._constant = None, str(labels[0])
+            return self
+        self._constant = None
+        self._model = LogisticRegression(C=self.C, max_iter=self.max_iter, class_weight=self.class_weight,
+                                         random_state=self.seed)
+        self._model.fit(np.asarray(X, dtype=np.float64), labels)
+        return self
+
+    @property
+    def classes_(self) -> list[str]:
+        if self._constant is not None:
+            return [self._constant]
+        if self._model is None:
+            raise ModelError("the student is not fitted")
+        return [str(c) for c in self._model.classes_]
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        if self._constant is not None:
+            return np.ones((len(X), 1))
+        if self._model is None:
+            raise ModelError("the student is not fitted")
+        return self._model.predict_proba(np.asarray(X, dtype=np.float64))
+
+    def identity(self) -> dict[str, Any]:
+        return {"backend": "student", "classifier": "logistic-regression", "C": self.C,
+                "class_weight": self.class_weight}
+
+
+def _expand(proba: np.ndarray, classes: list[str], labels: list[str]) -> np.ndarray:
+    """Probabilities over `labels` (0 for a label the model never saw)."""
+    out = np.zeros((len(proba), len(labels)))
+    index = {label: i for i, label in enumerate(labels)}
+    for j, cls in enumerate(classes):
+        out[:, index[cls]] = proba[:, j]
+    return out
+
+
+def out_of_fold_proba(X: np.ndarray, y: Sequence[str], *, labels: Optional[list[str]] = None, folds: int = 5,
+                      seed: int = 0, classifier: Optional[StudentClassifier] = None) -> np.ndarray:
+    """Every row of `X` scored by a model trained on the other folds only (never on itself).
+
+    Stratified folds when every class has at least `folds` members, else plain shuffled folds. Columns follow
+    `labels` (default: the sorted labels of `y`).
+    """
+    y = np.asarray([str(v) for v in y])
+    labels = labels or sorted(set(y))
+    template = classifier or StudentClassifier(seed=seed)
+    out = np.zeros((len(y), len(labels)))
+    counts = pd.Series(y).value_counts()
+    folds = max(2, min(folds, len(y)))
+    splitter = StratifiedKFold(folds, shuffle=True, random_state=seed) if counts.min() >= folds \
+        else KFold(folds, shuffle=True, random_state=seed)
+    for train, test in splitter.split(X, y):
+        model = template.model_copy().fit(X[train], y[train])
+        out[test] = _expand(model.predict_proba(X[test]), model.classes_, labels)
+    return out
+
+
+@dataclass
+class StudentRun:
+    """What `run_student` did."""
+
+    path: Path
+    labels: pd.DataFrame
+    trained_on: int
+    identity: dict[str, Any]
+    seconds: float
+
+
+def _identity_hash(classifier: StudentClassifier, features: str, reference: dict[str, str]) -> str:
+    payload = json.dumps({"classifier": classifier.identity(), "features": features,
+                          "training": sorted(reference.items())}, sort_keys=True)
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def run_student(config: ProjectConfig, reference: dict[str, str], question: str, *, folds: int = 5, seed: int = 0,
+                classifier: Optional[StudentClassifier] = None) -> StudentRun:
+    """Train the student on `reference` (item id -> human label) and label every item of `question`.
+
+    Reference items are scored out-of-fold; the others by the model trained on every reference item. Items with no
+    embedding are failed rows (run `curate embed`). Writes `student_labels.parquet` (other questions' rows kept).
+
+    Raises:
+        RunFileError: no `embeddings.parquet` (run `curate embed`).
+        ModelError: fewer than 2 reference labels.
+    """
+    started = time.perf_counter()
+    spec = config.question(question)
+    labels = [str(v) for v in spec.allowed_values]
+    embeddings = read_table(config.run_path, EMBEDDINGS, columns=["item_id", "vector"])
+    assert embeddings is not None
+    vectors = dict(zip(embeddings["item_id"], embeddings["vector"]))
+    features = str(embeddings["model"].iloc[0]) if "model" in embeddings.columns and len(embeddings) else "embeddings"
+    items = load_items(config)["item_id"].tolist()
+    train_ids = [i for i in sorted(reference) if i in vectors]
+    if len(train_ids) < 2:
+        raise ModelError(f"the student needs at least 2 reference labels with embeddings for {question!r}; it has "
+                         f"{len(train_ids)} (label more items, or run `curate embed`)")
+    classifier = classifier or StudentClassifier(seed=seed)
+    X_train = np.stack([np.asarray(vectors[i], dtype=np.float64) for i in train_ids])
+    y_train = [str(reference[i]) for i in train_ids]
+    oof = out_of_fold_proba(X_train, y_train, labels=labels, folds=folds, seed=seed, classifier=classifier)
+    model = classifier.model_copy().fit(X_train, y_train)
+    rest = [i for i in items if i in vectors and i not in reference]
+    proba_rest = _expand(model.predict_proba(np.stack([np.asarray(vectors[i], dtype=np.float64) for i in rest])),
+                         model.classes_, labels) if rest else np.zeros((0, len(labels)))
+    identity_hash = _identity_hash(classifier, features, {i: reference[i] for i in train_ids})
+    name = f"student:logreg(C={classifier.C:g})@{features}"
+    run_id = f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:6]}"
+    now = pd.Timestamp.now(tz="UTC").isoformat()
+    rows = []
+    for ids, proba, oof_flag in ((train_ids, oof, True), (rest, proba_rest, False)):
+        for item_id, p in zip(ids, proba):
+            best = int(np.argmax(p))
+            rows.append({"item_id": item_id, "question": question, "label": labels[best], "confidence": float(p[best]),
+                         "probabilities": json.dumps({label: float(v) for label, v in zip(labels, p)}),
+                         "model": name, "prompt_hash": identity_hash, "raw_output": None, "status": "ok",
+                         "error": None, "run_id": run_id, "labeled_at": now, "out_of_fold": oof_flag})
+    for item_id in (i for i in items if i not in vectors):
+        rows.append({"item_id": item_id, "question": question, "label": None, "confidence": None,
+                     "probabilities": None, "model": name, "prompt_hash": identity_hash, "raw_output": None,
+                     "status": "failed", "error": "no embedding: run `curate embed`", "run_id": run_id,
+                     "labeled_at": now, "out_of_fold": False})
+    frame = pd.DataFrame(rows, columns=STUDENT_COLUMNS)
+    path = STUDENT_LABELS.path(config.run_path)
+    previous = read_table(config.run_path, STUDENT_LABELS, required=False)
+    if previous is not None:
+        frame = pd.concat([previous[previous["question"] != question], frame], ignore_index=True)[STUDENT_COLUMNS]
+    frame["confidence"] = frame["confidence"].astype("float64")
+    write_table(path, frame)
+    mine = frame[frame["question"] == question].reset_index(drop=True)
+    return StudentRun(path=path, labels=mine, trained_on=len(train_ids),
+                      identity={**classifier.identity(), "features": features, "hash": identity_hash},
+                      seconds=time.perf_counter() - started)

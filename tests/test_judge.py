@@ -1,0 +1,288 @@
+"""Trust a labeler only as far as humans measured it: thresholds, bounds, ECE, the gate, its history, triage, the
+audit, drift, and a curated dataset that never ships an unearned label. Constructed cases with known answers."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from workspaces.cli import app
+from workspaces.config import load_config
+from workspaces.curated import build_curated
+from workspaces.errors import GateClosedError, RunFileError
+from workspaces.judge import (calibrate, check_audit, clopper_pearson_lower, expected_calibration_error,
+                              fit_threshold, gate_state, history, human_reference, load_labeler, run_drift, run_gate)
+from workspaces.judge.calibrate import cross_fitted, wilson_interval
+from workspaces.review.triage import audited, triage
+
+LABELS = ["a", "b", "c"]
+
+
+# ---- statistics on constructed cases ---------------------------------------------------------------------------
+
+def test_clopper_pearson_lower_bound_known_values() -> None:
+    assert clopper_pearson_lower(59, 59) == pytest.approx(0.05 ** (1 / 59))  # all right: (1 - alpha)^(1/n)
+    assert clopper_pearson_lower(0, 10) == 0.0 and clopper_pearson_lower(0, 0) == 0.0
+    from scipy.stats import binom
+
+    lower = clopper_pearson_lower(95, 100)  # the p at which seeing >= 95 of 100 has probability 5%
+    assert binom.sf(94, 100, lower) == pytest.approx(0.05, abs=1e-9)
+    assert lower == pytest.approx(0.8977, abs=1e-3)  # = the lower end of the two-sided 90% exact interval
+    assert 0 < clopper_pearson_lower(9, 10) < 0.9
+
+
+def test_wilson_interval_known_values() -> None:
+    low, high = wilson_interval(10, 100)
+    assert (low, high) == pytest.approx((0.0552, 0.1744), abs=1e-3)
+    assert wilson_interval(0, 0) == (None, None)
+
+
+def test_ece_and_reliability() -> None:
+    confidence = np.full(10, 0.9)
+    assert expected_calibration_error(confidence, np.array([1] * 9 + [0])) == pytest.approx(0.0)
+    assert expected_calibration_error(confidence, np.array([1] * 5 + [0] * 5)) == pytest.approx(0.4)
+    mixed = np.array([0.95] * 4 + [0.55] * 4)
+    assert expected_calibration_error(mixed, np.array([1, 1, 1, 1, 1, 0, 0, 0])) == pytest.approx(
+        (4 * 0.05 + 4 * 0.30) / 8)
+
+
+def test_fit_threshold_accepts_the_most_items_that_keep_the_promise() -> None:
+    # 100 items at 0.99 all right, 100 at 0.8 with 20 wrong, 100 at 0.5 half wrong
+    confidence = np.r_[np.full(100, 0.99), np.full(100, 0.8), np.full(100, 0.5)]
+    correct = np.r_[np.ones(100), np.r_[np.ones(80), np.zeros(20)], np.r_[np.ones(50), np.zeros(50)]].astype(bool)
+    assert fit_threshold(confidence, correct, 0.95) == pytest.approx(0.99)  # 180/200 = 0.90 at 0.8: not enough
+    assert fit_threshold(confidence, correct, 0.85, bound=False) == pytest.approx(0.8)  # 180/200 = 0.90
+    assert fit_threshold(confidence, correct, 0.85, bound=True) == pytest.approx(0.8)  # lower bound ~0.86
+    assert fit_threshold(confidence, correct, 0.999) is None  # 100/100 has lower bound 0.970
+
+
+def test_cross_fitted_figures_are_measured_on_held_out_items() -> None:
+    rng = np.random.default_rng(0)
+    confidence = rng.uniform(0.3, 1.0, 3000)
+    correct = rng.uniform(size=3000) < confidence  # perfectly calibrated
+    labels = np.array(["a"] * 3000)
+    result = cross_fitted(labels, confidence, correct, 0.9, folds=5, min_per_label=10_000, seed=0)
+    # accepting confidence >= t gives precision (t + 1) / 2: 0.9 needs t = 0.8, the lower bound asks a bit more
+    assert 0.8 < result["threshold"] < 0.9
+    assert result["precision"] == pytest.approx((result["threshold"] + 1) / 2, abs=0.02)
+    assert result["precision_lower"] == pytest.approx(0.9, abs=0.02)
+    assert result["coverage"] == pytest.approx((1 - result["threshold"]) / 0.7, abs=0.03)
+    assert result["accepted"] == round(result["coverage"] * 3000)
+
+
+# ---- a constructed project: a CSV with a gold column, a labeler we control -------------------------------------
+
+def _project(tmp_path: Path, n: int = 400, *, gate: dict | None = None) -> Path:
+    rng = np.random.default_rng(1)
+    gold = rng.choice(LABELS, n)
+    pd.DataFrame({"id": [f"item-{i:04d}" for i in range(n)], "text": [f"text {i}" for i in range(n)],
+                  "gold": gold, "truth": gold}).to_csv(tmp_path / "items.csv", index=False)
+    config = {"name": "judge", "data": {"path": "items.csv"}, "fields": [{"name": "text"}],
+              "questions": [{"name": "q", "kind": "label", "labels": {label: label for label in LABELS}}],
+              "argilla": {"dataset": "judge", "workspace": "tests"}, "run_dir": str(tmp_path / "run"),
+              "reference": {"gold_columns": {"q": "gold"}},
+              "gate": gate or {"metric": "kappa", "min": 0.6, "target_precision": 0.95, "min_reference": 100},
+              "calibration": {"target_precisions": [0.9], "bootstrap": 200}}
+    path = tmp_path / "judge.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def _write_labels(config, quality: float, *, prompt_hash: str = "p1", reference_only: bool = False,
+                  seed: int = 2) -> pd.DataFrame:
+    """LLM-style labels: right with probability `quality`, confidence informative (high when right)."""
+    rng = np.random.default_rng(seed)
+    items = pd.read_csv(config.data.path, dtype=str)
+    rows = []
+    for item_id, gold in zip(items["id"], items["truth"]):  # the truth, also for items whose gold is hidden
+        right = rng.uniform() < quality
+        label = gold if right else rng.choice([x for x in LABELS if x != gold])
+        confidence = float(rng.uniform(0.85, 1.0) if right else rng.uniform(0.34, 0.9))
+        rest = (1 - confidence) / 2
+        rows.append({"item_id": item_id, "question": "q", "label": label, "confidence": confidence,
+                     "probabilities": json.dumps({x: (confidence if x == label else rest) for x in LABELS}),
+                     "model": "scripted-llm", "prompt_hash": prompt_hash, "raw_output": "{}", "status": "ok",
+                     "error": None, "run_id": "r", "labeled_at": "2026-01-01T00:00:00+00:00"})
+    frame = pd.DataFrame(rows)
+    config.run_path.mkdir(parents=True, exist_ok=True)
+    frame.to_parquet(config.run_path / "labels.parquet")
+    return frame
+
+
+def _hide_gold(config, keep: int) -> None:
+    """Only the first `keep` items keep their gold label: the rest are unreviewed items the labeler must earn."""
+    items = pd.read_csv(config.data.path, dtype=str)
+    items.loc[keep:, "gold"] = None
+    items.to_csv(config.data.path, index=False)
+
+
+def test_reference_sources_are_counted(tmp_path: Path) -> None:
+    config = load_config(_project(tmp_path))
+    _hide_gold(config, 300)
+    reference = human_reference(config, "q")
+    assert len(reference) == 300 and reference.counts() == {"gold-column": 300}
+    assert len(reference.hash) == 16
+
+
+def test_a_good_labeler_passes_and_its_history_is_append_only(tmp_path: Path) -> None:
+    config = load_config(_project(tmp_path))
+    _write_labels(config, 0.97)
+    result = calibrate(config, "llm")
+    q = result["questions"]["q"]
+    assert q["n"] == 400 and q["kappa"] > 0.9 and {t["target_precision"] for t in q["thresholds"]} == {0.9, 0.95}
+    assert set(result) >= {"created", "reference", "questions"} and result["reference"]["n"] == 400
+    assert {"count", "confidence", "accuracy"} <= set(q["reliability"][0])
+    assert (config.run_path / "calibration.md").read_text().startswith("# Calibration")
+    [decision] = run_gate(config, "llm")
+    assert decision.decision == "pass", decision.reason
+    first = (config.run_path / "gate_history.jsonl").read_text()
+    run_gate(config, "llm")
+    second = (config.run_path / "gate_history.jsonl").read_text()
+    assert second.startswith(first) and len(second.splitlines()) == 2
+    entry = json.loads(second.splitlines()[0])
+    assert {"decision", "question", "metric", "value", "min", "threshold", "labeler", "time", "reason"} <= set(entry)
+
+
+def test_a_weak_labeler_fails_the_gate_with_the_numbers_and_exit_7(tmp_path: Path) -> None:
+    path = _project(tmp_path)
+    config = load_config(path)
+    _write_labels(config, 0.45)
+    assert CliRunner().invoke(app, ["calibrate", str(path)]).exit_code == 0
+    result = CliRunner().invoke(app, ["gate", str(path)])
+    assert result.exit_code == GateClosedError.exit_code
+    [entry] = history(config)
+    assert entry.decision == "fail" and "kappa" in entry.reason and "below the minimum 0.6" in entry.reason
+    assert "FAIL" in result.output
+
+
+def test_a_changed_prompt_invalidates_the_pass(tmp_path: Path) -> None:
+    config = load_config(_project(tmp_path))
+    _write_labels(config, 0.97)
+    calibrate(config, "llm")
+    assert run_gate(config, "llm")[0].decision == "pass"
+    identity = load_labeler(config, "llm", "q").identity
+    assert gate_state(config, "q", identity).open
+    _write_labels(config, 0.97, prompt_hash="p2")
+    new = load_labeler(config, "llm", "q").identity
+    state = gate_state(config, "q", new)
+    assert not state.open and "labeler changed" in state.reason
+    assert triage(config, "llm").counts["auto"] == 0
+
+
+def test_routes_cover_every_item_once_and_the_audit_share_holds(tmp_path: Path) -> None:
+    config = load_config(_project(tmp_path, n=2000))
+    _write_labels(config, 0.97)
+    calibrate(config, "llm")
+    run_gate(config, "llm")
+    result = triage(config, "llm")
+    routes = pd.read_parquet(config.run_path / "routes.parquet")
+    assert sorted(routes["item_id"]) == sorted(pd.read_csv(config.data.path, dtype=str)["id"])
+    assert routes["item_id"].is_unique
+    eligible = routes[routes["route"].isin(["auto", "audit"])]
+    share = (eligible["route"] == "audit").mean()
+    assert len(eligible) > 500 and abs(share - 0.05) < 0.025
+    assert (routes.loc[routes["route"] == "auto", "confidence"] >= routes.loc[routes["route"] == "auto",
+                                                                               "threshold"]).all()
+    assert result.counts["auto"] + result.counts["audit"] + result.counts["review"] == 2000
+    again = triage(config, "llm")  # an item keeps its role
+    assert again.routes.set_index("item_id")["route"].equals(result.routes.set_index("item_id")["route"])
+    assert all(audited(i, 0.05, 0) for i in routes.loc[routes["route"] == "audit", "item_id"])
+
+
+def test_disagreement_between_the_llm_and_the_student_goes_to_review(tmp_path: Path) -> None:
+    config = load_config(_project(tmp_path, n=600))
+    llm = _write_labels(config, 0.97)
+    calibrate(config, "llm")
+    run_gate(config, "llm")
+    student = llm.copy()
+    flipped = student.index[:50]
+    student.loc[flipped, "label"] = ["b" if x == "a" else "a" for x in student.loc[flipped, "label"]]
+    student.assign(out_of_fold=True).to_parquet(config.run_path / "student_labels.parquet")
+    routes = triage(config, "llm").routes.set_index("item_id")
+    assert (routes.loc[student.loc[flipped, "item_id"], "route"] == "review").all()
+    assert set(routes.loc[student.loc[flipped, "item_id"], "reason"]) == {"the LLM and the student disagree"}
+
+
+def test_push_never_ships_an_unreviewed_label_without_an_open_gate(tmp_path: Path) -> None:
+    config = load_config(_project(tmp_path, n=600))
+    _hide_gold(config, 300)  # 300 reference items, 300 items no human labeled
+    _write_labels(config, 0.45)  # a bad labeler
+    (config.run_path / "annotations.parquet").parent.mkdir(exist_ok=True)
+    pd.DataFrame(columns=["record_id", "item_id", "question", "annotator", "value", "status",
+                          "updated_at"]).to_parquet(config.run_path / "annotations.parquet")
+    calibrate(config, "llm")
+    assert run_gate(config, "llm")[0].decision == "fail"
+    triage(config, "llm")
+    curated = build_curated(config)
+    rows = pd.concat(curated.splits.values()) if curated.splits else pd.DataFrame(columns=["q_source"])
+    assert not set(rows["q_source"]) & {"auto-accepted", "llm-auto", "unverified"}
+    assert curated.excluded["unreviewed"] == 300 and not curated.gates["q"]["open"]
+    assert set(rows["q_source"]) == {"gold"} and len(rows) == 300  # the gold column's items are gold
+
+    _write_labels(config, 0.98, prompt_hash="good")  # a good labeler: the gate opens, confident labels are accepted
+    calibrate(config, "llm")
+    [decision] = run_gate(config, "llm")
+    assert decision.decision == "pass", decision.reason
+    routes = triage(config, "llm").routes
+    auto = set(routes.loc[routes["route"] == "auto", "item_id"])
+    curated = build_curated(config)
+    rows = pd.concat(curated.splits.values())
+    accepted = rows[rows["q_source"] == "auto-accepted"]
+    humans = set(human_reference(config, "q").labels)  # a human label always wins over the labeler's
+    assert set(accepted["item_id"]) == auto - humans and len(auto - humans) > 50
+    assert set(accepted["q_gate_id"]) == {decision.id}
+    card_gate = curated.gates["q"]
+    assert card_gate["open"] and card_gate["threshold"] == decision.threshold
+
+
+def test_a_broken_promise_found_by_the_audit_closes_the_gate(tmp_path: Path) -> None:
+    config = load_config(_project(tmp_path, n=3000, gate={"metric": "kappa", "min": 0.6, "target_precision": 0.9,
+                                                          "min_reference": 100}))
+    _hide_gold(config, 1500)
+    labels = _write_labels(config, 0.97)
+    calibrate(config, "llm")
+    assert run_gate(config, "llm")[0].decision == "pass"
+    routes = triage(config, "llm").routes
+    audit = routes[routes["route"] == "audit"]
+    assert len(audit) >= 20
+    # reviewers label the audited items: every label the labeler gave them is wrong
+    rows = []
+    for item_id, label in zip(audit["item_id"], audit["label"]):
+        wrong = next(x for x in LABELS if x != label)
+        rows.append({"record_id": item_id, "item_id": item_id, "question": "q", "annotator": "rev", "value": wrong,
+                     "status": "submitted", "updated_at": pd.Timestamp("2026-01-02", tz="UTC")})
+    pd.DataFrame(rows).to_parquet(config.run_path / "annotations.parquet")
+    section = check_audit(config)
+    figures = section["questions"]["q"]
+    assert figures["audited"] == len(audit) and figures["error"] == 1.0 and "broken" in figures["verdict"]
+    assert history(config)[-1].decision == "closed" and history(config)[-1].kind == "audit"
+    assert triage(config, "llm").counts["auto"] == 0, "auto items go back to review"
+    check_audit(config)
+    assert sum(e.kind == "audit" for e in history(config)) == 1, "closed once"
+    del labels
+
+
+def test_drift_flags_a_deliberately_changed_prompt(tmp_path: Path) -> None:
+    config = load_config(_project(tmp_path, n=800))
+    _write_labels(config, 0.97)
+    calibrate(config, "llm")
+    assert run_gate(config, "llm")[0].decision == "pass"
+    [same] = run_drift(config)
+    assert same.decision == "ok" and same.details["drift"] == "OK"
+    _write_labels(config, 0.6, prompt_hash="a-worse-prompt", seed=5)
+    [drifted] = run_drift(config)
+    assert drifted.decision == "closed" and drifted.reason.startswith("DRIFT") and "kappa fell" in drifted.reason
+    assert drifted.details["before"]["kappa"] > drifted.details["after"]["kappa"]
+
+
+def test_drift_needs_a_passing_gate(tmp_path: Path) -> None:
+    config = load_config(_project(tmp_path))
+    _write_labels(config, 0.5)
+    with pytest.raises(RunFileError, match="no passing gate yet"):
+        run_drift(config)

@@ -1,0 +1,329 @@
+"""`curate calibrate`: measure a labeler against the human reference, and fit the confidence thresholds at which its
+labels reach a promised precision.
+
+Per question, on reference items the labeler was neither trained nor prompted on: n, accuracy, Cohen's kappa,
+Krippendorff's alpha with the labeler as one more coder, per-class precision/recall/F1, the confusion matrix, MAE/MSE
+for ratings, and the quality of the confidence (a 10-bin reliability table, ECE, Brier score and AUROC of confidence
+for correctness; Brier and AUROC treat "the label is right" as the binary outcome).
+
+Thresholds, for each target precision: the smallest confidence threshold whose accepted items' precision has a
+one-sided 95% Clopper-Pearson lower bound at or above the target (so it accepts the most items while keeping the
+promise with evidence). The figures reported for it are cross-fitted: the threshold is fitted on k-1 folds and applied
+to the held-out fold, and the held-out accepted items give the coverage, the precision and its lower bound. A
+predicted label with at least `calibration.min_per_label` reference items gets its own threshold (fitted to reach the
+target's point precision on its own items, never below the global threshold; a label that cannot reach it is never
+accepted); others use the global one.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any, Optional
+
+import numpy as np
+import pandas as pd
+from scipy.stats import beta
+from sklearn.metrics import (accuracy_score, brier_score_loss, cohen_kappa_score, confusion_matrix,
+                             mean_absolute_error, mean_squared_error, precision_recall_fscore_support, roc_auc_score)
+from sklearn.model_selection import KFold
+
+from ..agreement import krippendorff_alpha
+from ..config import ProjectConfig, QuestionKind
+from ..errors import ConfigError
+from ..rundir import CALIBRATION, CALIBRATION_ITEMS, CALIBRATION_MD, write_json, write_table, write_text
+from .labeler import LabelerLabels, load_labeler
+from .reference import Reference, human_reference, human_votes
+
+__all__ = [
+    "Policy",
+    "calibrate",
+    "calibration_items",
+    "clopper_pearson_lower",
+    "cross_fitted",
+    "expected_calibration_error",
+    "fit_threshold",
+    "labeler_questions",
+    "reliability_table",
+    "wilson_interval",
+]
+
+LABELER_CODER = "labeler"
+BINS = 10
+
+
+# ---- statistics ------------------------------------------------------------------------------------------------
+
+def clopper_pearson_lower(successes: Any, n: Any, confidence: float = 0.95) -> Any:
+    """One-sided lower bound of a binomial proportion (exact; 0 when n is 0). Vectorised over arrays."""
+    successes, n = np.asarray(successes, dtype=float), np.asarray(n, dtype=float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        lower = beta.ppf(1 - confidence, successes, n - successes + 1)
+    lower = np.where((successes <= 0) | (n <= 0), 0.0, lower)
+    return float(lower) if lower.ndim == 0 else lower
+
+
+def wilson_interval(successes: int, n: int, confidence: float = 0.95) -> tuple[Optional[float], Optional[float]]:
+    """Two-sided Wilson score interval of a proportion (None, None when n is 0)."""
+    if n <= 0:
+        return None, None
+    from scipy.stats import norm
+
+    z = float(norm.ppf(1 - (1 - confidence) / 2))
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return float(max(0.0, centre - half)), float(min(1.0, centre + half))
+
+
+def reliability_table(confidence: np.ndarray, correct: np.ndarray, bins: int = BINS) -> list[dict[str, Any]]:
+    """Equal-width confidence bins: count, mean confidence and accuracy (None for an empty bin)."""
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    which = np.clip(np.digitize(confidence, edges[1:-1], right=True), 0, bins - 1)
+    table = []
+    for b in range(bins):
+        mask = which == b
+        count = int(mask.sum())
+        table.append({"bin": [float(edges[b]), float(edges[b + 1])], "count": count,
+                      "confidence": float(confidence[mask].mean()) if count else None,
+                      "accuracy": float(correct[mask].mean()) if count else None})
+    return table
+
+
+def expected_calibration_error(confidence: np.ndarray, correct: np.ndarray, bins: int = BINS) -> Optional[float]:
+    """ECE: the count-weighted mean gap between confidence and accuracy over the reliability bins."""
+    if len(confidence) == 0:
+        return None
+    table = reliability_table(confidence, correct, bins)
+    return float(sum(row["count"] * abs(row["accuracy"] - row["confidence"]) for row in table if row["count"])
+                 / len(confidence))
+
+
+def fit_threshold(confidence: np.ndarray, correct: np.ndarray, target: float, *, bound: bool = True
+                  ) -> Optional[float]:
+    """The smallest threshold t such that the items with confidence >= t reach `target` precision.
+
+    With `bound`, "reach" means the one-sided 95% Clopper-Pearson lower bound is >= target; else the point precision.
+    None when no threshold reaches it.
+    """
+    if len(confidence) == 0:
+        return None
+    order = np.argsort(-confidence, kind="stable")
+    conf, hits = confidence[order], correct[order].astype(float)
+    accepted = np.arange(1, len(conf) + 1)
+    right = np.cumsum(hits)
+    last = np.r_[conf[1:] != conf[:-1], True]  # cut only between distinct confidence values
+    accepted, right, cuts = accepted[last], right[last], conf[last]
+    score = clopper_pearson_lower(right, accepted) if bound else right / accepted
+    ok = np.flatnonzero(score >= target)
+    return None if ok.size == 0 else float(cuts[ok[-1]])
+
+
+class Policy:
+    """Which labels are accepted: a global threshold and per-label thresholds (None: that label is never accepted)."""
+
+    def __init__(self, threshold: Optional[float], per_label: Optional[dict[str, Optional[float]]] = None) -> None:
+        self.threshold = threshold
+        self.per_label = per_label or {}
+
+    def accepts(self, labels: np.ndarray, confidence: np.ndarray) -> np.ndarray:
+        if self.threshold is None:
+            return np.zeros(len(labels), dtype=bool)
+        cut = np.array([self.per_label.get(str(label), self.threshold) if str(label) in self.per_label
+                        else self.threshold for label in labels], dtype=object)
+        blocked = np.array([c is None for c in cut])
+        cut = np.where(blocked, np.inf, cut).astype(float)
+        return (confidence >= cut) & ~blocked
+
+    @classmethod
+    def fit(cls, labels: np.ndarray, confidence: np.ndarray, correct: np.ndarray, target: float,
+            min_per_label: int) -> "Policy":
+        threshold = fit_threshold(confidence, correct, target, bound=True)
+        per_label: dict[str, Optional[float]] = {}
+        if threshold is not None:
+            for label in sorted({str(v) for v in labels}):
+                mask = labels == label
+                if mask.sum() >= min_per_label:
+                    own = fit_threshold(confidence[mask], correct[mask], target, bound=False)
+                    per_label[label] = None if own is None else max(own, threshold)
+        return cls(threshold, per_label)
+
+
+def cross_fitted(labels: np.ndarray, confidence: np.ndarray, correct: np.ndarray, target: float, *, folds: int,
+                 min_per_label: int, seed: int) -> dict[str, Any]:
+    """Fit the policy on k-1 folds, apply it to the held-out fold; the held-out accepted items give the honest
+    coverage, precision and lower bound. The policy reported is the one fitted on every item."""
+    n = len(labels)
+    accepted = np.zeros(n, dtype=bool)
+    if n >= folds * 2:
+        for train, test in KFold(n_splits=folds, shuffle=True, random_state=seed).split(labels):
+            policy = Policy.fit(labels[train], confidence[train], correct[train], target, min_per_label)
+            accepted[test] = policy.accepts(labels[test], confidence[test])
+    final = Policy.fit(labels, confidence, correct, target, min_per_label)
+    hits = int(correct[accepted].sum())
+    kept = int(accepted.sum())
+    return {"target_precision": target, "threshold": final.threshold,
+            "per_label": {k: v for k, v in final.per_label.items()},
+            "coverage": kept / n if n else 0.0, "accepted": kept,
+            "precision": hits / kept if kept else None,
+            "precision_lower": clopper_pearson_lower(hits, kept) if kept else 0.0}
+
+
+# ---- calibration -----------------------------------------------------------------------------------------------
+
+def labeler_questions(config: ProjectConfig) -> list[str]:
+    """The questions a labeler answers: `llm.questions`, else every label/rating question."""
+    if config.llm is not None and config.llm.questions:
+        return list(config.llm.questions)
+    return [q.name for q in config.questions if q.kind in (QuestionKind.label, QuestionKind.rating)]
+
+
+def calibration_items(labels: LabelerLabels, reference: Reference) -> pd.DataFrame:
+    """Reference items the labeler labeled (and was not prompted or trained on): item_id, reference, label,
+    confidence, correct."""
+    frame = labels.labels[labels.labels["item_id"].isin(set(reference.labels) - labels.excluded)].copy()
+    frame["reference"] = frame["item_id"].map(reference.labels)
+    frame["source"] = frame["item_id"].map(reference.sources)
+    frame["correct"] = frame["label"].astype(str) == frame["reference"].astype(str)
+    frame["question"] = labels.question
+    columns = ["item_id", "question", "reference", "source", "label", "confidence", "correct"]
+    return frame[columns].sort_values("item_id").reset_index(drop=True)
+
+
+def _alpha(config: ProjectConfig, question: str, items: pd.DataFrame, votes: pd.DataFrame) -> Optional[float]:
+    spec = config.question(question)
+    mine = votes[(votes["question"] == question) & votes["item_id"].isin(set(items["item_id"]))]
+    humans = pd.DataFrame({"unit": mine["item_id"], "annotator": mine["annotator"], "value": mine["value"]})
+    no_votes = items[~items["item_id"].isin(set(mine["item_id"]))]  # gold-column items: the reference is a coder
+    reference = pd.DataFrame({"unit": no_votes["item_id"], "annotator": "reference", "value": no_votes["reference"]})
+    labeler = pd.DataFrame({"unit": items["item_id"], "annotator": LABELER_CODER, "value": items["label"]})
+    table = pd.concat([humans, reference, labeler], ignore_index=True)
+    table["value"] = table["value"].astype(str)
+    try:
+        return krippendorff_alpha(table, spec.alpha_level, value_domain=[str(v) for v in spec.allowed_values],
+                                  bootstrap=0).alpha
+    except ConfigError:
+        return None
+
+
+def question_metrics(config: ProjectConfig, question: str, items: pd.DataFrame, votes: pd.DataFrame,
+                     identity: dict[str, Any]) -> dict[str, Any]:
+    """Every figure of one question's calibration (see the module docstring)."""
+    spec = config.question(question)
+    allowed = [str(v) for v in spec.allowed_values]
+    human, guess = items["reference"].astype(str).to_numpy(), items["label"].astype(str).to_numpy()
+    confidence = items["confidence"].astype(float).to_numpy()
+    correct = items["correct"].astype(bool).to_numpy()
+    n = len(items)
+    block: dict[str, Any] = {"labeler": identity, "n": n, "accuracy": None, "kappa": None, "alpha": None,
+                             "ece": None, "brier": None, "auroc": None, "reliability": [], "thresholds": [],
+                             "per_class": {}, "confusion": {"labels": allowed, "matrix": []}}
+    if n == 0:
+        return block
+    kappa = cohen_kappa_score(human, guess, labels=allowed)
+    precision, recall, f1, support = precision_recall_fscore_support(human, guess, labels=allowed, zero_division=0)
+    block.update(
+        accuracy=float(accuracy_score(human, guess)),
+        kappa=None if np.isnan(kappa) else float(kappa),
+        alpha=_alpha(config, question, items, votes),
+        per_class={label: {"precision": float(p), "recall": float(r), "f1": float(f), "support": int(s)}
+                   for label, p, r, f, s in zip(allowed, precision, recall, f1, support)},
+        confusion={"labels": allowed, "matrix": confusion_matrix(human, guess, labels=allowed).tolist()},
+        reliability=reliability_table(confidence, correct),
+        ece=expected_calibration_error(confidence, correct),
+        brier=float(brier_score_loss(correct.astype(int), confidence)),
+        auroc=float(roc_auc_score(correct, confidence)) if 0 < correct.sum() < n else None,
+    )
+    if spec.kind == QuestionKind.rating:
+        block["mae"] = float(mean_absolute_error(human.astype(float), guess.astype(float)))
+        block["mse"] = float(mean_squared_error(human.astype(float), guess.astype(float)))
+    targets = sorted({*config.calibration.target_precisions, config.gate.target_precision})
+    block["thresholds"] = [cross_fitted(guess, confidence, correct, target, folds=config.calibration.folds,
+                                        min_per_label=config.calibration.min_per_label, seed=config.calibration.seed)
+                           for target in targets]
+    return block
+
+
+def calibrate(config: ProjectConfig, labeler: str = "llm") -> dict[str, Any]:
+    """Measure `labeler` on the human reference; write `calibration.json`, `calibration.md` and the per-item table.
+
+    Returns the calibration (the JSON written).
+    """
+    votes = human_votes(config)
+    questions: dict[str, Any] = {}
+    references: dict[str, Reference] = {}
+    frames = []
+    for question in labeler_questions(config):
+        labels = load_labeler(config, labeler, question)
+        reference = human_reference(config, question, votes=votes)
+        references[question] = reference
+        items = calibration_items(labels, reference)
+        frames.append(items)
+        block = question_metrics(config, question, items, votes, labels.identity)
+        block["reference"] = {"n": len(reference), "hash": reference.hash, "sources": reference.counts(),
+                              "excluded_prompted_or_trained": len(labels.excluded & set(reference.labels))}
+        questions[question] = block
+    total = sum(len(r) for r in references.values())
+    calibration = {
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "project": config.name,
+        "labeler": labeler,
+        "reference": {"n": total, "hash": _combined_hash(references),
+                      "sources": _merge_counts(r.counts() for r in references.values())},
+        "questions": questions,
+    }
+    run = config.run_path
+    write_json(CALIBRATION.path(run), calibration)
+    write_text(CALIBRATION_MD.path(run), render_calibration(calibration))
+    write_table(CALIBRATION_ITEMS.path(run), pd.concat(frames, ignore_index=True) if frames else pd.DataFrame())
+    return calibration
+
+
+def _combined_hash(references: dict[str, Reference]) -> str:
+    import hashlib
+
+    return hashlib.sha256("|".join(f"{q}:{r.hash}" for q, r in sorted(references.items())).encode()).hexdigest()[:16]
+
+
+def _merge_counts(counts: Any) -> dict[str, int]:
+    merged: dict[str, int] = {}
+    for count in counts:
+        for key, value in count.items():
+            merged[key] = merged.get(key, 0) + value
+    return dict(sorted(merged.items()))
+
+
+def _f(value: Any, digits: int = 3) -> str:
+    return "n/a" if value is None else f"{value:.{digits}f}"
+
+
+def render_calibration(calibration: dict[str, Any]) -> str:
+    """calibration.md: the figures, readable."""
+    lines = [f"# Calibration: {calibration['project']} ({calibration['labeler']})", "",
+             f"{calibration['created']}. Reference: {calibration['reference']['n']} item labels "
+             f"({', '.join(f'{k} {v}' for k, v in calibration['reference']['sources'].items()) or 'none'}), "
+             f"hash `{calibration['reference']['hash']}`.", ""]
+    for name, q in calibration["questions"].items():
+        identity = q["labeler"]
+        lines += [f"## {name}", "", f"Labeler: `{identity}`", "",
+                  "| n | accuracy | Cohen's kappa | alpha (labeler as a coder) | ECE | Brier | AUROC |",
+                  "|---|---|---|---|---|---|---|",
+                  f"| {q['n']} | {_f(q['accuracy'])} | {_f(q['kappa'])} | {_f(q['alpha'])} | {_f(q['ece'])} | "
+                  f"{_f(q['brier'])} | {_f(q['auroc'])} |", ""]
+        if "mae" in q:
+            lines += [f"MAE {_f(q['mae'])}, MSE {_f(q['mse'])}.", ""]
+        lines += ["Thresholds (cross-fitted: fitted on the other folds, measured on the held-out one):", "",
+                  "| target precision | threshold | coverage | held-out precision | 95% lower bound | per-label |",
+                  "|---|---|---|---|---|---|"]
+        for t in q["thresholds"]:
+            per_label = ", ".join(f"{k}: {_f(v)}" for k, v in t["per_label"].items()) or "-"
+            lines.append(f"| {t['target_precision']:.2f} | {_f(t['threshold'])} | {_f(t['coverage'])} | "
+                         f"{_f(t['precision'])} | {_f(t['precision_lower'])} | {per_label} |")
+        lines += ["", "Reliability (10 bins):", "", "| bin | count | mean confidence | accuracy |",
+                  "|---|---|---|---|"]
+        lines += [f"| {r['bin'][0]:.1f}-{r['bin'][1]:.1f} | {r['count']} | {_f(r['confidence'])} | "
+                  f"{_f(r['accuracy'])} |" for r in q["reliability"]]
+        lines += ["", "Per class:", "", "| label | precision | recall | F1 | support |", "|---|---|---|---|---|"]
+        lines += [f"| {label} | {_f(c['precision'])} | {_f(c['recall'])} | {_f(c['f1'])} | {c['support']} |"
+                  for label, c in q["per_class"].items()]
+        lines.append("")
+    return "\n".join(lines)

@@ -1,0 +1,171 @@
+"""The gate: may a labeler's labels be accepted without human review? An append-only history of every decision.
+
+Config `gate: {metric: kappa, min: 0.6, target_precision: 0.95, min_reference: 100}`. Per question, the gate passes
+only when the calibration of the *current* labeler (same backend, model, prompt and label set as the labels on disk)
+has the agreement metric at or above `min` on at least `min_reference` reference items AND the threshold fitted for
+`target_precision` has a held-out precision lower bound at or above it.
+
+Every decision is appended to `gate_history.jsonl` (never rewritten): `id, kind, decision (pass / fail / closed),
+question, metric, value, min, threshold, per_label, target_precision, precision, precision_lower, coverage, n,
+labeler, reference_hash, time, reason`. A pass holds for that labeler identity until a later entry for the same
+identity closes it (the audit or drift) or fails it; a labeler whose identity changed has no pass.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import datetime, timezone
+from typing import Any, Literal, Optional
+
+import pandas as pd
+from pydantic import BaseModel, Field
+
+from ..config import ProjectConfig
+from ..rundir import (CALIBRATION, CALIBRATION_ITEMS, GATE_BASELINE, GATE_HISTORY, append_jsonl, read_json, read_jsonl,
+                      read_table, write_table)
+from .calibrate import labeler_questions
+from .labeler import load_labeler
+
+__all__ = ["GateDecision", "GateState", "append_decision", "gate_state", "history", "run_gate"]
+
+
+class GateDecision(BaseModel):
+    """One line of `gate_history.jsonl`."""
+
+    id: str = Field(default_factory=lambda: uuid.uuid4().hex[:12])
+    kind: Literal["gate", "audit", "drift"] = "gate"
+    decision: Literal["pass", "fail", "closed", "ok"]
+    question: str
+    metric: Optional[str] = None
+    value: Optional[float] = None
+    min: Optional[float] = None
+    threshold: Optional[float] = None
+    per_label: dict[str, Optional[float]] = Field(default_factory=dict)
+    target_precision: Optional[float] = None
+    precision: Optional[float] = None
+    precision_lower: Optional[float] = None
+    coverage: Optional[float] = None
+    n: Optional[int] = None
+    labeler: dict[str, Any] = Field(default_factory=dict)
+    labeler_kind: Optional[str] = None
+    reference_hash: Optional[str] = None
+    time: str = Field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    reason: str = ""
+    details: dict[str, Any] = Field(default_factory=dict)
+
+    @property
+    def identity_key(self) -> str:
+        return json.dumps(self.labeler, sort_keys=True)
+
+
+class GateState(BaseModel):
+    """Whether a question's gate is open now for a labeler identity, and the entry that says so."""
+
+    question: str
+    open: bool
+    reason: str
+    passed: Optional[GateDecision] = None  # the pass in force (open) or the last pass (closed since)
+
+
+def history(config: ProjectConfig) -> list[GateDecision]:
+    """Every entry of the gate history, oldest first."""
+    return [GateDecision.model_validate(entry) for entry in read_jsonl(config.run_path, GATE_HISTORY)]
+
+
+def append_decision(config: ProjectConfig, decision: GateDecision) -> GateDecision:
+    """Append one decision to the history (the file is only ever appended to)."""
+    append_jsonl(GATE_HISTORY.path(config.run_path), decision.model_dump(mode="json"))
+    return decision
+
+
+def gate_state(config: ProjectConfig, question: str, identity: dict[str, Any]) -> GateState:
+    """Is the gate open now for `question` and this labeler identity?"""
+    key = json.dumps(identity, sort_keys=True)
+    entries = [e for e in history(config) if e.question == question]
+    passes = [i for i, e in enumerate(entries) if e.decision == "pass"]
+    if not passes:
+        return GateState(question=question, open=False, reason="no gate has passed for this question")
+    mine = [i for i in passes if entries[i].identity_key == key]
+    if not mine:
+        last = entries[passes[-1]]
+        return GateState(question=question, open=False, passed=last,
+                         reason="the labeler changed since the last pass (model, prompt or label set): calibrate it "
+                                "and run the gate again")
+    since = entries[mine[-1]]
+    later = [e for e in entries[mine[-1] + 1:] if e.identity_key == key and e.decision in ("fail", "closed")]
+    if later:
+        return GateState(question=question, open=False, passed=since,
+                         reason=f"closed by a later {later[-1].kind} decision ({later[-1].id}): {later[-1].reason}")
+    return GateState(question=question, open=True, passed=since, reason=f"passed ({since.id}, {since.time})")
+
+
+def _decide(config: ProjectConfig, question: str, block: dict[str, Any], identity: dict[str, Any], labeler: str,
+            reference_hash: str) -> GateDecision:
+    gate = config.gate
+    value = block.get(gate.metric)
+    n = int(block.get("n") or 0)
+    chosen = next((t for t in block.get("thresholds", []) if abs(t["target_precision"] - gate.target_precision) < 1e-9),
+                  None)
+    decision = GateDecision(decision="fail", question=question, metric=gate.metric, value=value, min=gate.min,
+                            target_precision=gate.target_precision, n=n, labeler=identity, labeler_kind=labeler,
+                            reference_hash=reference_hash)
+    if chosen is not None:
+        decision.threshold, decision.per_label = chosen["threshold"], chosen.get("per_label") or {}
+        decision.precision, decision.precision_lower = chosen["precision"], chosen["precision_lower"]
+        decision.coverage = chosen["coverage"]
+    reasons = []
+    if json.dumps(block.get("labeler"), sort_keys=True) != json.dumps(identity, sort_keys=True):
+        reasons.append("the calibration is of another labeler version than the labels on disk: run `curate "
+                       "calibrate` again")
+    if n < gate.min_reference:
+        reasons.append(f"only {n} reference items (min_reference {gate.min_reference})")
+    if value is None or value < gate.min:
+        shown = "n/a" if value is None else f"{value:.3f}"
+        reasons.append(f"{gate.metric} {shown} is below the minimum {gate.min:g}")
+    if chosen is None or chosen["threshold"] is None:
+        reasons.append(f"no confidence threshold reaches precision {gate.target_precision:g} with evidence")
+    elif (chosen["precision_lower"] or 0.0) < gate.target_precision:
+        reasons.append(f"the held-out precision's 95% lower bound {chosen['precision_lower']:.3f} is below the "
+                       f"target {gate.target_precision:g}")
+    if reasons:
+        decision.reason = "; ".join(reasons)
+    else:
+        decision.decision = "pass"
+        decision.reason = (f"{gate.metric} {value:.3f} >= {gate.min:g} on {n} reference items; threshold "
+                           f"{chosen['threshold']:.3f} keeps precision >= {gate.target_precision:g} "
+                           f"(held-out {chosen['precision']:.3f}, lower bound {chosen['precision_lower']:.3f}, "
+                           f"coverage {chosen['coverage']:.1%})")
+    return decision
+
+
+def run_gate(config: ProjectConfig, labeler: Optional[str] = None) -> list[GateDecision]:
+    """Decide every labeler question from `calibration.json`, append the decisions, keep the passing baseline.
+
+    Raises:
+        RunFileError: no calibration yet (run `curate calibrate`).
+    """
+    calibration = read_json(config.run_path, CALIBRATION)
+    labeler = labeler or calibration.get("labeler") or config.triage.labeler
+    decisions = []
+    for question in labeler_questions(config):
+        identity = load_labeler(config, labeler, question).identity
+        block = calibration["questions"].get(question) or {}
+        if calibration.get("labeler") != labeler:
+            block = {**block, "labeler": {"calibrated": calibration.get("labeler")}}
+        decision = append_decision(config, _decide(config, question, block, identity, labeler,
+                                                   calibration["reference"]["hash"]))
+        if decision.decision == "pass":
+            _keep_baseline(config, question)
+        decisions.append(decision)
+    return decisions
+
+
+def _keep_baseline(config: ProjectConfig, question: str) -> None:
+    """The calibration items of a passing gate: drift compares the labeler's later scores against them."""
+    items = read_table(config.run_path, CALIBRATION_ITEMS)
+    assert items is not None
+    baseline = read_table(config.run_path, GATE_BASELINE, required=False)
+    keep = [] if baseline is None else [baseline[baseline["question"] != question]]
+    write_table(GATE_BASELINE.path(config.run_path),
+                pd.concat([*keep, items[items["question"] == question]], ignore_index=True))

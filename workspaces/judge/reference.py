@@ -1,0 +1,133 @@
+"""The human reference: for each item, the label humans gave it, and where that label comes from.
+
+Precedence, per question (`reference:` in the config):
+1. `gold-column`: a data column of gold labels (`reference.gold_columns`), never shown to reviewers;
+2. `gold`: items listed in `hub.gold_ids_path`, labelled by their human votes (one vote is enough);
+3. `consensus`: any other item whose human votes reach `reference.min_votes` and give a label by the one human-label
+   rule (`workspaces.votes.human_label`: a strict majority for label questions).
+
+Human votes are the labels recorded with the data (`human_labels`, when `reference.recorded`) and the submitted
+responses synced from Argilla (`annotations.parquet`); a synced response replaces the recorded vote of the same
+annotator. Responses of annotators paused by the honeypot rule (`paused_annotators.json`) are left out.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Optional
+
+import pandas as pd
+
+from ..config import ProjectConfig, QuestionConfig, QuestionKind, slug
+from ..errors import ConfigError
+from ..items import load_gold_ids, load_items, recorded_labels
+from ..rundir import ANNOTATIONS, PAUSED, read_json, read_table
+from ..votes import human_label
+
+__all__ = ["Reference", "human_reference", "human_votes", "paused_annotators"]
+
+
+@dataclass
+class Reference:
+    """The human reference labels of one question."""
+
+    question: str
+    labels: dict[str, str] = field(default_factory=dict)  # item id -> label (as text)
+    sources: dict[str, str] = field(default_factory=dict)  # item id -> gold-column / gold / consensus
+
+    def counts(self) -> dict[str, int]:
+        """Items per source."""
+        return dict(sorted(Counter(self.sources.values()).items()))
+
+    @property
+    def hash(self) -> str:
+        """A short hash of the (item, label) pairs: which reference a calibration was measured on."""
+        payload = json.dumps(sorted(self.labels.items()))
+        return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+def paused_annotators(config: ProjectConfig) -> set[str]:
+    """Usernames paused by the honeypot rule (their responses do not count)."""
+    paused = read_json(config.run_path, PAUSED, required=False) or {}
+    return set(paused.get("paused", {}))
+
+
+def human_votes(config: ProjectConfig, items: Optional[pd.DataFrame] = None) -> pd.DataFrame:
+    """Every human vote the run knows: `item_id, question, annotator, value` (value as text), one per annotator.
+
+    Recorded labels of the data (annotator names as Argilla usernames) and submitted synced responses; the synced
+    one wins for the same (item, question, annotator). Paused annotators are left out.
+    """
+    frames = []
+    if config.reference.recorded and config.human_labels is not None:
+        items = load_items(config) if items is None else items
+        if config.human_labels.column in items.columns:
+            recorded = recorded_labels(config, items)
+            frames.append(recorded.assign(annotator=recorded["annotator"].map(slug), value=recorded["value"].astype(str),
+                                          order=0))
+    synced = read_table(config.run_path, ANNOTATIONS, required=False)
+    if synced is not None and len(synced):
+        synced = synced[(synced["status"] == "submitted") & synced["question"].notna() & synced["value"].notna()]
+        synced = synced.sort_values("updated_at") if "updated_at" in synced.columns else synced
+        frames.append(synced[["item_id", "question", "annotator", "value"]].assign(value=synced["value"].astype(str),
+                                                                                  order=1))
+    if not frames:
+        return pd.DataFrame(columns=["item_id", "question", "annotator", "value"])
+    votes = pd.concat(frames, ignore_index=True).sort_values("order", kind="stable")
+    votes = votes.drop_duplicates(["item_id", "question", "annotator"], keep="last")
+    paused = paused_annotators(config)
+    if paused:
+        votes = votes[~votes["annotator"].isin(paused)]
+    return votes.drop(columns="order").reset_index(drop=True)
+
+
+def _text(question: QuestionConfig, value: object) -> str:
+    if question.kind == QuestionKind.rating:
+        return str(int(float(value)))  # type: ignore[arg-type]
+    return str(value)
+
+
+def human_reference(config: ProjectConfig, question: str, *, items: Optional[pd.DataFrame] = None,
+                    votes: Optional[pd.DataFrame] = None) -> Reference:
+    """The human reference labels of `question` over the project's items (see the module docstring)."""
+    spec = config.question(question)
+    items = load_items(config) if items is None else items
+    votes = human_votes(config, items) if votes is None else votes
+    known = set(items["item_id"])
+    reference = Reference(question=question)
+    allowed = {str(v) for v in spec.allowed_values}
+
+    column = config.reference.gold_columns.get(question)
+    if column is not None:
+        if column not in items.columns:
+            raise ConfigError(f"{config.source_path}: reference.gold_columns.{question}: no column {column!r} in "
+                              f"{config.data.path}")
+        for item_id, value in zip(items["item_id"], items[column]):
+            if value is None or (isinstance(value, float) and pd.isna(value)):
+                continue
+            label = _text(spec, value)
+            if allowed and label not in allowed:
+                raise ConfigError(f"{config.data.path}: item {item_id}: gold {column}={value!r} is not one of the "
+                                  f"labels of {question!r}")
+            reference.labels[item_id], reference.sources[item_id] = label, "gold-column"
+
+    mine = votes[votes["question"] == question]
+    grouped = {item_id: group["value"].tolist() for item_id, group in mine.groupby("item_id", sort=True)}
+    gold_ids = load_gold_ids(config) & known
+    for item_id in sorted(gold_ids - set(reference.labels)):
+        vote = human_label(spec, grouped.get(item_id, []))
+        if vote.label is not None:
+            reference.labels[item_id], reference.sources[item_id] = _text(spec, vote.label), "gold"
+    for item_id, values in grouped.items():
+        if item_id in reference.labels or item_id not in known:
+            continue
+        vote = human_label(spec, values)
+        if vote.label is not None and vote.votes >= config.reference.min_votes:
+            reference.labels[item_id], reference.sources[item_id] = _text(spec, vote.label), "consensus"
+    return reference
