@@ -24,7 +24,7 @@ from workspaces.errors import ConfigError
 from workspaces.items import load_items
 from workspaces.rundir import EMBEDDINGS, read_table, write_table
 
-__all__ = ["EmbedRun", "default_embedding_model", "embed_items", "embed_texts", "load_embedder",
+__all__ = ["EmbedRun", "embedded_texts", "default_embedding_model", "embed_items", "embed_texts", "load_embedder",
            "read_embeddings"]
 
 Progress = Callable[[int, int], None]
@@ -70,6 +70,13 @@ def embed_texts(texts: Sequence[str], *, spec: Optional[EmbeddingsConfig] = None
     finally:
         if own:
             embedder.unload()
+
+
+def embedded_texts(config: ProjectConfig, items: pd.DataFrame) -> list[str]:
+    """The text of each item as `curate embed` embeds it (`embeddings.fields`, default all fields, joined)."""
+    spec = config.embeddings or EmbeddingsConfig()
+    fields = spec.fields or [f.name for f in config.fields]
+    return [_text(config, row, fields) for row in items.to_dict(orient="records")]
 
 
 def _text(config: ProjectConfig, row: dict, fields: Sequence[str]) -> str:

@@ -21,6 +21,8 @@ from typing import Any, Optional, Sequence
 import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
+from scipy import sparse
+from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import KFold, StratifiedKFold
 
@@ -31,23 +33,60 @@ from workspaces.rundir import EMBEDDINGS, STUDENT_LABELS, read_table, write_tabl
 
 from .label import LABEL_COLUMNS
 
-__all__ = ["STUDENT_COLUMNS", "StudentClassifier", "StudentRun", "out_of_fold_proba", "run_student"]
+__all__ = ["STUDENT_COLUMNS", "StudentClassifier", "StudentFeatures", "StudentRun", "out_of_fold_proba",
+           "run_student", "student_features"]
 
 STUDENT_COLUMNS = [*LABEL_COLUMNS, "out_of_fold"]
 
 
-class StudentClassifier(BaseModel):
-    """Logistic regression on embeddings (scikit-learn), with explicit fit / predict_proba.
+class StudentFeatures(BaseModel):
+    """What the student sees of an item: its sentence embedding (scaled by `embedding_weight`) and, with `chars`, the
+    TF-IDF of its character 2-5-grams (fitted on every item's text: unsupervised, no label is used).
 
-    Input: `X` (n x d float array of normalised sentence embeddings), `y` (n labels).
+    In the BANKING77 simulation the character n-grams cut the labels needed for 88% accuracy by about a tenth
+    (intents hinge on words like "top up", "PIN", "refund" that the sentence embedding blurs).
+    """
+
+    chars: bool = True
+    embedding_weight: float = Field(default=2.0, gt=0)
+    min_df: int = Field(default=2, ge=1)
+
+    def build(self, embeddings: np.ndarray, texts: Optional[Sequence[str]] = None) -> Any:
+        """The feature matrix (sparse when `chars`), one row per item."""
+        dense = np.asarray(embeddings, dtype=np.float64) * self.embedding_weight
+        if not self.chars or texts is None:
+            return dense
+        vectorizer = TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True,
+                                     min_df=min(self.min_df, max(1, len(texts) // 2)))
+        grams = vectorizer.fit_transform([str(t) for t in texts])
+        return sparse.hstack([sparse.csr_matrix(dense), grams]).tocsr()
+
+    def identity(self) -> dict[str, Any]:
+        return {"chars": self.chars, "embedding_weight": self.embedding_weight, "min_df": self.min_df}
+
+
+def student_features(config: ProjectConfig, items: pd.DataFrame, embeddings: np.ndarray,
+                     features: Optional[StudentFeatures] = None) -> Any:
+    """The student's feature matrix for `items` (their embeddings in the same order)."""
+    from .embed import embedded_texts
+
+    return (features or StudentFeatures()).build(embeddings, embedded_texts(config, items))
+
+
+class StudentClassifier(BaseModel):
+    """Logistic regression (scikit-learn) on the student's features, with explicit fit / predict_proba.
+
+    Input: `X` (n x d features: `StudentFeatures.build`, or plain embeddings), `y` (n labels).
     Output: `predict_proba(X)` (n x len(classes_)), columns in `classes_` order.
+
+    Defaults (C=100, balanced class weights) are the best of the BANKING77 simulation (README, benchmarks).
     """
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
-    C: float = Field(default=10.0, gt=0, description="inverse regularisation strength")
+    C: float = Field(default=100.0, gt=0, description="inverse regularisation strength")
     max_iter: int = Field(default=3000, ge=10)
-    class_weight: Optional[str] = Field(default=None, description="None or 'balanced'")
+    class_weight: Optional[str] = Field(default="balanced", description="None or 'balanced'")
     seed: int = 0
     _model: Optional[LogisticRegression] = PrivateAttr(default=None)
     _constant: Optional[str] = PrivateAttr(default=None)
@@ -60,7 +99,7 @@ class StudentClassifier(BaseModel):
         self._constant = None
         self._model = LogisticRegression(C=self.C, max_iter=self.max_iter, class_weight=self.class_weight,
                                          random_state=self.seed)
-        self._model.fit(np.asarray(X, dtype=np.float64), labels)
+        self._model.fit(X if sparse.issparse(X) else np.asarray(X, dtype=np.float64), labels)
         return self
 
     @property
@@ -73,10 +112,10 @@ class StudentClassifier(BaseModel):
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
         if self._constant is not None:
-            return np.ones((len(X), 1))
+            return np.ones((X.shape[0], 1))
         if self._model is None:
             raise ModelError("the student is not fitted")
-        return self._model.predict_proba(np.asarray(X, dtype=np.float64))
+        return self._model.predict_proba(X if sparse.issparse(X) else np.asarray(X, dtype=np.float64))
 
     def identity(self) -> dict[str, Any]:
         return {"backend": "student", "classifier": "logistic-regression", "C": self.C,
@@ -131,7 +170,8 @@ def _identity_hash(classifier: StudentClassifier, features: str, reference: dict
 
 
 def run_student(config: ProjectConfig, reference: dict[str, str], question: str, *, folds: int = 5, seed: int = 0,
-                classifier: Optional[StudentClassifier] = None) -> StudentRun:
+                classifier: Optional[StudentClassifier] = None,
+                features: Optional[StudentFeatures] = None) -> StudentRun:
     """Train the student on `reference` (item id -> human label) and label every item of `question`.
 
     Reference items are scored out-of-fold; the others by the model trained on every reference item. Items with no
@@ -147,22 +187,30 @@ def run_student(config: ProjectConfig, reference: dict[str, str], question: str,
     embeddings = read_table(config.run_path, EMBEDDINGS, columns=["item_id", "vector"])
     assert embeddings is not None
     vectors = dict(zip(embeddings["item_id"], embeddings["vector"]))
-    features = str(embeddings["model"].iloc[0]) if "model" in embeddings.columns and len(embeddings) else "embeddings"
-    items = load_items(config)["item_id"].tolist()
-    train_ids = [i for i in sorted(reference) if i in vectors]
+    encoder = str(embeddings["model"].iloc[0]) if "model" in embeddings.columns and len(embeddings) else "embeddings"
+    all_items = load_items(config)
+    items = all_items["item_id"].tolist()
+    embedded = all_items[all_items["item_id"].isin(set(vectors))].reset_index(drop=True)
+    row_of = {item_id: n for n, item_id in enumerate(embedded["item_id"])}
+    train_ids = [i for i in sorted(reference) if i in row_of]
     if len(train_ids) < 2:
         raise ModelError(f"the student needs at least 2 reference labels with embeddings for {question!r}; it has "
                          f"{len(train_ids)} (label more items, or run `curate embed`)")
+    features = features or StudentFeatures()
+    matrix = student_features(config, embedded, np.stack([np.asarray(vectors[i], dtype=np.float64)
+                                                           for i in embedded["item_id"]]), features)
     classifier = classifier or StudentClassifier(seed=seed)
-    X_train = np.stack([np.asarray(vectors[i], dtype=np.float64) for i in train_ids])
+    X_train = matrix[[row_of[i] for i in train_ids]]
     y_train = [str(reference[i]) for i in train_ids]
     oof = out_of_fold_proba(X_train, y_train, labels=labels, folds=folds, seed=seed, classifier=classifier)
     model = classifier.model_copy().fit(X_train, y_train)
-    rest = [i for i in items if i in vectors and i not in reference]
-    proba_rest = _expand(model.predict_proba(np.stack([np.asarray(vectors[i], dtype=np.float64) for i in rest])),
-                         model.classes_, labels) if rest else np.zeros((0, len(labels)))
-    identity_hash = _identity_hash(classifier, features, {i: reference[i] for i in train_ids})
-    name = f"student:logreg(C={classifier.C:g})@{features}"
+    rest = [i for i in items if i in row_of and i not in reference]
+    proba_rest = _expand(model.predict_proba(matrix[[row_of[i] for i in rest]]), model.classes_, labels) \
+        if rest else np.zeros((0, len(labels)))
+    description = f"{encoder}{'+char-ngrams' if features.chars else ''}"
+    identity_hash = _identity_hash(classifier, description + json.dumps(features.identity(), sort_keys=True),
+                                   {i: reference[i] for i in train_ids})
+    name = f"student:logreg(C={classifier.C:g})@{description}"
     run_id = f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:6]}"
     now = pd.Timestamp.now(tz="UTC").isoformat()
     rows = []
@@ -173,7 +221,7 @@ def run_student(config: ProjectConfig, reference: dict[str, str], question: str,
                          "probabilities": json.dumps({label: float(v) for label, v in zip(labels, p)}),
                          "model": name, "prompt_hash": identity_hash, "raw_output": None, "status": "ok",
                          "error": None, "run_id": run_id, "labeled_at": now, "out_of_fold": oof_flag})
-    for item_id in (i for i in items if i not in vectors):
+    for item_id in (i for i in items if i not in row_of):
         rows.append({"item_id": item_id, "question": question, "label": None, "confidence": None,
                      "probabilities": None, "model": name, "prompt_hash": identity_hash, "raw_output": None,
                      "status": "failed", "error": "no embedding: run `curate embed`", "run_id": run_id,
@@ -187,5 +235,5 @@ def run_student(config: ProjectConfig, reference: dict[str, str], question: str,
     write_table(path, frame)
     mine = frame[frame["question"] == question].reset_index(drop=True)
     return StudentRun(path=path, labels=mine, trained_on=len(train_ids),
-                      identity={**classifier.identity(), "features": features, "hash": identity_hash},
+                      identity={**classifier.identity(), "features": description, "hash": identity_hash},
                       seconds=time.perf_counter() - started)

@@ -19,13 +19,13 @@ ROOT = Path(__file__).resolve().parents[1]
 STAGES = ("pipelines", "argilla_io", "judge", "review", "agreement", "curated")
 # The arrows that may exist (importer -> imported). Stages talk through run-dir files; a stage imports an upstream
 # stage only for its typed readers and rules: the judge measures with agreement's alpha; triage routes by the judge's
-# gate; the curated dataset publishes by the gate and renders agreement's report. Argilla I/O imports no stage.
+# gate and selection asks the student (pipelines) how uncertain it is; the curated dataset publishes by the gate and renders agreement's report. Argilla I/O imports no stage.
 ALLOWED: dict[str, set[str]] = {
     "core": set(),
     "pipelines": {"core"},
     "argilla_io": {"core"},
     "judge": {"core", "agreement"},
-    "review": {"core", "judge"},
+    "review": {"core", "judge", "pipelines"},
     "agreement": {"core"},
     "curated": {"core", "agreement", "judge"},
     "cli": {"core", *STAGES},

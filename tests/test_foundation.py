@@ -79,7 +79,8 @@ def test_publish_twice_keeps_one_record_per_item(replayed) -> None:
 def test_sync_returns_every_replayed_response_with_its_user_and_value(replayed) -> None:
     config = replayed["config"]
     synced = pd.read_parquet(replayed["synced"].path)
-    assert list(synced.columns) == ["record_id", "item_id", "question", "annotator", "value", "status", "updated_at"]
+    assert list(synced.columns) == ["record_id", "item_id", "question", "annotator", "value", "status", "updated_at",
+                                    "paused"]
     source = recorded_labels(config, load_items(config))
     source = source.assign(annotator=source["annotator"].str.lower(), value=source["value"].astype(str))
     submitted = synced[synced["status"] == "submitted"]

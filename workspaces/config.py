@@ -24,6 +24,10 @@ __all__ = [
     "AlphaLevel",
     "ArgillaConfig",
     "CalibrationConfig",
+    "ConsensusConfig",
+    "HoneypotConfig",
+    "SelectionConfig",
+    "SuppressionConfig",
     "GateConfig",
     "ReferenceConfig",
     "TriageConfig",
@@ -352,6 +356,34 @@ class TriageConfig(_Strict):
         default="review-and-audit", description="once items are triaged, which reach the reviewers' queue")
 
 
+class HoneypotConfig(_Strict):
+    """Gold items mixed into every review batch to measure the reviewers (`curate select`, `curate report`)."""
+
+    share: float = Field(default=0.1, ge=0.05, le=0.15, description="share of each batch that is honeypots")
+    min_seen: int = Field(default=10, ge=1, description="honeypots an annotator must answer before the pause rule")
+    min_accuracy: float = Field(default=0.7, ge=0.0, le=1.0, description="below this, the annotator is paused")
+
+
+class SuppressionConfig(_Strict):
+    """Draft suppression: every Nth review item is published without the labeler's suggestion."""
+
+    every: int = Field(default=10, ge=2)
+
+
+class SelectionConfig(_Strict):
+    """How `curate select` picks review batches."""
+
+    strategy: Literal["random", "margin", "entropy", "kcenter", "hybrid", "default"] = "default"
+    batch: int = Field(default=50, ge=1)
+    seed: int = 0
+
+
+class ConsensusConfig(_Strict):
+    """Which human consensus the curated labels use."""
+
+    method: Literal["majority", "dawid-skene"] = "majority"
+
+
 class HubConfig(_Strict):
     """Where curated splits go (see `curate push`)."""
 
@@ -389,6 +421,10 @@ class ProjectConfig(_Strict):
     calibration: CalibrationConfig = Field(default_factory=CalibrationConfig)
     gate: GateConfig = Field(default_factory=GateConfig)
     triage: TriageConfig = Field(default_factory=TriageConfig)
+    selection: SelectionConfig = Field(default_factory=SelectionConfig)
+    honeypots: Optional[HoneypotConfig] = None
+    suppression: Optional[SuppressionConfig] = None
+    consensus: ConsensusConfig = Field(default_factory=ConsensusConfig)
     source_path: Optional[Path] = Field(default=None, exclude=True, description="the YAML file this came from")
 
     @field_validator("fields")

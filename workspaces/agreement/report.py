@@ -220,6 +220,10 @@ def write_report(config: ProjectConfig, *, bootstrap: int = 1000, seed: int = 0,
     for name, section in (extra_sections or {}).items():  # computed by other stages (e.g. the judge's audit)
         if section:
             report.sections[name] = section
+    honeypots, consensus = report.sections.get("honeypots"), report.sections.get("consensus")
+    if honeypots and consensus and honeypots["question"] in consensus:  # skill next to honeypot accuracy
+        consensus[honeypots["question"]]["honeypot_accuracy"] = {
+            a["annotator"]: a["accuracy"] for a in honeypots["annotators"]}
     path = write_json(REPORT.path(run), report.model_dump(mode="json"))
     write_text(REPORT_MD.path(run), report.to_markdown())
     return report, path

@@ -48,3 +48,59 @@ def render_audit(section: dict[str, Any]) -> list[MarkdownTable]:
 
 
 SECTION_RENDERERS["audit"] = render_audit  # computed by the judge (`workspaces.judge.audit`), passed in by the CLI
+
+
+def _consensus(config: ProjectConfig, annotations: pd.DataFrame) -> Optional[dict[str, Any]]:
+    """Dawid-Skene next to the majority, per label question, on the submitted responses (paused annotators out)."""
+    from ..config import QuestionKind
+    from .consensus import dawid_skene
+    from .report import human_table
+
+    if "paused" in annotations.columns:
+        annotations = annotations[~annotations["paused"].fillna(False).astype(bool)]
+    section: dict[str, Any] = {}
+    for question in config.questions:
+        if question.kind != QuestionKind.label:
+            continue
+        result = dawid_skene(human_table(annotations, question), question)
+        if result is not None:
+            section[question.name] = result.to_json()
+    return section or None
+
+
+def render_consensus(section: dict[str, Any]) -> list[MarkdownTable]:
+    tables = []
+    for question, q in section.items():
+        tables.append(MarkdownTable(
+            title=f"{question}: annotator skill (Dawid-Skene: P(gives the true label))",
+            columns=["annotator", "skill", "honeypot accuracy"],
+            rows=[[a, _f(s), _f(q.get("honeypot_accuracy", {}).get(a))] for a, s in sorted(q["skill"].items())],
+            note=f"{len(q['disagreements'])} of {q['units']} items where the strict majority and Dawid-Skene "
+                 "disagree" + (": " + ", ".join(d["unit"] for d in q["disagreements"][:10]) if q["disagreements"]
+                               else "") + "."))
+    return tables
+
+
+def render_honeypots(section: dict[str, Any]) -> list[MarkdownTable]:
+    rows = [[a["annotator"], str(a["seen"]), _f(a["accuracy"]), f"[{_f(a['accuracy_low'])}, {_f(a['accuracy_high'])}]",
+             _f(a["kappa"]), "paused" if a.get("paused") else ""] for a in section["annotators"]]
+    rule = (f"Pause rule: below {section['min_accuracy']} after at least {section['min_seen']} honeypots."
+            if section.get("min_accuracy") is not None else None)
+    return [MarkdownTable(title=f"Honeypots ({section['question']}): {section['honeypots']} gold items in the batches",
+                          columns=["annotator", "honeypots answered", "accuracy", "95% interval (Wilson)",
+                                   "Cohen's kappa", ""], rows=rows, note=rule)]
+
+
+def render_anchoring(section: dict[str, Any]) -> list[MarkdownTable]:
+    rows = [[r["measure"], f"{_f(r['suggested'])} (n={r['suggested_n']})", f"{_f(r['suppressed'])} "
+             f"(n={r['suppressed_n']})", _f(r["difference"]),
+             "n/a" if r["ci95"] is None else f"[{_f(r['ci95'][0])}, {_f(r['ci95'][1])}]"] for r in section["rows"]]
+    return [MarkdownTable(title=f"Anchoring ({section['question']}): reviewers with and without the suggestion",
+                          columns=["measure", "suggestion shown", "suggestion suppressed", "difference",
+                                   "95% CI (bootstrap)"], rows=rows)]
+
+
+SECTION_BUILDERS["consensus"] = _consensus
+SECTION_RENDERERS["consensus"] = render_consensus
+SECTION_RENDERERS["honeypots"] = render_honeypots  # computed by `workspaces.review.honeypots`, passed in by the CLI
+SECTION_RENDERERS["anchoring"] = render_anchoring  # computed by `workspaces.review.suppression`

@@ -123,13 +123,12 @@ class Wire:
         """Item id (the record's external id) -> the record's server id."""
         return {item["external_id"]: item["id"] for items in self.record_pages(dataset_id) for item in items}
 
-    def delete_suggestions(self, record_id: str, question_ids: list[str]) -> None:
-        """Remove a record's suggestions for these questions (draft suppression on an existing record)."""
-        if question_ids:
-            self._json("DELETE", f"/api/v1/records/{record_id}/suggestions", params={"ids": ",".join(question_ids)})
-
-    def record_suggestions(self, record_id: str) -> list[dict[str, Any]]:
-        return self._json("GET", f"/api/v1/records/{record_id}/suggestions")["items"]
+    def clear_suggestions(self, record_id: str) -> int:
+        """Remove every suggestion of a record (draft suppression of an already published record)."""
+        ids = [s["id"] for s in self._json("GET", f"/api/v1/records/{record_id}/suggestions")["items"]]
+        if ids:
+            self._json("DELETE", f"/api/v1/records/{record_id}/suggestions", params={"ids": ",".join(ids)})
+        return len(ids)
 
     # ---- responses ---------------------------------------------------------------------------------------------
     def submit_responses(self, items: list[dict[str, Any]]) -> list[str]:

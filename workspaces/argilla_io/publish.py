@@ -18,7 +18,7 @@ from ..config import ProjectConfig
 from ..errors import ArgillaError, ConfigError
 from ..items import check_items, load_items
 from ..rundir import EMBEDDINGS, LABELS, ROUTES, locked, read_table
-from ._wire import argilla_errors
+from ._wire import Wire, argilla_errors
 from .records import Suggestion, build_records, suggestions_from_labels
 from .settings import PublishError, build_settings, ensure_workspace, get_dataset, reconcile_settings
 
@@ -114,6 +114,15 @@ def _publish(config: ProjectConfig, client: rg.Argilla, *, labels_path: Optional
     result = log_records(config, client, settings, records, suggestions=attached, recreate=recreate,
                          batch_size=batch_size, progress=progress)
     result.skipped = dict(checked.problems)
+    suppressed = set(suppressed) & set(checked.valid["item_id"])
+    if suppressed and not result.created:  # records published earlier may still carry a suggestion
+        wire = Wire(client)
+        with argilla_errors(wire.url, "removing suggestions of suppressed records"):
+            dataset = get_dataset(client, config)
+            ids = wire.record_ids(dataset.id)
+            for item_id in sorted(suppressed):
+                if item_id in ids:
+                    wire.clear_suggestions(ids[item_id])
     return result
 
 

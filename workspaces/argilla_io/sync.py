@@ -1,7 +1,7 @@
 """Pulling every response (submitted, draft, discarded) from Argilla into the run directory, never losing one.
 
 `<run dir>/annotations.parquet` is the server's current state: one row per (record, question, annotator):
-`record_id, item_id, question, annotator, value, status, updated_at`. `value` is text (a rating `3` is `"3"`);
+`record_id, item_id, question, annotator, value, status, updated_at, paused`. `value` is text (a rating `3` is `"3"`);
 `annotator` is the Argilla username. A response without values (a record discarded unanswered) is one row with
 `question` and `value` empty, so every response is accounted for.
 
@@ -28,14 +28,15 @@ from pydantic import BaseModel, Field
 
 from ..config import ProjectConfig
 from ..errors import ArgillaError, DataLossError, RunFileError
-from ..rundir import ANNOTATIONS, ANNOTATIONS_HISTORY, locked, read_table, write_table
+from ..rundir import ANNOTATIONS, ANNOTATIONS_HISTORY, PAUSED, locked, read_json, read_table, write_table
 from ._wire import Wire, argilla_errors
 from .settings import get_dataset
 
-__all__ = ["ANNOTATION_COLUMNS", "HISTORY_COLUMNS", "SyncError", "SyncResult", "fetch_responses", "sync"]
+__all__ = ["ANNOTATION_COLUMNS", "HISTORY_COLUMNS", "SyncError", "SyncResult", "fetch_responses", "flag_paused", "sync"]
 
 ANNOTATION_COLUMNS = ["record_id", "item_id", "question", "annotator", "value", "status", "updated_at"]
 HISTORY_COLUMNS = [*ANNOTATION_COLUMNS, "dataset_id", "event", "synced_at"]
+# annotations.parquet adds `paused`: the annotator was paused by the honeypot rule (kept, flagged, not counted)
 _KEY = ["item_id", "annotator"]  # one response = one (record, user); its values are rows per question
 
 Progress = Callable[[int, int], None]
@@ -175,7 +176,7 @@ def sync(config: ProjectConfig, client: rg.Argilla, *, path: Optional[Path] = No
             gone = previous[mask]
         lost = gone.drop_duplicates(_KEY)
         examples = [f"{row.annotator} on {row.item_id} ({row.status})" for row in lost.head(5).itertuples()]
-        _append_history(history_path, frame, gone, str(dataset.id), now)
+        _append_history(history_path, frame[ANNOTATION_COLUMNS], gone[ANNOTATION_COLUMNS], str(dataset.id), now)
         if len(lost) and not accept_deletions:
             statuses = ", ".join(f"{s} {n}" for s, n in lost.groupby("status").size().items())
             raise DataLossError(
@@ -183,8 +184,21 @@ def sync(config: ProjectConfig, client: rg.Argilla, *, path: Optional[Path] = No
                 f"{'; '.join(examples)}): records or the dataset were deleted, or it was published again under a "
                 f"new id ({dataset.id}). {path} was NOT changed, and every response is kept in {history_path}. "
                 f"If the deletion is intended, run `curate sync CONFIG --accept-deletions`.")
-        write_table(path, frame)
+        write_table(path, frame.assign(paused=frame["annotator"].isin(_paused(config))))
     by_status = {str(status): int(n) for status, n in frame.drop_duplicates(["record_id", "annotator"])
                  .groupby("status").size().items()}
     return SyncResult(path=path, records=records, responses=responses, rows=len(frame), by_status=by_status,
                       removed=len(lost), removed_examples=examples, history=history_path)
+
+
+def _paused(config: ProjectConfig) -> set[str]:
+    return set((read_json(config.run_path, PAUSED, required=False) or {}).get("paused", {}))
+
+
+def flag_paused(config: ProjectConfig) -> None:
+    """Mark the responses of paused annotators in `annotations.parquet` (kept, never counted)."""
+    path = ANNOTATIONS.path(config.run_path)
+    with locked(path):
+        frame = read_table(path, ANNOTATIONS, required=False)
+        if frame is not None:
+            write_table(path, frame.assign(paused=frame["annotator"].isin(_paused(config))))

@@ -11,7 +11,9 @@ Commands live in one module per stage family and only parse options, call the st
 from . import server  # noqa: F401,I001 - registers the commands
 from . import generate  # noqa: F401
 from . import judge  # noqa: F401
+from . import review  # noqa: F401
 from . import argilla  # noqa: F401
+from . import annotators  # noqa: F401
 from . import agreement  # noqa: F401
 from . import curated  # noqa: F401
 from . import demo  # noqa: F401

@@ -24,19 +24,34 @@ def print_report(report: Report) -> None:
         show_table(table)
 
 
+def report_with_sections(project, *, bootstrap: int = 1000):
+    """The report with the sections other stages compute: the audit (which closes a broken gate), honeypots and
+    anchoring."""
+    from ..agreement import write_report
+    from ..judge import check_audit
+    from ..review.honeypots import honeypot_section
+    from ..review.suppression import anchoring_section
+
+    extra = {"audit": check_audit(project), "honeypots": honeypot_section(project),
+             "anchoring": anchoring_section(project)}
+    if extra["honeypots"]:
+        from ..argilla_io.annotators import paused
+
+        stopped = paused(project)
+        for row in extra["honeypots"]["annotators"]:
+            row["paused"] = row["annotator"] in stopped
+    return write_report(project, bootstrap=bootstrap, extra_sections=extra)
+
+
 @command(app, "report")
 def report_command(
     config: Path = ConfigArg,
     bootstrap: int = typer.Option(1000, help="Bootstrap resamples for the 95% CI (0: none)."),
 ) -> None:
     """Agreement report from the synced table -> <run dir>/report.json and report.md."""
-    from ..agreement import write_report
-    from ..judge import check_audit
-
     project = load(config)
     with console.status("Computing agreement..."):
-        audit = check_audit(project)  # closes the gate when the audit shows the promise broken
-        report, path = write_report(project, bootstrap=bootstrap, extra_sections={"audit": audit})
+        report, path = report_with_sections(project, bootstrap=bootstrap)
     print_report(report)
     say(f"report -> {path} and {path.with_suffix('.md')}")
 

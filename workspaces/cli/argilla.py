@@ -83,3 +83,17 @@ def sync_command(
     if result.removed:
         warn(f"{result.removed} response(s) of the last sync are gone from the server (accepted), e.g. "
              + "; ".join(result.removed_examples) + f"; they are kept in {result.history}")
+    if project.honeypots is not None:  # the pause rule
+        from ..argilla_io.annotators import pause_annotator, paused
+        from ..review.honeypots import honeypot_section, to_pause
+
+        section = honeypot_section(project)
+        already = paused(project)
+        for annotator in to_pause(project, section):
+            if annotator in already:
+                continue
+            stats = next(a for a in section["annotators"] if a["annotator"] == annotator)
+            reason = (f"honeypot accuracy {stats['accuracy']:.2f} on {stats['seen']} honeypots, below "
+                      f"{project.honeypots.min_accuracy}")
+            pause_annotator(owner, project, annotator, reason)
+            warn(f"{annotator} paused: {reason}; their responses no longer count")

@@ -103,6 +103,7 @@ def build_curated(config: ProjectConfig) -> CuratedDataset:
 
     humans = _group_values(annotations)
     gold_values = _gold_values(config, items, gold_ids, humans)
+    models = _dawid_skene(config, annotations) if config.consensus.method == "dawid-skene" else {}
     primary = _primary_question(config)
     by_question = {q.name: 0 for q in config.questions}
     rows: list[dict[str, Any]] = []
@@ -117,6 +118,9 @@ def build_curated(config: ProjectConfig) -> CuratedDataset:
             cell = _resolve(question, entries, llm_labels.get((item_id, question.name)),
                             gold_values.get((item_id, question.name)) if is_gold else None, is_gold,
                             accepted.get((item_id, question.name)), config.triage.keep_unverified)
+            model = models.get(question.name)
+            if model is not None and entries and not is_gold and item_id in model.labels:
+                cell = _with_consensus(question, cell, model.labels[item_id], model.confidence[item_id])
             if cell.pop("_no_majority"):
                 no_majority = True
                 by_question[question.name] += 1
@@ -163,6 +167,7 @@ def curated_features(config: ProjectConfig) -> "Any":
             f"{q.name}_source": Value("string"),
             f"{q.name}_gate_id": Value("string"),
             f"{q.name}_agreement": Value("float64"),
+            f"{q.name}_posterior": Value("float64"),
             f"{q.name}_annotators": List(Value("string")),
             f"{q.name}_values": List(kind),
             f"{q.name}_llm_label": kind,
@@ -190,6 +195,8 @@ def _read_annotations(run: Path, config: ProjectConfig) -> pd.DataFrame:
     frame = read_table(run, ANNOTATIONS, columns=["item_id", "question", "annotator", "value", "status"])
     assert frame is not None
     frame = frame[frame["status"] == "submitted"].copy()
+    if "paused" in frame.columns:  # annotators paused by the honeypot rule do not count
+        frame = frame[~frame["paused"].fillna(False).astype(bool)]
     frame["annotator"] = frame["annotator"].astype(str)
     if "updated_at" not in frame.columns:
         frame["updated_at"] = pd.NaT
@@ -288,6 +295,32 @@ def _gold_values(config: ProjectConfig, items: pd.DataFrame, gold_ids: set[str],
 
 # ---- final labels ----------------------------------------------------------------------------------------------
 
+def _dawid_skene(config: ProjectConfig, annotations: pd.DataFrame) -> dict[str, Any]:
+    """Dawid-Skene per label question over the submitted human values (`consensus: {method: dawid-skene}`)."""
+    from ..agreement.consensus import dawid_skene
+
+    models = {}
+    for question in config.questions:
+        if question.kind == QuestionKind.label:
+            rows = annotations[annotations["question"] == question.name]
+            table = pd.DataFrame({"unit": rows["item_id"], "annotator": rows["annotator"], "value": rows["value"]})
+            model = dawid_skene(table, question)
+            if model is not None:
+                models[question.name] = model
+    return models
+
+
+def _with_consensus(question: QuestionConfig, cell: dict[str, Any], label: str, posterior: float) -> dict[str, Any]:
+    """The cell with Dawid-Skene's label (an item with no strict majority gets one) and its posterior."""
+    name = question.name
+    values = cell[f"{name}_values"]
+    cell.update({name: label, f"{name}_posterior": posterior, "_no_majority": False,
+                 f"{name}_agreement": sum(v == label for v in values) / len(values) if values else None})
+    if cell[f"{name}_llm_label"] is not None:
+        cell[f"{name}_llm_overridden"] = cell[f"{name}_llm_label"] != label
+    return cell
+
+
 def _auto_accepted(config: ProjectConfig) -> tuple[dict[tuple[str, str], dict[str, Any]], dict[str, dict[str, Any]]]:
     """Labels a labeler may publish without a human: `auto` routes whose gate is open now for the labeler version on
     disk. Returns `{(item, question): {label, gate_id}}` and, per question, the gate in force (or why none)."""
@@ -359,6 +392,7 @@ def _resolve(question: QuestionConfig, entries: list[tuple[str, _Value, Any]], l
         f"{name}_source": source,
         f"{name}_gate_id": gate_id,
         f"{name}_agreement": agreement,
+        f"{name}_posterior": None,
         f"{name}_annotators": [a for a, _, _ in entries],
         f"{name}_values": values,
         f"{name}_llm_label": llm["label"] if llm else None,

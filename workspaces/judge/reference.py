@@ -2,7 +2,8 @@
 
 Precedence, per question (`reference:` in the config):
 1. `gold-column`: a data column of gold labels (`reference.gold_columns`), never shown to reviewers;
-2. `gold`: items listed in `hub.gold_ids_path`, labelled by their human votes (one vote is enough);
+2. `gold`: items listed in `hub.gold_ids_path`, labelled by the labels recorded with them in the data (else by their
+   synced votes; one vote is enough);
 3. `consensus`: any other item whose human votes reach `reference.min_votes` and give a label by the one human-label
    rule (`workspaces.votes.human_label`: a strict majority for label questions).
 
@@ -87,6 +88,17 @@ def human_votes(config: ProjectConfig, items: Optional[pd.DataFrame] = None) -> 
     return votes.drop(columns="order").reset_index(drop=True)
 
 
+def _recorded_gold_votes(config: ProjectConfig, items: pd.DataFrame, gold_ids: set[str], question: str
+                         ) -> dict[str, list[str]]:
+    """The labels recorded with the data for gold items (a gold item's label is its recorded one, whether or not
+    recorded labels count as votes elsewhere)."""
+    if not gold_ids or config.human_labels is None or config.human_labels.column not in items.columns:
+        return {}
+    recorded = recorded_labels(config, items[items["item_id"].isin(gold_ids)])
+    recorded = recorded[recorded["question"] == question]
+    return {item: group["value"].astype(str).tolist() for item, group in recorded.groupby("item_id")}
+
+
 def _text(question: QuestionConfig, value: object) -> str:
     if question.kind == QuestionKind.rating:
         return str(int(float(value)))  # type: ignore[arg-type]
@@ -120,8 +132,9 @@ def human_reference(config: ProjectConfig, question: str, *, items: Optional[pd.
     mine = votes[votes["question"] == question]
     grouped = {item_id: group["value"].tolist() for item_id, group in mine.groupby("item_id", sort=True)}
     gold_ids = load_gold_ids(config) & known
+    gold_votes = _recorded_gold_votes(config, items, gold_ids, question)
     for item_id in sorted(gold_ids - set(reference.labels)):
-        vote = human_label(spec, grouped.get(item_id, []))
+        vote = human_label(spec, gold_votes.get(item_id) or grouped.get(item_id, []))
         if vote.label is not None:
             reference.labels[item_id], reference.sources[item_id] = _text(spec, vote.label), "gold"
     for item_id, values in grouped.items():

@@ -1,0 +1,77 @@
+"""Honeypots: how often each reviewer agrees with the known label of the gold items mixed into their batches, and the
+pause rule.
+
+Per annotator: honeypots answered, accuracy with a 95% Wilson interval, and Cohen's kappa against the reference. The
+reference of a honeypot is its gold label; for a consensus honeypot (a project with no gold items) it is the label
+of the *other* annotators' votes, so nobody is scored against their own answer. An annotator below
+`honeypots.min_accuracy` after at least `honeypots.min_seen` honeypots is to be paused (`curate sync` pauses them on
+the server; their responses then stop counting towards consensus).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import pandas as pd
+from sklearn.metrics import cohen_kappa_score
+
+from ..config import ProjectConfig
+from ..judge import human_reference, human_votes, labeler_questions
+from ..judge.calibrate import wilson_interval
+from ..rundir import ANNOTATIONS, read_table
+from ..votes import human_label
+from .plan import read_plan
+
+__all__ = ["honeypot_section", "to_pause"]
+
+
+def honeypot_section(config: ProjectConfig) -> Optional[dict[str, Any]]:
+    """The report's honeypot section: per annotator, accuracy and kappa on honeypots (None without honeypots)."""
+    plan = read_plan(config)
+    honeypots = set(plan.loc[plan["role"] == "honeypot", "item_id"])
+    annotations = read_table(config.run_path, ANNOTATIONS, required=False)
+    if not honeypots or annotations is None:
+        return None
+    question = config.question(labeler_questions(config)[0])
+    votes = human_votes(config)
+    votes = votes[votes["question"] == question.name]
+    reference = human_reference(config, question.name, votes=votes)
+    submitted = annotations[(annotations["status"] == "submitted") & (annotations["question"] == question.name)
+                            & annotations["item_id"].isin(honeypots)]
+    per_annotator: dict[str, dict[str, list[str]]] = {}
+    for row in submitted.itertuples(index=False):
+        source = reference.sources.get(row.item_id)
+        if source in ("gold", "gold-column"):
+            truth = reference.labels[row.item_id]
+        else:  # a consensus honeypot: the others' label
+            others = votes[(votes["item_id"] == row.item_id) & (votes["annotator"] != row.annotator)]
+            label = human_label(question, others["value"].tolist()).label
+            if label is None:
+                continue
+            truth = str(label)
+        entry = per_annotator.setdefault(row.annotator, {"truth": [], "answer": []})
+        entry["truth"].append(str(truth))
+        entry["answer"].append(str(row.value))
+    labels = [str(v) for v in question.allowed_values]
+    annotators = []
+    for annotator, entry in sorted(per_annotator.items()):
+        n = len(entry["truth"])
+        right = sum(a == t for a, t in zip(entry["answer"], entry["truth"]))
+        low, high = wilson_interval(right, n)
+        kappa = cohen_kappa_score(entry["truth"], entry["answer"], labels=labels) if n > 1 else float("nan")
+        annotators.append({"annotator": annotator, "seen": n, "correct": right, "accuracy": right / n if n else None,
+                           "accuracy_low": low, "accuracy_high": high,
+                           "kappa": None if pd.isna(kappa) else float(kappa)})
+    spec = config.honeypots
+    return {"question": question.name, "honeypots": len(honeypots),
+            "min_seen": spec.min_seen if spec else None, "min_accuracy": spec.min_accuracy if spec else None,
+            "annotators": annotators}
+
+
+def to_pause(config: ProjectConfig, section: Optional[dict[str, Any]]) -> list[str]:
+    """Annotators the pause rule stops: at least `min_seen` honeypots answered and accuracy below `min_accuracy`."""
+    if section is None or config.honeypots is None:
+        return []
+    rule = config.honeypots
+    return [a["annotator"] for a in section["annotators"]
+            if a["seen"] >= rule.min_seen and a["accuracy"] is not None and a["accuracy"] < rule.min_accuracy]

@@ -1,0 +1,64 @@
+"""Draft suppression: how much does showing the labeler's suggestion steer the reviewers?
+
+Items published without a suggestion (`review_plan.parquet`, `suppressed`) are compared with the items published
+with one: the reviewers' agreement with the labeler's label, and their accuracy against the human reference
+(gold/consensus labels, leaving the annotator's own vote out), each on suggested vs suppressed items, with the
+difference and a bootstrap 95% interval over items. A higher agreement with the labeler on suggested items at equal
+accuracy is the anchoring effect of suggestions, as a number.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import numpy as np
+import pandas as pd
+
+from ..config import ProjectConfig
+from ..judge import human_reference, human_votes, labeler_questions, load_labeler
+from ..errors import RunFileError
+from ..rundir import ANNOTATIONS, read_table
+from .plan import read_plan
+
+__all__ = ["anchoring_section"]
+
+
+def _bootstrap_difference(a: np.ndarray, b: np.ndarray, resamples: int, seed: int) -> Optional[list[float]]:
+    if len(a) < 2 or len(b) < 2:
+        return None
+    rng = np.random.default_rng(seed)
+    diffs = [rng.choice(a, len(a)).mean() - rng.choice(b, len(b)).mean() for _ in range(resamples)]
+    return [float(np.percentile(diffs, 2.5)), float(np.percentile(diffs, 97.5))]
+
+
+def anchoring_section(config: ProjectConfig, *, resamples: int = 1000, seed: int = 0) -> Optional[dict[str, Any]]:
+    """The report's anchoring table (None without suppressed items or labels)."""
+    plan = read_plan(config)
+    annotations = read_table(config.run_path, ANNOTATIONS, required=False)
+    if annotations is None or plan.empty or not plan["suppressed"].any():
+        return None
+    question = labeler_questions(config)[0]
+    try:
+        labeler = load_labeler(config, "llm", question).labels.set_index("item_id")["label"]
+    except RunFileError:
+        return None
+    reference = human_reference(config, question, votes=human_votes(config))
+    suppressed = dict(zip(plan["item_id"], plan["suppressed"].astype(bool)))
+    rows = annotations[(annotations["status"] == "submitted") & (annotations["question"] == question)
+                       & annotations["item_id"].isin(set(suppressed)) & annotations["item_id"].isin(set(labeler.index))]
+    agree = {True: [], False: []}
+    right = {True: [], False: []}
+    for row in rows.itertuples(index=False):
+        hidden = suppressed[row.item_id]
+        agree[hidden].append(float(str(row.value) == str(labeler[row.item_id])))
+        if row.item_id in reference.labels:
+            right[hidden].append(float(str(row.value) == reference.labels[row.item_id]))
+    section: dict[str, Any] = {"question": question, "rows": []}
+    for name, values in (("agreement with the labeler", agree), ("accuracy against the reference", right)):
+        shown, hidden = np.array(values[False]), np.array(values[True])
+        section["rows"].append({
+            "measure": name, "suggested": float(shown.mean()) if len(shown) else None, "suggested_n": len(shown),
+            "suppressed": float(hidden.mean()) if len(hidden) else None, "suppressed_n": len(hidden),
+            "difference": float(shown.mean() - hidden.mean()) if len(shown) and len(hidden) else None,
+            "ci95": _bootstrap_difference(shown, hidden, resamples, seed)})
+    return section
