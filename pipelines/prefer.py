@@ -33,12 +33,13 @@ import pandas as pd
 from distilabel.steps import Step, StepInput
 from pydantic import Field, PrivateAttr
 
-from workspaces.config import LLMConfig, PreferenceConfig, ProjectConfig, TaskKind
+from workspaces.config import EngineConfig, LLMConfig, PreferenceConfig, ProjectConfig, TaskKind
 from workspaces.errors import ConfigError
 from workspaces.items import load_items
 from workspaces.rundir import PREFERENCES, PREFERENCES_REPORT, read_table, write_json, write_table
 
-from .checkpoint import PartsWatcher, consolidate
+from .checkpoint import PartsWatcher, consolidate, worker_guard
+from .engine import model_resources, new_pipeline, resolve_engine, run_pipeline
 from .label import _quiet_distilabel, offline_citations, run_label_pipeline
 from .prompt import LabelSpec
 from .steps import WriteRows
@@ -90,9 +91,9 @@ def _prompt_column(config: ProjectConfig) -> str:
 
 
 def _generate_candidates(config: ProjectConfig, items: pd.DataFrame, run: Path, llm_config: LLMConfig,
-                         llm_factory: Callable[[], Any], progress: Optional[Progress], verbose: bool) -> pd.DataFrame:
+                         llm_factory: Callable[[], Any], progress: Optional[Progress], verbose: bool,
+                         engine: EngineConfig) -> pd.DataFrame:
     """Candidates written by the LLM, one TextGeneration step per temperature (resumable per item)."""
-    from distilabel.pipeline import Pipeline
     from distilabel.steps import GroupColumns, LoadDataFromDicts
     from distilabel.steps.tasks import TextGeneration
 
@@ -115,7 +116,7 @@ def _generate_candidates(config: ProjectConfig, items: pd.DataFrame, run: Path, 
         work = Path(tempfile.mkdtemp(prefix=".distilabel-", dir=run))
         try:
             with _quiet_distilabel(verbose), offline_citations():
-                with Pipeline(name=f"curate-candidates-{config.name}", cache_dir=work) as pipeline:
+                with new_pipeline(f"curate-candidates-{config.name}", work, engine) as pipeline:
                     load = LoadDataFromDicts(name="prompts", data=todo, batch_size=llm_config.batch_size)
                     branches = []
                     for n, temperature in enumerate(temperatures):
@@ -124,14 +125,14 @@ def _generate_candidates(config: ProjectConfig, items: pd.DataFrame, run: Path, 
                             llm_config, max_new_tokens=spec.max_new_tokens, temperature=temperature, logprobs=False)
                         branches.append(TextGeneration(name=f"candidate_{n}", llm=llm, system_prompt=spec.system_prompt,
                                                        input_batch_size=llm_config.batch_size, add_raw_input=False,
-                                                       add_raw_output=False))
+                                                       add_raw_output=False, resources=model_resources(engine)))
                     group = GroupColumns(name="group", columns=["generation", "model_name"],
                                          output_columns=["generations", "generation_models"])
                     sink = WriteRows(name="checkpoint", directory=str(parts), run_id=run_id,
                                      columns=["item_id", "generations", "generation_models"])
                     load >> branches >> group >> sink
-                with PartsWatcher(parts, run_id, len(todo), progress):
-                    pipeline.run(use_cache=False)
+                with worker_guard(parts), PartsWatcher(parts, run_id, len(todo), progress):
+                    run_pipeline(pipeline, engine, verbose=verbose)
         finally:
             shutil.rmtree(work, ignore_errors=True)
     frame = _read_rows(path, parts)
@@ -306,7 +307,7 @@ def read_preferences(path: "os.PathLike[str] | str") -> pd.DataFrame:
 
 
 def prefer_items(config: ProjectConfig, *, limit: Optional[int] = None, progress: Optional[Progress] = None,
-                 llm: Any = None, verbose: bool = False) -> PreferenceRun:
+                 llm: Any = None, verbose: bool = False, ray_address: Optional[str] = None) -> PreferenceRun:
     """Build preference pairs for a `task: preference` config; write `<run dir>/preferences.parquet` + report.
 
     Args:
@@ -315,6 +316,7 @@ def prefer_items(config: ProjectConfig, *, limit: Optional[int] = None, progress
         progress: called with (rows done, rows to do) per stage.
         llm: a Distilabel LLM used for candidates and judge instead of the configured one.
         verbose: show Distilabel's logs.
+        ray_address: run on the Ray cluster at this address instead of the config's `engine` (`--ray`).
     """
     from .llms import build_llm, generation_kwargs, model_id
 
@@ -329,10 +331,11 @@ def prefer_items(config: ProjectConfig, *, limit: Optional[int] = None, progress
     run = config.run_path
     run.mkdir(parents=True, exist_ok=True)
     factory = (lambda: llm) if llm is not None else (lambda: build_llm(llm_config))
+    engine = resolve_engine(config.engine, ray_address)
     if spec.candidates == "columns":
         candidates = _column_candidates(config, items)
     else:
-        candidates = _generate_candidates(config, items, run, llm_config, factory, progress, verbose)
+        candidates = _generate_candidates(config, items, run, llm_config, factory, progress, verbose, engine)
     candidates = candidates[candidates["item_id"].isin(set(items["item_id"]))]
 
     judge = judge_spec(spec)
@@ -357,7 +360,8 @@ def prefer_items(config: ProjectConfig, *, limit: Optional[int] = None, progress
                                    key="rating", labels=RATINGS, rationale_key="rationale")
         run_label_pipeline(rows, judge, factory(), kwargs, parts_dir=run / JUDGE_PARTS, run_id=f"judge-{os.getpid()}",
                            batch_size=llm_config.batch_size, name=f"curate-judge-{config.name}",
-                           extra_columns=["answer_fields"], lenient=True, progress=progress, verbose=verbose)
+                           extra_columns=["answer_fields"], lenient=True, progress=progress, verbose=verbose,
+                           engine=engine)
     judged = _consolidate_judge(judge_path)
     frame = _combine(config, items, candidates, judged, judge_model, judge.prompt_hash)
     path = write_table(PREFERENCES.path(run), frame)

@@ -14,6 +14,7 @@ import hashlib
 import json
 import time
 import uuid
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional, Sequence
@@ -99,7 +100,9 @@ class StudentClassifier(BaseModel):
         self._constant = None
         self._model = LogisticRegression(C=self.C, max_iter=self.max_iter, class_weight=self.class_weight,
                                          random_state=self.seed)
-        self._model.fit(X if sparse.issparse(X) else np.asarray(X, dtype=np.float64), labels)
+        with warnings.catch_warnings():  # "more classes than half the samples" is expected with few labels
+            warnings.filterwarnings("ignore", message="The number of unique classes is greater than 50%")
+            self._model.fit(X if sparse.issparse(X) else np.asarray(X, dtype=np.float64), labels)
         return self
 
     @property

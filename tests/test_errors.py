@@ -161,6 +161,15 @@ def test_the_demo_ends_a_known_failure_with_one_line(argilla_server, tmp_path: P
     assert "missing.gguf" in result.stderr and "Traceback" not in result.stderr + result.stdout
 
 
+def test_the_demo_ends_a_server_failure_with_one_line(tmp_path: Path) -> None:
+    dead = f"http://127.0.0.1:{free_port()}"
+    result = _curate("demo", "--config", str(_demo_copy(tmp_path)), "--limit", "5",
+                     env={"ARGILLA_API_URL": dead, "ARGILLA_API_KEY": "curate.some-key"})
+    assert result.returncode == ArgillaError.exit_code, result.stdout[-2000:] + result.stderr[-2000:]
+    assert dead in result.stderr and "cannot reach Argilla" in result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+
+
 def test_an_unreachable_hub_names_its_url(tmp_path: Path, monkeypatch) -> None:
     from huggingface_hub import constants
 
@@ -211,3 +220,47 @@ def test_a_server_dying_mid_publish_ends_in_one_line(tmp_path: Path) -> None:
     assert process.returncode == ArgillaError.exit_code, out[-2000:] + err[-2000:]
     assert "Traceback" not in out + err
     assert info.api_url in err and ("broke" in err or "cannot reach" in err)
+
+
+def test_a_server_dying_mid_sync_ends_in_one_error_and_keeps_the_snapshot(tmp_path: Path) -> None:
+    """The embedded server killed after the first page of records: `sync` raises one `ArgillaError` naming the URL
+    (what the CLI prints as one line) and the last snapshot stays byte for byte."""
+    import signal
+    import time
+
+    import argilla as rg
+    import pandas as pd
+
+    from workspaces.argilla_io.publish import publish
+    from workspaces.argilla_io.server import EmbeddedServer
+    from workspaces.argilla_io.sync import sync
+
+    server = EmbeddedServer(home=tmp_path / "home", port=free_port(), redis_port=free_port())
+    info = server.up()
+    try:
+        pd.DataFrame({"id": [f"i{n}" for n in range(2500)], "text": [f"item {n}" for n in range(2500)]}).to_csv(
+            tmp_path / "items.csv", index=False)
+        config = {"name": "dying-sync", "data": {"path": "items.csv"}, "fields": [{"name": "text"}],
+                  "questions": [{"name": "q", "kind": "label", "labels": {"a": "", "b": ""}}],
+                  "argilla": {"dataset": "dying-sync"}, "run_dir": str(tmp_path / "run")}
+        (tmp_path / "dying.yaml").write_text(yaml.safe_dump(config))
+        project = load_config(tmp_path / "dying.yaml")
+        client = rg.Argilla(api_url=info.api_url, api_key=info.api_key)
+        publish(project, client)
+        first = sync(project, client)
+        before = first.path.read_bytes()
+        pids = json.loads((server.home / "pids.json").read_text())["processes"]
+
+        def kill_after_the_first_page(done: int, total: int) -> None:
+            if done == 1000:
+                os.killpg(pids["server"]["pid"], signal.SIGKILL)
+                time.sleep(1)
+
+        with pytest.raises(ArgillaError) as caught:
+            sync(project, client, progress=kill_after_the_first_page)
+    finally:
+        server.down()
+    message = str(caught.value)
+    assert info.api_url in message and ("broke" in message or "cannot reach" in message), message
+    assert "\n" not in message and "Traceback" not in message
+    assert first.path.read_bytes() == before, "the last snapshot is untouched"

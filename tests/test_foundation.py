@@ -157,13 +157,15 @@ def test_config_changes_are_applied_or_refused_never_ignored(argilla_client, tmp
     raw["guidelines"] = "New guideline: judge the user turn only."
     raw["fields"][3]["title"] = "The user turn (judge this)"
     raw["questions"][0]["labels"]["yes"] = "Insults, threats or harassment (new wording)."
+    raw["questions"][0]["description"] = "Judge the user turn only."  # the label descriptions still reach reviewers
     path.write_text(yaml.safe_dump(raw))
     changed = publish(load_config(path), argilla_client)
     assert {"guidelines", "field 'user' title", "question 'is_abusive' description"} <= set(changed.changes)
     dataset = get_dataset(argilla_client, load_config(path))
     assert dataset.settings.guidelines == "New guideline: judge the user turn only."
     assert dataset.settings.fields["user"].title == "The user turn (judge this)"
-    assert "new wording" in dataset.settings.questions["is_abusive"].description
+    description = dataset.settings.questions["is_abusive"].description
+    assert "Judge the user turn only." in description and "new wording" in description
     assert publish(load_config(path), argilla_client).changes == []  # in line now: nothing to change
 
     raw["questions"][0]["labels"] = {"yes": "abusive", "no": "not abusive", "unsure": "cannot tell"}

@@ -286,3 +286,212 @@ def test_drift_needs_a_passing_gate(tmp_path: Path) -> None:
     _write_labels(config, 0.5)
     with pytest.raises(RunFileError, match="no passing gate yet"):
         run_drift(config)
+
+
+# ---- the reference's sources, what calibration never scores, per-label thresholds, ratings ----------------------
+
+def _annotations(config, votes: list[tuple[str, str, str]]) -> None:
+    """Synced responses as `curate sync` writes them: (item, annotator, value), all submitted."""
+    rows = [{"record_id": item_id, "item_id": item_id, "question": "q", "annotator": annotator, "value": value,
+             "status": "submitted", "updated_at": pd.Timestamp("2026-01-02", tz="UTC")}
+            for item_id, annotator, value in votes]
+    config.run_path.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame(rows, columns=["record_id", "item_id", "question", "annotator", "value", "status",
+                                "updated_at"]).to_parquet(config.run_path / "annotations.parquet")
+
+
+def _other(label: str) -> str:
+    return next(x for x in LABELS if x != label)
+
+
+def test_reference_from_gold_ids_and_consensus_counts_each_source(tmp_path: Path) -> None:
+    path = _project(tmp_path)
+    raw = yaml.safe_load(path.read_text())
+    raw["reference"] = {"min_votes": 2}  # no gold column: gold ids + consensus of synced votes
+    raw["hub"] = {"gold_ids_path": "gold.txt"}
+    path.write_text(yaml.safe_dump(raw))
+    items = pd.read_csv(tmp_path / "items.csv", dtype=str)
+    ids, truth = items["id"].tolist(), dict(zip(items["id"], items["truth"]))
+    (tmp_path / "gold.txt").write_text("\n".join(ids[:10]) + "\n")
+    config = load_config(path)
+    votes = [(i, "ann1", truth[i]) for i in ids[:10]]  # gold: one vote is enough
+    votes += [(i, a, truth[i]) for i in ids[10:30] for a in ("ann1", "ann2")]  # two humans agree
+    votes += [(i, a, v) for i in ids[30:40] for a, v in (("ann1", truth[i]), ("ann2", _other(truth[i])))]  # a tie
+    votes += [(i, "ann1", truth[i]) for i in ids[40:50]]  # one vote: below min_votes
+    votes += [(i, a, v) for i in ids[50:55]
+              for a, v in (("ann1", truth[i]), ("ann2", truth[i]), ("ann3", _other(truth[i])))]  # 2 of 3
+    _annotations(config, votes)
+    reference = human_reference(config, "q")
+    assert reference.counts() == {"consensus": 25, "gold": 10}
+    assert all(reference.labels[i] == truth[i] for i in reference.labels)
+    assert not set(reference.labels) & set(ids[30:50])
+    _write_labels(config, 0.97)
+    result = calibrate(config, "llm")
+    assert result["reference"]["sources"] == {"consensus": 25, "gold": 10} and result["reference"]["n"] == 35
+    assert result["questions"]["q"]["n"] == 35
+    assert "consensus 25" in (config.run_path / "calibration.md").read_text()
+
+
+def test_calibration_never_scores_items_the_llm_was_prompted_on(tmp_path: Path) -> None:
+    config = load_config(_project(tmp_path))
+    _write_labels(config, 0.97)
+    ids = pd.read_csv(config.data.path, dtype=str)["id"].tolist()
+    (config.run_path / "prompt_examples.json").write_text(json.dumps(
+        {"q": {"p1": {"few_shot_path": str(config.data.path), "item_ids": ids[:30]}}}))
+    q = calibrate(config, "llm")["questions"]["q"]
+    assert q["n"] == 370 and q["reference"]["excluded_prompted_or_trained"] == 30
+    scored = pd.read_parquet(config.run_path / "calibration_items.parquet")
+    assert len(scored) == 370 and not set(scored["item_id"]) & set(ids[:30])
+
+
+def test_a_class_that_cannot_keep_the_promise_gets_its_own_threshold() -> None:
+    """'c' is wrong 30% of the time at every confidence: with enough items per label it is never accepted, and the
+    held-out precision rises above what the global threshold alone gives."""
+    rng = np.random.default_rng(0)
+    n = 4000
+    labels = rng.choice(["a", "b", "c"], n, p=[0.45, 0.45, 0.10])
+    confidence = rng.uniform(0.5, 1.0, n)
+    correct = np.where(labels == "c", rng.uniform(size=n) < 0.7, rng.uniform(size=n) < 0.995)
+    global_only = cross_fitted(labels, confidence, correct, 0.95, folds=5, min_per_label=100_000, seed=0)
+    per_label = cross_fitted(labels, confidence, correct, 0.95, folds=5, min_per_label=100, seed=0)
+    assert global_only["per_label"] == {} and global_only["threshold"] is not None
+    assert per_label["per_label"]["c"] is None and set(per_label["per_label"]) == {"a", "b", "c"}
+    assert all(per_label["per_label"][x] >= per_label["threshold"] for x in ("a", "b"))
+    assert per_label["precision"] > 0.99 > global_only["precision"]
+    assert per_label["coverage"] < global_only["coverage"] - 0.05  # the c items are no longer accepted
+    from workspaces.judge.calibrate import Policy
+
+    policy = Policy(per_label["threshold"], per_label["per_label"])
+    assert not policy.accepts(np.array(["c"] * 5), np.full(5, 0.999)).any()
+    assert policy.accepts(np.array(["a"]), np.array([0.999]))[0]
+
+
+def test_rating_questions_get_mae_and_mse(tmp_path: Path) -> None:
+    n = 200
+    gold = [1 + i % 5 for i in range(n)]
+    pd.DataFrame({"id": [f"r-{i:03d}" for i in range(n)], "text": ["t"] * n, "gold": gold}).to_csv(
+        tmp_path / "items.csv", index=False)
+    config_path = tmp_path / "rating.yaml"
+    config_path.write_text(yaml.safe_dump({
+        "name": "rating", "data": {"path": "items.csv"}, "fields": [{"name": "text"}],
+        "questions": [{"name": "r", "kind": "rating", "values": [1, 2, 3, 4, 5]}],
+        "argilla": {"dataset": "rating", "workspace": "tests"}, "run_dir": str(tmp_path / "run"),
+        "reference": {"gold_columns": {"r": "gold"}}}))
+    config = load_config(config_path)
+    config.run_path.mkdir(parents=True)
+    guess = [g if i % 4 else (g + 2 if g <= 3 else g - 2) for i, g in enumerate(gold)]  # every 4th item off by 2
+    pd.DataFrame({"item_id": [f"r-{i:03d}" for i in range(n)], "question": "r", "label": [str(v) for v in guess],
+                  "confidence": 0.9, "probabilities": None, "model": "m", "prompt_hash": "p", "raw_output": "{}",
+                  "status": "ok", "error": None}).to_parquet(config.run_path / "labels.parquet")
+    q = calibrate(config, "llm")["questions"]["r"]
+    assert q["n"] == n and q["accuracy"] == pytest.approx(0.75)
+    assert q["mae"] == pytest.approx(0.5) and q["mse"] == pytest.approx(1.0)
+
+
+# ---- the CLI: triage under a failed gate, drift when the labeler changed ---------------------------------------
+
+def _flat(output: str) -> str:
+    return " ".join(output.split())
+
+
+def test_triage_under_a_failed_gate_routes_everything_to_review_and_exits_0(tmp_path: Path) -> None:
+    path = _project(tmp_path)
+    config = load_config(path)
+    _write_labels(config, 0.45)
+    result = CliRunner().invoke(app, ["triage", str(path)])
+    assert result.exit_code == 0, result.output
+    assert "gate closed: every item goes to human review" in _flat(result.output) and "FAIL" in result.output
+    routes = pd.read_parquet(config.run_path / "routes.parquet")
+    assert set(routes["route"]) == {"review"} and len(routes) == 400
+    assert [e.decision for e in history(config)] == ["fail"]
+
+
+def test_triage_runs_drift_first_when_the_labeler_changed(tmp_path: Path) -> None:
+    path = _project(tmp_path, n=800)
+    config = load_config(path)
+    _write_labels(config, 0.97)
+    calibrate(config, "llm")
+    assert run_gate(config, "llm")[0].decision == "pass"
+    _write_labels(config, 0.6, prompt_hash="a-worse-prompt", seed=5)
+    result = CliRunner().invoke(app, ["triage", str(path)])
+    assert result.exit_code == 0, result.output
+    kinds = [(e.kind, e.decision) for e in history(config)]
+    assert kinds == [("gate", "pass"), ("drift", "closed"), ("gate", "fail")], kinds
+    assert "drift q: DRIFT" in _flat(result.output)
+    assert triage(config, "llm").counts["auto"] == 0
+
+
+# ---- the ensemble, unverified rows, and the card -----------------------------------------------------------------
+
+def test_the_ensemble_averages_probabilities_and_sends_disagreements_to_review(tmp_path: Path) -> None:
+    config = load_config(_project(tmp_path, n=600))
+    llm = _write_labels(config, 0.97)
+    student = llm.copy()
+    flipped = student.index[:40]
+    student.loc[flipped, "label"] = [_other(x) for x in student.loc[flipped, "label"]]
+    student["probabilities"] = [json.dumps({x: (0.9 if x == label else 0.05) for x in LABELS})
+                                for label in student["label"]]
+    student["confidence"] = 0.9
+    student.assign(model="student:logreg", prompt_hash="s1", out_of_fold=True).to_parquet(
+        config.run_path / "student_labels.parquet")
+    ensemble = load_labeler(config, "ensemble", "q")
+    assert ensemble.identity["backend"] == "ensemble" and ensemble.identity["student"]["prompt_hash"] == "s1"
+    rows = ensemble.labels.set_index("item_id")
+    for n in (0, 100):  # a disagreement and an agreement: the label is the argmax of the averaged probabilities
+        item_id = llm.at[n, "item_id"]
+        a, b = json.loads(llm.at[n, "probabilities"]), json.loads(student.at[n, "probabilities"])
+        average = {x: (a[x] + b[x]) / 2 for x in LABELS}
+        assert rows.at[item_id, "probabilities"] == pytest.approx(average)
+        assert rows.at[item_id, "confidence"] == pytest.approx(max(average.values()))
+        assert bool(rows.at[item_id, "agree"]) == (n >= 40)
+    calibrate(config, "ensemble")
+    run_gate(config, "ensemble")
+    routes = triage(config, "ensemble").routes.set_index("item_id")
+    disagree = llm.loc[flipped, "item_id"]
+    assert (routes.loc[disagree, "route"] == "review").all()
+    assert set(routes.loc[disagree, "reason"]) == {"the LLM and the student disagree"}
+
+
+def test_unverified_labels_are_kept_only_when_the_config_asks(tmp_path: Path) -> None:
+    path = _project(tmp_path)
+    raw = yaml.safe_load(path.read_text())
+    raw["triage"] = {"keep_unverified": True}
+    path.write_text(yaml.safe_dump(raw))
+    config = load_config(path)
+    _hide_gold(config, 200)
+    _write_labels(config, 0.45)
+    _annotations(config, [])
+    calibrate(config, "llm")
+    assert run_gate(config, "llm")[0].decision == "fail"
+    triage(config, "llm")
+    rows = pd.concat(build_curated(config).splits.values())
+    assert (rows["q_source"] == "unverified").sum() == 200 and "auto-accepted" not in set(rows["q_source"])
+    assert rows.loc[rows["q_source"] == "unverified", "q_gate_id"].isna().all()
+
+
+def test_the_card_states_the_gate_threshold_promise_coverage_and_audit(tmp_path: Path) -> None:
+    from workspaces.cli.agreement import report_with_sections
+    from workspaces.curated.card import render_card
+
+    config = load_config(_project(tmp_path, n=3000, gate={"metric": "kappa", "min": 0.6, "target_precision": 0.9,
+                                                          "min_reference": 100}))
+    _hide_gold(config, 1500)
+    _write_labels(config, 0.97)
+    calibrate(config, "llm")
+    [decision] = run_gate(config, "llm")
+    routes = triage(config, "llm").routes
+    audit = routes[routes["route"] == "audit"]
+    _annotations(config, [(i, "rev", label) for i, label in zip(audit["item_id"], audit["label"])])  # all right
+    report, _ = report_with_sections(config, bootstrap=0)
+    figures = report.sections["audit"]["questions"]["q"]
+    assert figures["audited"] == len(audit) and figures["errors"] == 0 and figures["verdict"] == \
+        "consistent with the promise"
+    assert "Audit of auto-accepted labels" in (config.run_path / "report.md").read_text()
+    curated = build_curated(config)
+    card = render_card(config, curated, report)
+    gate_section = card.split("## Gate: labels no human gave", 1)[1].split("\n## ", 1)[0]
+    accepted = sum(counts.get("auto-accepted", 0) for counts in curated.counts_by_source("q").values())
+    assert accepted > 500 and "**open**" in gate_section and f"| {accepted} |" in gate_section
+    assert f"{decision.threshold:.3f}" in gate_section and "0.900" in gate_section
+    assert f"{decision.coverage:.3f}" in gate_section and f"passed ({decision.id}" in gate_section
+    assert f"{len(audit)} audited item(s) reviewed, observed error 0.000" in gate_section

@@ -1,6 +1,7 @@
 """`curate label`: parsing/routing of every failure shape (dummy LLM), and the real SmolLM2 model end to end,
 in process and through llama-cpp-python's OpenAI-compatible server, plus resume after a kill."""
 
+import contextlib
 import json
 import math
 import os
@@ -250,6 +251,20 @@ def test_empty_and_over_long_items_are_never_sent_and_fail_with_their_reason(tmp
     assert sorted(_calls(log)) == ["User turn: fine", "User turn: hello"]
 
 
+def test_a_corrupt_labels_file_is_named_corrupt_by_the_one_reader(tmp_path):
+    """Issue 8: labels.parquet is read through workspaces.rundir, so a damaged file is a RunFileError saying
+    'corrupt' and naming the command, not a pyarrow traceback; nothing is sent to the model."""
+    from workspaces.errors import RunFileError
+
+    config = load_config(_project(tmp_path, ["hello", "fine"]))
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "labels.parquet").write_bytes(b"PAR1 this is not parquet")
+    log = tmp_path / "calls.log"
+    with pytest.raises(RunFileError, match=r"labels\.parquet is corrupt.*curate label"):
+        label_items(config, llm=ScriptedLLM(log_path=str(log)))
+    assert _calls(log) == []
+
+
 def test_rerun_is_a_noop_and_new_items_only_are_labeled(tmp_path):
     path = _project(tmp_path, [f"text {n}" for n in range(8)])
     log = tmp_path / "calls.log"
@@ -272,6 +287,117 @@ def test_prompt_change_relabels(tmp_path):
     run = label_items(changed, llm=ScriptedLLM(log_path=str(log)))
     assert run.labeled == 2 and len(_calls(log)) == 4
     assert read_labels(tmp_path / "run")["prompt_hash"].nunique() == 1
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# No orphaned workers after `kill -9` (issue 13)
+# ----------------------------------------------------------------------------------------------------------------
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def _wait_until(condition, seconds: float = 15.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.1)
+    return condition()
+
+
+_DRIVER = """
+import subprocess, sys, time
+sys.path.insert(0, sys.argv[1])
+from pathlib import Path
+from pipelines.checkpoint import worker_guard
+before = subprocess.Popen(["sleep", "300"])  # started before the guard: not the pipeline's
+with worker_guard(Path(sys.argv[2])):
+    inside = subprocess.Popen(["sleep", "300"])  # what a Distilabel worker is to the guard
+    print(before.pid, inside.pid, flush=True)
+    time.sleep(300)
+"""
+
+
+def test_kill_9_stops_the_workers_started_under_the_guard_and_nothing_else(tmp_path):
+    driver = subprocess.Popen([sys.executable, "-c", _DRIVER, str(ROOT), str(tmp_path / "parts")],
+                              stdout=subprocess.PIPE, text=True, start_new_session=True)
+    before = inside = None
+    try:
+        before, inside = map(int, driver.stdout.readline().split())
+        assert _wait_until(lambda: str(inside) in (tmp_path / "parts" / ".workers.json").read_text()
+                           if (tmp_path / "parts" / ".workers.json").exists() else False), "the watchdog saw it"
+        os.kill(driver.pid, signal.SIGKILL)  # `kill -9 PID`: the process only, not its group
+        driver.wait(timeout=30)
+        assert _wait_until(lambda: not _alive(inside)), "the worker outlived its killed parent"
+        assert _alive(before), "a process started before the guard is not the guard's to stop"
+    finally:
+        for pid in (before, inside):
+            if pid:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(driver.pid, signal.SIGKILL)  # the group this test started
+
+
+def test_workers_a_killed_run_left_are_stopped_when_label_starts_again(tmp_path):
+    """If the watchdog died too, the next run stops the recorded workers (only if still the same processes)."""
+    config = load_config(_project(tmp_path, ["hello", "fine"]))
+    leftover = subprocess.Popen(["sleep", "300"])
+    other = subprocess.Popen(["sleep", "301"])
+    try:
+        parts = tmp_path / "run" / "labels.parts"
+        parts.mkdir(parents=True)
+        stat = Path(f"/proc/{leftover.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        cmdline = Path(f"/proc/{leftover.pid}/cmdline").read_bytes().decode()
+        (parts / ".workers.json").write_text(json.dumps({
+            str(leftover.pid): [stat[19], cmdline],
+            str(other.pid): ["1", cmdline]}))  # a recycled pid: another start time, left alone
+        run = label_items(config, llm=ScriptedLLM(log_path=str(tmp_path / "calls.log")))
+        assert run.ok == 2
+        assert leftover.wait(timeout=10) == -signal.SIGKILL
+        assert other.poll() is None
+    finally:
+        for process in (leftover, other):
+            process.kill()
+            process.wait()
+
+
+@pytest.mark.slow
+def test_kill_9_of_curate_label_leaves_no_distilabel_process(tmp_path):
+    """The real pipeline (Manager + Pool workers) under `curate label`, killed with `kill -9 PID`."""
+    path = _demo_copy(tmp_path, batch_size=2)
+    parts = tmp_path / "run" / "labels.parts"
+    process = subprocess.Popen([str(Path(sys.executable).parent / "curate"), "label", str(path), "--limit", "40"],
+                               cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+
+    def session() -> List[int]:  # every live process of the session this test started, but the CLI itself
+        found = []
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit() and int(entry.name) != process.pid:
+                try:
+                    rest = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                except OSError:
+                    continue
+                if int(rest[3]) == process.pid and rest[0] != "Z":
+                    found.append(int(entry.name))
+        return found
+
+    try:
+        assert _wait_until(lambda: bool(list(parts.glob("*.parquet"))), 300), "the pipeline never wrote a batch"
+        workers = session()
+        assert len(workers) >= 4, "Distilabel's Manager and Pool workers run"
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait(timeout=30)
+        assert _wait_until(lambda: not session(), 20), f"orphans: {session()}"
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+    run = label_items(load_config(path), limit=40)  # and the next run resumes as before
+    assert run.labeled + run.skipped == 40
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -392,3 +518,20 @@ def test_openai_path_with_a_dead_server_fails_fast_with_reasons(tmp_path):
     assert time.monotonic() - started < 120
     assert run.failed == 3
     assert run.labels["error"].str.startswith("model error").all()
+
+
+@pytest.mark.slow
+def test_label_exits_non_zero_naming_the_url_when_every_row_failed(tmp_path):
+    """Issue 13: `curate label` against a dead model server must not exit 0, and the error names the URL."""
+    sys.path.insert(0, str(Path(__file__).parent))
+    from support import free_port
+
+    from workspaces.errors import ModelError
+
+    url = f"http://127.0.0.1:{free_port()}/v1"
+    path = _demo_copy(tmp_path, backend="openai", base_url=url, model="local", timeout=5)
+    result = _curate("label", str(path), "--limit", "2")
+    assert result.returncode == ModelError.exit_code, result.stdout[-2000:] + result.stderr[-2000:]
+    assert url in result.stderr and "every one of 2 label rows failed" in result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+    assert (read_labels(tmp_path / "run")["status"] == "failed").all(), "the failed rows are kept with a reason"

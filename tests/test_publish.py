@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import argilla as rg
@@ -59,3 +60,93 @@ def test_a_record_the_server_refuses_fails_alone(argilla_client: rg.Argilla, tmp
         assert all(r.suggestions["q"].value == "a" for r in published.values())
     finally:
         get_dataset(argilla_client, config).delete()
+
+
+HOSTILE = [
+    '<script>parent.document.title="PWNED-"+Object.keys(parent.localStorage).join(",")</script>',
+    '<img src=x onerror="alert(1)"> and <iframe src="javascript:alert(2)"></iframe>',
+    "[click](javascript:alert(3)) ![x](http://127.0.0.1:9/x.png) <http://127.0.0.1:9/>",
+    "# not a heading\n    not code\n- not a list\n1. not a list\n> not a quote\n***\n`not code` *not em* _x_",
+    "a &lt; b &amp;&amp; c | d ~~e~~ $x$ \\*still\\* {{ template }} @user: 100%",
+    "  two leading spaces,   three inside,\ttab\r\n    indented line\rold mac line",
+]
+
+
+def _rendered_text(markdown: str) -> tuple[str, set[str]]:
+    """Render Markdown as a CommonMark renderer with raw HTML enabled would; return its text and the tags used."""
+    from html.parser import HTMLParser
+
+    from markdown_it import MarkdownIt
+
+    html = MarkdownIt("commonmark", {"html": True}).render(markdown)
+
+    class Collect(HTMLParser):
+        def __init__(self) -> None:
+            super().__init__(convert_charrefs=True)
+            self.text, self.tags = [], set()
+
+        def handle_starttag(self, tag, attrs) -> None:
+            self.tags.add(tag)
+            if tag == "br":
+                self.text.append("\n")
+
+        def handle_data(self, data) -> None:
+            self.text.append(data)
+
+    parser = Collect()
+    parser.feed(html)
+    return "".join(parser.text).replace("\n\n", "\n").strip("\n"), parser.tags
+
+
+def test_hostile_text_is_published_escaped_as_markdown_and_renders_as_written(argilla_client: rg.Argilla,
+                                                                               tmp_path: Path) -> None:
+    """Issue 13 (publish side; the browser proof is tests/test_browser.py): on the server every field is a Markdown
+    field (sanitised by the UI) whose value, rendered, is the item's text exactly, with no element from the data."""
+    config = load_config(_project(tmp_path, HOSTILE, "publish-hostile"))
+    publish(config, argilla_client)
+    try:
+        dataset = get_dataset(argilla_client, config)
+        assert all(field.use_markdown for field in dataset.settings.fields)
+        published = {r.id: r.fields["text"] for r in dataset.records()}
+        for n, original in enumerate(HOSTILE):
+            stored = published[f"item-{n:03d}"]
+            assert not re.search(r"(?<!\\)[<>\[\]()&]", stored), stored  # each one escaped
+            text, tags = _rendered_text(stored)
+            assert tags <= {"p", "br"}, (original, tags)
+            expected = original.replace("\r\n", "\n").replace("\r", "\n")
+            # as written, line breaks, indentation and runs of spaces included (a renderer may trim the field's ends)
+            assert text.replace("\u00a0", " ").strip() == expected.replace("\t", "    ").strip(), (original, stored)
+    finally:
+        get_dataset(argilla_client, config).delete()
+
+
+def test_concurrent_publishes_both_succeed_without_a_traceback_or_sql(argilla_server, argilla_client: rg.Argilla,
+                                                                      tmp_path: Path) -> None:
+    """Issue 13: two `curate publish` at once, from the same checkout and from a second one (another run dir):
+    every one ends with exit 0, never a traceback or an SQL statement with record text."""
+    import os
+    import subprocess
+    import sys
+
+    first = _project(tmp_path, [f"secret text number {n}" for n in range(600)], "publish-concurrent")
+    other = tmp_path / "checkout-2"
+    other.mkdir()
+    raw = yaml.safe_load(first.read_text())
+    raw["data"]["path"] = str(tmp_path / "items.csv")
+    raw["run_dir"] = str(other / "run")
+    (other / "project.yaml").write_text(yaml.safe_dump(raw))
+    env = {**os.environ, "ARGILLA_API_URL": argilla_server.api_url, "ARGILLA_API_KEY": argilla_server.api_key}
+    root = Path(__file__).resolve().parents[1]
+    try:
+        processes = [subprocess.Popen([sys.executable, "-m", "workspaces", "publish", str(path)], env=env, cwd=root,
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                     for path in (first, first, other / "project.yaml")]
+        outputs = [process.communicate(timeout=600) for process in processes]
+        for process, (out, err) in zip(processes, outputs):
+            assert "Traceback" not in out + err and "SQL" not in out + err and "secret text" not in err, err[-3000:]
+            assert process.returncode == 0, err[-3000:]
+        assert get_dataset(argilla_client, load_config(first)).progress()["total"] == 600
+    finally:
+        dataset = get_dataset(argilla_client, load_config(first))
+        if dataset is not None:
+            dataset.delete()

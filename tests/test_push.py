@@ -380,6 +380,51 @@ def test_cli_push_to_folder_and_clear_error(tmp_path: Path) -> None:
     assert failed.exit_code == RunFileError.exit_code and "curate sync" in failed.output
 
 
+def test_the_card_is_built_from_the_report_curate_report_wrote(tmp_path: Path) -> None:
+    """Issue 8: `curate report` writes the typed report.json; `curate push` reads it back and the card renders it."""
+    config, _ = _make_run(tmp_path)
+    (config.run_path / "report.json").unlink()
+    path = _config_file(config, tmp_path)
+    made = CliRunner().invoke(app, ["report", str(path), "--bootstrap", "50"])
+    assert made.exit_code == 0, made.output
+    report = read_report(config)  # the pydantic model, validated on the way back in
+    assert json.loads((config.run_path / "report.json").read_text()) == report.model_dump(mode="json")
+    out = tmp_path / "card-from-cli"
+    pushed = CliRunner().invoke(app, ["push", str(path), "--to", str(out)])
+    assert pushed.exit_code == 0, pushed.output
+    card = (out / "README.md").read_text()
+    assert "`report.json` is absent" not in card
+    for table in (report.alpha_table(), report.judge_table()):
+        for line in table.to_markdown()[2:]:
+            assert line in card, line
+    assert f"{report.questions['is_abusive'].alpha:.3f}" in card
+
+
+def test_a_push_of_nothing_fails_and_writes_nothing(tmp_path: Path) -> None:
+    """Issue 13: a run whose responses are all drafts curates 0 rows: push exits non-zero, it never says "updated"."""
+    config, _ = _make_run(tmp_path)
+    config = config.model_copy(update={"hub": config.hub.model_copy(update={"gold_ids_path": None})})
+    annotations = pd.read_parquet(config.run_path / "annotations.parquet").assign(status="draft")
+    annotations.to_parquet(config.run_path / "annotations.parquet")
+    (config.run_path / "labels.parquet").unlink()
+    out = tmp_path / "nothing"
+    result = CliRunner().invoke(app, ["push", str(_config_file(config, tmp_path)), "--to", str(out)])
+    assert result.exit_code == PushError.exit_code, result.output
+    assert "nothing to push" in result.output and "updated" not in result.output
+    assert not out.exists() and not (config.run_path / "push.json").exists()
+
+
+def test_private_with_a_folder_target_is_refused(tmp_path: Path) -> None:
+    """Issue 13: `--private` means nothing for a folder; it is an error, not silently ignored."""
+    config, _ = _make_run(tmp_path)
+    out = tmp_path / "folder"
+    for flag in ("--private", "--public"):
+        result = CliRunner().invoke(app, ["push", str(_config_file(config, tmp_path)), "--to", str(out), flag])
+        assert result.exit_code == PushError.exit_code, result.output
+        assert "applies to a Hub repo" in result.output
+    assert not out.exists()
+
+
 # ---- Hub target (real client code against the local Hub-compatible server) -----------------------------------
 
 def _files(hub_server, repo_id: str) -> set[str]:

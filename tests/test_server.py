@@ -84,7 +84,7 @@ def test_down_stops_only_its_own_processes(
     embedded_server: EmbeddedServer, argilla_server: ServerInfo, tmp_path: Path
 ) -> None:
     # A foreign process recorded in pids.json (wrong start time: a recycled pid) must survive down().
-    bystander = subprocess.Popen(["sleep", "60"], start_new_session=True)
+    bystander = subprocess.Popen(["sleep", "600"], start_new_session=True)
     try:
         fake_home = tmp_path / "fake-home"
         fake_home.mkdir()
@@ -169,7 +169,11 @@ class Env:
 
 @pytest.fixture(scope="module")
 def env(argilla_client: Any, argilla_server: ServerInfo) -> Env:
-    client = argilla_client
+    return build_env(argilla_client)
+
+
+def build_env(client: Any) -> Env:
+    """The search-engine dataset with two annotators' responses (tests/test_scale.py builds it on PostgreSQL too)."""
     workspace = client.workspaces("argilla")
     settings = rg.Settings(
         fields=[rg.TextField(name="text"), rg.TextField(name="context")],
@@ -348,6 +352,45 @@ def test_text_search(env: Env) -> None:
     assert _search(env.http, env.dataset.id, only_context)["total"] == 3
 
 
+def check_token_text_search(client: Any) -> None:
+    """Text search like Elasticsearch's standard analyzer: whole words, Unicode case folding, phrases, prefixes."""
+    settings = rg.Settings(fields=[rg.TextField(name="text"), rg.TextField(name="note", required=False)],
+                           questions=[rg.LabelQuestion(name="label", labels=LABELS)])
+    dataset = rg.Dataset(name="token-match", settings=settings, workspace="argilla", client=client).create()
+    texts = {
+        "pine": ("Pineapple juice", None), "apple": ("An apple a day", None), "unicode": ("Ünïcode café", None),
+        "phrase": ("card payment failed", None), "reverse": ("payment by card", "see ÉTÉ notes"),
+        "apostrophe": ("Don't panic", None), "hyphen": ("a state-of-the-art tool", None),
+    }
+    dataset.records.log([
+        rg.Record(id=key, fields={"text": text, **({"note": note} if note else {})}) for key, (text, note) in texts.items()
+    ])
+    found = lambda q: sorted(r.id for r in dataset.records(query=rg.Query(query=q), with_responses=False))  # noqa: E731
+    try:
+        assert found("apple") == ["apple"]  # not "Pineapple"
+        assert found("APPLE") == ["apple"] and found("pine") == []
+        assert found("ünïcode") == ["unicode"] and found("ÜNÏCODE") == ["unicode"] and found("CAFÉ") == ["unicode"]
+        assert found("cafe") == []  # folding case, not accents (the standard analyzer keeps them)
+        assert found("été") == ["reverse"]  # the other field
+        assert found("card payment") == ["phrase", "reverse"]  # every term, anywhere
+        assert found('"card payment"') == ["phrase"]  # a phrase: consecutive words
+        assert found('"payment card"') == []
+        assert found("appl*") == ["apple"]  # a prefix of a word, still not inside "pineapple"
+        assert found("-apple juice") == ["pine"]
+        assert found("don't") == ["apostrophe"]
+        assert found("art") == ["hyphen"] and found("state-of-the-art") == ["hyphen"]
+        assert found("tat") == [] and found("app") == []
+        only_note = {"query": {"text": {"q": "card", "field": "note"}}}
+        reply = client.api.http_client.post(f"/api/v1/datasets/{dataset.id}/records/search", json=only_note)
+        assert reply.status_code == 200 and reply.json()["total"] == 0
+    finally:
+        dataset.delete()
+
+
+def test_text_search_matches_tokens_and_folds_unicode_case(argilla_client: Any) -> None:
+    check_token_text_search(argilla_client)
+
+
 def test_sort_and_paging(env: Env) -> None:
     by_confidence = {"sort": [{"scope": {"entity": "metadata", "metadata_property": "confidence"}, "order": "desc"}]}
     page = _search(env.http, env.dataset.id, by_confidence, offset=5, limit=5)
@@ -425,6 +468,17 @@ def test_similarity_search(env: Env) -> None:
     around = sorted((i for i in range(N) if i != 7), key=lambda i: -_cosine(_vector(7), _vector(i)))
     by_record = similar(rg.Query(similar=rg.Similar(name="emb", value=anchor)), 4)
     assert [record.id for record, _ in by_record] == [f"rec-{i:02d}" for i in around[:4]]
+
+
+def check_no_cartesian_products(server_log: Path) -> None:
+    """The engine joins its JSON table functions explicitly: SQLAlchemy warns about no cartesian product."""
+    text = server_log.read_text(errors="replace")
+    assert "search" in text or "Application startup complete" in text
+    assert "cartesian product" not in text, [line for line in text.splitlines() if "cartesian" in line][:3]
+
+
+def test_no_cartesian_product_warnings_in_the_server_log(env: Env, embedded_server: EmbeddedServer) -> None:
+    check_no_cartesian_products(embedded_server.logs / "server.log")
 
 
 def test_distribution_change_runs_on_the_worker(env: Env) -> None:

@@ -34,6 +34,8 @@ __all__ = [
     "ConfigError",
     "DataConfig",
     "EmbeddingsConfig",
+    "EngineConfig",
+    "EngineKind",
     "FieldConfig",
     "HubConfig",
     "HumanLabelsConfig",
@@ -45,6 +47,9 @@ __all__ = [
     "ProjectConfig",
     "QuestionConfig",
     "QuestionKind",
+    "REDACTION_KINDS",
+    "RedactionConfig",
+    "RedactionPattern",
     "TaskKind",
     "ValueMapping",
     "load_config",
@@ -82,7 +87,7 @@ class FieldConfig(_Strict):
     name: str = Field(pattern=_NAME)
     column: Optional[str] = None
     title: Optional[str] = None
-    markdown: bool = False
+    markdown: bool = False  # kept for old configs: data is untrusted, so every field is shown exactly as written
     required: bool = True
 
     @property
@@ -384,6 +389,92 @@ class ConsensusConfig(_Strict):
     method: Literal["majority", "dawid-skene"] = "majority"
 
 
+class EngineKind(str, Enum):
+    """Where the Distilabel pipelines of `label`, `prefer` and `embed` run."""
+
+    local = "local"
+    ray = "ray"
+
+
+class EngineConfig(_Strict):
+    """The engine of the Distilabel pipelines (`label`, `prefer`, `embed`); see README "Outgrowing one machine".
+
+    `local` (default): Distilabel's `Pipeline`, one process per step on this machine. `ray`: Distilabel's
+    `RayPipeline` on the Ray cluster at `address` (`host:port` of a running head, `ray://host:10001`, or `auto`), or
+    on a Ray started for the run when `address` is absent. Same outputs, checkpoints and failed-row accounting.
+    """
+
+    kind: EngineKind = EngineKind.local
+    address: Optional[str] = Field(default=None, description="Ray cluster address (kind: ray only)")
+    replicas: int = Field(default=1, ge=1, description="copies of the model step working in parallel (Ray actors "
+                                                       "or local processes)")
+    cpus: Optional[int] = Field(default=None, ge=1, description="CPUs Ray reserves for each model-step replica")
+    namespace: Optional[str] = Field(default=None, description="Ray namespace (kind: ray)")
+
+    @model_validator(mode="after")
+    def _check_address(self) -> "EngineConfig":
+        if self.kind == EngineKind.local and (self.address or self.namespace):
+            raise ValueError("engine.address / engine.namespace need `kind: ray`")
+        return self
+
+
+REDACTION_KINDS = ("email", "phone", "card", "iban", "ip")
+
+
+class RedactionPattern(_Strict):
+    """A pattern of your own data to redact (e.g. customer or employee ids): every match becomes `<NAME_n>`."""
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]*$", description="the kind; its token is the name in capitals")
+    regex: str = Field(description="a Python regular expression; each whole match is replaced")
+
+    @field_validator("regex")
+    @classmethod
+    def _compiles(cls, regex: str) -> str:
+        try:
+            compiled = re.compile(regex)
+        except re.error as exc:
+            raise ValueError(f"not a valid regular expression ({exc})") from None
+        if compiled.fullmatch(""):
+            raise ValueError("the pattern matches the empty string; it must match at least one character")
+        return regex
+
+
+class RedactionConfig(_Strict):
+    """PII redaction before any text reaches Argilla or an LLM (see README "Privacy: PII redaction").
+
+    On by default (a config without `redaction` redacts every built-in kind). Values in the `fields` columns become
+    stable tokens (`<EMAIL_1>`, ...); the map back lives only in the run dir (owner-only `redaction_map.json`).
+    """
+
+    enabled: bool = True
+    kinds: list[Literal["email", "phone", "card", "iban", "ip"]] = Field(default_factory=lambda: list(REDACTION_KINDS))
+    patterns: list[RedactionPattern] = Field(default_factory=list)
+    phone_regions: list[str] = Field(default_factory=lambda: ["US", "GB"],
+                                     description="regions whose national phone formats are recognised (numbers "
+                                                 "written with + or 00 are found in any case)")
+
+    @field_validator("phone_regions")
+    @classmethod
+    def _known_regions(cls, regions: list[str]) -> list[str]:
+        if [r.upper() for r in regions] == ["US", "GB"]:
+            return ["US", "GB"]  # the default: no need to load libphonenumber's metadata to check it
+        import phonenumbers
+
+        unknown = [r for r in regions if r.upper() not in phonenumbers.SUPPORTED_REGIONS]
+        if unknown:
+            raise ValueError(f"unknown region code(s) {unknown}; use ISO 3166 codes such as US, GB, DE")
+        return [r.upper() for r in regions]
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> "RedactionConfig":
+        names = [p.name for p in self.patterns]
+        _require_unique(names, "redaction pattern")
+        clash = sorted(set(names) & set(REDACTION_KINDS))
+        if clash:
+            raise ValueError(f"redaction.patterns: {clash} is a built-in kind; give your pattern another name")
+        return self
+
+
 class HubConfig(_Strict):
     """Where curated splits go (see `curate push`)."""
 
@@ -397,6 +488,8 @@ class HubConfig(_Strict):
     license: Optional[str] = None
     gold_ids_path: Optional[Path] = Field(
         default=None, description="file of gold item ids (one per line, or a JSON list); relative to the config file")
+    restore_redacted: bool = Field(default=False, description="push the original text instead of the redaction "
+                                                              "tokens (the map stays in the run dir either way)")
 
 
 class ProjectConfig(_Strict):
@@ -415,8 +508,10 @@ class ProjectConfig(_Strict):
     task: TaskKind = TaskKind.classification
     llm: Optional[LLMConfig] = None
     embeddings: Optional[EmbeddingsConfig] = None
+    engine: EngineConfig = Field(default_factory=EngineConfig)
     preference: Optional[PreferenceConfig] = None
     hub: HubConfig = Field(default_factory=HubConfig)
+    redaction: RedactionConfig = Field(default_factory=RedactionConfig)
     reference: ReferenceConfig = Field(default_factory=ReferenceConfig)
     calibration: CalibrationConfig = Field(default_factory=CalibrationConfig)
     gate: GateConfig = Field(default_factory=GateConfig)

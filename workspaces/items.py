@@ -11,6 +11,7 @@ from typing import Any, Optional, Union
 import pandas as pd
 
 from .config import ConfigError, ProjectConfig
+from .redaction import redact_items
 
 __all__ = [
     "ItemCheck",
@@ -57,10 +58,13 @@ def _id_text(value: Any) -> Optional[str]:
     return text or None
 
 
-def load_items(config: ProjectConfig) -> pd.DataFrame:
+def load_items(config: ProjectConfig, *, redact: bool = True) -> pd.DataFrame:
     """The project's items, filtered by `data.where` and cut to `data.limit`, indexed by nothing.
 
-    The id column is renamed to `item_id` (kept as a string) and every field column is checked to exist.
+    The id column is renamed to `item_id` (kept as a string) and every field column is checked to exist. The text
+    columns are redacted (`config.redaction`, on by default; `workspaces.redaction`): every stage that reads items
+    here (publish, label and its few-shot examples, embed, push) sees the same stable tokens, never the raw values.
+    `redact=False` gives the raw text (for the run's own use only, never for what leaves it).
     """
     path = config.data.path
     frame = read_table(path, text_columns=(config.data.id_column,))
@@ -88,7 +92,10 @@ def load_items(config: ProjectConfig) -> pd.DataFrame:
         raise ConfigError(f"{path}: duplicate ids in column {id_column!r}: {duplicated[:5]}")
     if config.data.limit is not None:
         frame = frame.head(config.data.limit)
-    return frame.reset_index(drop=True)
+    frame = frame.reset_index(drop=True)
+    if redact and config.redaction.enabled:
+        frame = redact_items(config, frame)
+    return frame
 
 
 def recorded_labels(config: ProjectConfig, items: pd.DataFrame) -> pd.DataFrame:

@@ -40,6 +40,7 @@ __all__ = [
     "PREFERENCES_REPORT",
     "PUSH",
     "REDACTION",
+    "REDACTION_COUNTS",
     "REPORT",
     "REPORT_MD",
     "REVIEW_PLAN",
@@ -103,14 +104,16 @@ REVIEW_PLAN = RunFile("review_plan.parquet", "curate select",
                       "what each published review item is (selected, honeypot, audit) and whether its suggestion "
                       "was suppressed; never sent to the server", private=True)
 PAUSED = RunFile("paused_annotators.json", "curate annotators pause", "annotators paused by the honeypot rule")
-REDACTION = RunFile("redaction_map.json", "curate publish / label", "token -> original value; never published",
-                    private=True)
+REDACTION = RunFile("redaction_map.json", "curate publish", "token -> original value; never published, pushed or "
+                    "logged", private=True)
+REDACTION_COUNTS = RunFile("redaction_counts.json", "curate publish",
+                           "what redaction replaced per data file, by kind (counts only, no value)")
 PUSH = RunFile("push.json", "curate push", "where the last push went (no credentials)")
 REVIEWER_LOGIN = RunFile("reviewer_login.json", "curate demo", "the demo reviewer's login", private=True)
 
 RUN_FILES: tuple[RunFile, ...] = (
     ANNOTATIONS, ANNOTATIONS_HISTORY, LABELS, STUDENT_LABELS, EMBEDDINGS, PREFERENCES, PREFERENCES_REPORT, REPORT,
-    REPORT_MD, CALIBRATION, CALIBRATION_MD, CALIBRATION_ITEMS, GATE_BASELINE, PROMPT_EXAMPLES, GATE_HISTORY, ROUTES, SELECTION, REVIEW_PLAN, PAUSED, REDACTION, PUSH,
+    REPORT_MD, CALIBRATION, CALIBRATION_MD, CALIBRATION_ITEMS, GATE_BASELINE, PROMPT_EXAMPLES, GATE_HISTORY, ROUTES, SELECTION, REVIEW_PLAN, PAUSED, REDACTION, REDACTION_COUNTS, PUSH,
     REVIEWER_LOGIN,
 )
 

@@ -18,6 +18,7 @@ from sklearn.metrics import accuracy_score, cohen_kappa_score
 
 from ..config import AlphaLevel, ProjectConfig, QuestionConfig, QuestionKind
 from ..errors import RunFileError
+from ..redaction import read_redaction_counts
 from ..rundir import ANNOTATIONS, LABELS, REPORT, REPORT_MD, read_json, read_table, write_json, write_text
 from ..votes import human_labels
 from .alpha import AlphaResult, AnnotatorAgreement, annotator_agreement, krippendorff_alpha
@@ -29,6 +30,7 @@ __all__ = [
     "JUDGE",
     "JudgeBlock",
     "MarkdownTable",
+    "RedactionBlock",
     "Report",
     "build_report",
     "human_table",
@@ -58,6 +60,21 @@ class JudgeBlock(BaseModel):
     models: list[str] = Field(default_factory=list)
 
 
+class RedactedKind(BaseModel):
+    """One kind of redacted value: distinct values (tokens) and occurrences."""
+
+    values: int
+    occurrences: int
+
+
+class RedactionBlock(BaseModel):
+    """What PII redaction replaced in the project's items before they reached reviewers or an LLM (counts only)."""
+
+    items: int = Field(description="items loaded")
+    items_redacted: int = Field(description="items with at least one redacted value")
+    by_kind: dict[str, RedactedKind] = Field(default_factory=dict)
+
+
 class Report(BaseModel):
     """What `curate report` computed for a run (see the module docstring)."""
 
@@ -69,6 +86,7 @@ class Report(BaseModel):
     questions: dict[str, AlphaBlock] = Field(default_factory=dict)
     annotators: dict[str, list[AnnotatorAgreement]] = Field(default_factory=dict)
     judge: dict[str, JudgeBlock] = Field(default_factory=dict)
+    redaction: Optional[RedactionBlock] = Field(default=None, description="PII redaction counts (None: not recorded)")
     sections: dict[str, Any] = Field(default_factory=dict,
                                      description="sections added by later stages (audit, honeypots, anchoring, "
                                                  "consensus, redaction), each a JSON object")
@@ -100,12 +118,25 @@ class Report(BaseModel):
                              rows=[[name, str(j.labelled), str(j.failed), str(j.n), _fmt(j.accuracy),
                                     _fmt(j.cohen_kappa), _fmt(j.alpha_with_judge)] for name, j in self.judge.items()])
 
+    def redaction_table(self) -> Optional[MarkdownTable]:
+        if self.redaction is None:
+            return None
+        block = self.redaction
+        return MarkdownTable(title="PII redacted before review",
+                             columns=["kind", "distinct values", "occurrences"],
+                             rows=[[kind, str(k.values), str(k.occurrences)] for kind, k in block.by_kind.items()],
+                             note=f"{block.items_redacted} of {block.items} items had a value replaced by a token; "
+                                  "the map back stays in the run dir.")
+
     def tables(self) -> list[MarkdownTable]:
         """Every table of the report, in order (sections add theirs through `section_tables`)."""
         tables = [self.alpha_table(), *self.annotator_tables()]
         judge = self.judge_table()
         if judge is not None:
             tables.append(judge)
+        redaction = self.redaction_table()
+        if redaction is not None:
+            tables.append(redaction)
         tables.extend(section_tables(self))
         return tables
 
@@ -211,6 +242,14 @@ def write_report(config: ProjectConfig, *, bootstrap: int = 1000, seed: int = 0,
         annotations = read_table(run, ANNOTATIONS, columns=["item_id", "question", "annotator", "value", "status"])
     labels = read_table(run, LABELS, required=False)
     report = build_report(config, annotations, labels, bootstrap=bootstrap, seed=seed)
+    counts = read_redaction_counts(config)
+    if counts is not None:
+        try:
+            report.redaction = RedactionBlock.model_validate(counts)
+        except ValidationError as exc:
+            raise RunFileError(f"{run}: redaction_counts.json is corrupt ({exc.errors()[0]['msg']}); move it away "
+                               "and run `curate publish CONFIG` again (it is rewritten whenever items are loaded)"
+                               ) from None
     from .sections import SECTION_BUILDERS
 
     for name, build in SECTION_BUILDERS.items():

@@ -46,6 +46,11 @@ def _user(client: rg.Argilla, username: str) -> Optional[rg.User]:
         return client.users(username)
 
 
+def _role(role: Any) -> str:
+    """The role as text: the SDK gives an enum (`Role.annotator`), the API a string."""
+    return str(getattr(role, "value", role))
+
+
 def add_annotator(client: rg.Argilla, config: ProjectConfig, username: str, *, role: str = "annotator"
                   ) -> Annotator:
     """Create the user if needed (with a generated password, returned once) and add them to the workspace."""
@@ -59,7 +64,7 @@ def add_annotator(client: rg.Argilla, config: ProjectConfig, username: str, *, r
         workspace = ensure_workspace(client, config.argilla.workspace)
         if username not in {u.username for u in workspace.users}:
             user.add_to_workspace(workspace)
-    return Annotator(username=username, role=str(user.role), password=password,
+    return Annotator(username=username, role=_role(user.role), password=password,
                      paused=username in paused(config))
 
 
@@ -68,7 +73,7 @@ def list_annotators(client: rg.Argilla, config: ProjectConfig) -> list[Annotator
     stopped = paused(config)
     with argilla_errors(str(client.api_url), "listing annotators"):
         workspace = ensure_workspace(client, config.argilla.workspace)
-        members = [Annotator(username=u.username, role=str(u.role)) for u in workspace.users]
+        members = [Annotator(username=u.username, role=_role(u.role)) for u in workspace.users]
     names = {m.username for m in members}
     return sorted(members + [Annotator(username=name, role="annotator", paused=True) for name in stopped
                              if name not in names], key=lambda a: a.username)

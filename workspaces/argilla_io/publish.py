@@ -8,8 +8,9 @@ record cannot spoil the others.
 
 from __future__ import annotations
 
+from itertools import islice
 from pathlib import Path
-from typing import Callable, Iterable, Optional
+from typing import Callable, Iterable, Optional, Sequence
 
 import argilla as rg
 from pydantic import BaseModel, Field
@@ -19,7 +20,7 @@ from ..errors import ArgillaError, ConfigError
 from ..items import check_items, load_items
 from ..rundir import EMBEDDINGS, LABELS, ROUTES, locked, read_table
 from ._wire import Wire, argilla_errors
-from .records import Suggestion, build_records, suggestions_from_labels
+from .records import Suggestion, count_suggestions, iter_records, suggestions_from_labels
 from .settings import PublishError, build_settings, ensure_workspace, get_dataset, reconcile_settings
 
 __all__ = ["PublishError", "PublishResult", "log_records", "publish", "read_suggestions", "read_vectors"]
@@ -50,12 +51,13 @@ def read_suggestions(config: ProjectConfig, path: Optional[Path] = None) -> Opti
     return None if labels is None else suggestions_from_labels(config, labels)
 
 
-def read_vectors(config: ProjectConfig, path: Optional[Path] = None) -> Optional[dict[str, list[float]]]:
-    """Item vectors from `embeddings.parquet` (or `path`); None when there are none."""
+def read_vectors(config: ProjectConfig, path: Optional[Path] = None) -> Optional[dict[str, Sequence[float]]]:
+    """Item vectors from `embeddings.parquet` (or `path`), as the arrays read (a record's list is made when it is
+    sent); None when there are none."""
     frame = read_table(path or config.run_path, EMBEDDINGS, required=path is not None, columns=["item_id", "vector"])
     if frame is None:
         return None
-    return {i: [float(x) for x in v] for i, v in zip(frame["item_id"], frame["vector"])}
+    return dict(zip(frame["item_id"], frame["vector"]))
 
 
 def publish(
@@ -109,10 +111,10 @@ def _publish(config: ProjectConfig, client: rg.Argilla, *, labels_path: Optional
     dimensions = len(next(iter(vectors.values()))) if vectors else None
     suggested = sorted({question for rows in (suggestions or {}).values() for question, *_ in rows})
     settings = build_settings(config, vector_dimensions=dimensions, suggested=suggested)
-    records, attached = build_records(config, checked.valid, suggestions=suggestions, vectors=vectors,
-                                      suppressed=suppressed)
+    records = iter_records(config, checked.valid, suggestions=suggestions, vectors=vectors, suppressed=suppressed)
+    attached = count_suggestions(checked.valid, suggestions, suppressed)
     result = log_records(config, client, settings, records, suggestions=attached, recreate=recreate,
-                         batch_size=batch_size, progress=progress)
+                         batch_size=batch_size, progress=progress, total=len(checked.valid))
     result.skipped = dict(checked.problems)
     suppressed = set(suppressed) & set(checked.valid["item_id"])
     if suppressed and not result.created:  # records published earlier may still carry a suggestion
@@ -126,10 +128,25 @@ def _publish(config: ProjectConfig, client: rg.Argilla, *, labels_path: Optional
     return result
 
 
-def log_records(config: ProjectConfig, client: rg.Argilla, settings: rg.Settings, records: list[rg.Record], *,
+def _created_meanwhile(client: rg.Argilla, config: ProjectConfig, wait: float = 60.0) -> Optional[rg.Dataset]:
+    """The project's dataset once another publish has finished creating it (None if there is none)."""
+    import time
+
+    deadline = time.monotonic() + wait
+    while True:
+        dataset = get_dataset(client, config)
+        if dataset is None or dataset._model.status == "ready" or time.monotonic() > deadline:
+            return dataset
+        time.sleep(0.5)
+
+
+def log_records(config: ProjectConfig, client: rg.Argilla, settings: rg.Settings, records: Iterable[rg.Record], *,
                 suggestions: int, recreate: bool = False, batch_size: int = 256,
-                progress: Optional[Progress] = None) -> PublishResult:
+                progress: Optional[Progress] = None, total: Optional[int] = None) -> PublishResult:
     """Create the project's dataset with `settings` (or bring the existing one in line) and upsert `records`.
+
+    `records` may be a generator: it is consumed one batch at a time, so only a batch of records is held.
+    `total` (default `len(records)` for a list) is what `progress` reports as the total.
 
     A batch the server refuses is retried record by record: the records it accepts are kept, the others are
     reported in `failed` with the server's reason.
@@ -146,14 +163,21 @@ def log_records(config: ProjectConfig, client: rg.Argilla, settings: rg.Settings
             changes.append("dataset deleted and created again (--recreate)")
         created = dataset is None
         if dataset is None:
-            dataset = rg.Dataset(name=config.argilla.dataset, workspace=config.argilla.workspace, settings=settings,
-                                 client=client).create()
-        else:
+            try:
+                dataset = rg.Dataset(name=config.argilla.dataset, workspace=config.argilla.workspace,
+                                     settings=settings, client=client).create()
+            except Exception:
+                dataset = _created_meanwhile(client, config)  # by a concurrent publish (another checkout)
+                if dataset is None:
+                    raise
+                created = False
+        if not created:
             changes += reconcile_settings(dataset, settings, config)
     failed: dict[str, str] = {}
     sent = 0
-    for start in range(0, len(records), batch_size):
-        batch = records[start:start + batch_size]
+    total = len(records) if total is None and isinstance(records, Sequence) else total
+    stream = iter(records)
+    while batch := list(islice(stream, batch_size)):
         try:
             with argilla_errors(url, what):
                 dataset.records.log(batch, batch_size=len(batch))
@@ -168,8 +192,8 @@ def log_records(config: ProjectConfig, client: rg.Argilla, settings: rg.Settings
                     failed[str(record.id)] = str(single).split(": ", 1)[-1]
         sent += len(batch)
         if progress:
-            progress(sent, len(records))
+            progress(sent, max(total or 0, sent))
     return PublishResult(dataset=dataset.name, workspace=config.argilla.workspace, dataset_id=str(dataset.id),
-                         records=len(records) - len(failed), created=created, suggestions=suggestions,
+                         records=sent - len(failed), created=created, suggestions=suggestions,
                          vectors=bool(settings.vectors), url=f"{url}/dataset/{dataset.id}/annotation-mode",
                          failed=failed, changes=changes)

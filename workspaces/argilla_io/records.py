@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Any, Iterable, Optional
+from typing import Any, Iterable, Iterator, Mapping, Optional, Sequence
 
 import argilla as rg
 import pandas as pd
@@ -19,7 +19,8 @@ import pandas as pd
 from ..config import ProjectConfig, QuestionKind
 from .settings import VECTOR_NAME, confidence_metadata_name
 
-__all__ = ["Suggestion", "build_records", "display_text", "suggestions_from_labels"]
+__all__ = ["Suggestion", "build_records", "count_suggestions", "display_text", "iter_records",
+           "suggestions_from_labels"]
 
 Suggestion = tuple[str, Any, Optional[float], str]  # question, value, score, agent
 
@@ -69,10 +70,36 @@ def build_records(
     items: pd.DataFrame,
     *,
     suggestions: Optional[dict[str, list[Suggestion]]] = None,
-    vectors: Optional[dict[str, list[float]]] = None,
+    vectors: Optional[Mapping[str, Sequence[float]]] = None,
     suppressed: Iterable[str] = (),
 ) -> tuple[list[rg.Record], int]:
-    """Argilla records for the items (id = item id), with labeler suggestions where given.
+    """Argilla records for the items (id = item id), with labeler suggestions where given: `iter_records` as a list.
+
+    Returns the records and the number of suggestions attached.
+    """
+    suppressed = set(suppressed)
+    records = list(iter_records(config, items, suggestions=suggestions, vectors=vectors, suppressed=suppressed))
+    return records, count_suggestions(items, suggestions, suppressed)
+
+
+def count_suggestions(items: pd.DataFrame, suggestions: Optional[dict[str, list[Suggestion]]],
+                      suppressed: Iterable[str] = ()) -> int:
+    """How many suggestions `iter_records` attaches to the items' records."""
+    suppressed = set(suppressed)
+    return sum(len((suggestions or {}).get(i, [])) for i in items["item_id"] if i not in suppressed)
+
+
+def iter_records(
+    config: ProjectConfig,
+    items: pd.DataFrame,
+    *,
+    suggestions: Optional[dict[str, list[Suggestion]]] = None,
+    vectors: Optional[Mapping[str, Sequence[float]]] = None,
+    suppressed: Iterable[str] = (),
+    chunk: int = 1000,
+) -> Iterator[rg.Record]:
+    """Argilla records for the items (id = item id), built one at a time so a caller can send them in batches
+    without ever holding every record.
 
     Args:
         config: the project.
@@ -81,36 +108,34 @@ def build_records(
         vectors: per item, its embedding.
         suppressed: items published with no suggestion and no confidence (draft suppression); the server cannot
             tell them from items the labeler never saw.
-
-    Returns the records and the number of suggestions attached.
+        chunk: items turned into Python rows at a time.
     """
     suggestions = suggestions or {}
     suppressed = set(suppressed)
-    records: list[rg.Record] = []
-    attached = 0
     field_columns = [(f.name, f.source_column) for f in config.fields]
     metadata_columns = [(m.name, m.source_column, m.kind) for m in config.metadata]
-    for item in items.to_dict(orient="records"):
-        item_id = item["item_id"]
-        fields = {}
-        for name, column in field_columns:
-            value = _clean(item.get(column))
-            if value is not None and str(value).strip():
-                fields[name] = display_text(str(value))
-        metadata: dict[str, Any] = {}
-        for name, column, kind in metadata_columns:
-            value = _clean(item.get(column))
-            if value is not None:
-                metadata[name] = int(value) if kind == "integer" else float(value) if kind == "float" else str(value)
-        record_suggestions = []
-        if item_id not in suppressed:
-            for question, value, score, agent in suggestions.get(item_id, []):
-                record_suggestions.append(rg.Suggestion(question_name=question, value=value, score=score,
-                                                        agent=agent, type="model"))
-                if score is not None:
-                    metadata[confidence_metadata_name(question)] = float(score)
-        attached += len(record_suggestions)
-        record_vectors = {VECTOR_NAME: vectors[item_id]} if vectors and item_id in vectors else None
-        records.append(rg.Record(id=item_id, fields=fields, metadata=metadata or None,
-                                 suggestions=record_suggestions or None, vectors=record_vectors))
-    return records, attached
+    for start in range(0, len(items), chunk):
+        for item in items.iloc[start:start + chunk].to_dict(orient="records"):
+            item_id = item["item_id"]
+            fields = {}
+            for name, column in field_columns:
+                value = _clean(item.get(column))
+                if value is not None and str(value).strip():
+                    fields[name] = display_text(str(value))
+            metadata: dict[str, Any] = {}
+            for name, column, kind in metadata_columns:
+                value = _clean(item.get(column))
+                if value is not None:
+                    metadata[name] = (int(value) if kind == "integer" else float(value) if kind == "float"
+                                      else str(value))
+            record_suggestions = []
+            if item_id not in suppressed:
+                for question, value, score, agent in suggestions.get(item_id, []):
+                    record_suggestions.append(rg.Suggestion(question_name=question, value=value, score=score,
+                                                            agent=agent, type="model"))
+                    if score is not None:
+                        metadata[confidence_metadata_name(question)] = float(score)
+            vector = vectors.get(item_id) if vectors else None
+            record_vectors = {VECTOR_NAME: [float(x) for x in vector]} if vector is not None else None
+            yield rg.Record(id=item_id, fields=fields, metadata=metadata or None,
+                            suggestions=record_suggestions or None, vectors=record_vectors)

@@ -39,8 +39,11 @@ def confidence_metadata_name(question: str) -> str:
 
 
 def _question_description(question: QuestionConfig) -> Optional[str]:
+    """The question's description, followed (label questions) by each label's description, so that a changed label
+    description reaches the reviewers as a changed question description."""
     if question.kind == QuestionKind.label:
-        return question.description or "\n".join(f"- **{k}**: {v}" for k, v in (question.labels or {}).items())
+        labels = "\n".join(f"- **{k}**: {v}" for k, v in (question.labels or {}).items() if v)
+        return "\n\n".join(part for part in (question.description, labels) if part) or None
     return question.description
 
 
@@ -99,7 +102,14 @@ def ensure_workspace(client: rg.Argilla, name: str) -> rg.Workspace:
         warnings.simplefilter("ignore")  # the SDK warns "Workspace ... not found" before we create it
         workspace = client.workspaces(name)
     if workspace is None:
-        workspace = rg.Workspace(name=name, client=client).create()
+        try:
+            workspace = rg.Workspace(name=name, client=client).create()
+        except Exception:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                workspace = client.workspaces(name)  # created meanwhile by a concurrent publish
+            if workspace is None:
+                raise
     return workspace
 
 

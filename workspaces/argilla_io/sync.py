@@ -13,17 +13,28 @@ Human responses are the most expensive data in the loop, so sync is careful:
   published again under a new id), sync refuses to write the new snapshot, names what would be lost and exits
   non-zero, unless `accept_deletions` is given; either way the history keeps them;
 - concurrent syncs of one run are serialised by a lock; files are written atomically under unique temporary names.
+
+Memory stays flat in the number of responses: records are read a page at a time and each page goes straight into a
+parquet row group of a temporary file; the history and lost-response checks join Arrow tables (keys only), and no
+step holds one Python object per response.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import tempfile
+from collections import Counter
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Iterator, Optional
 
 import argilla as rg
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 from pydantic import BaseModel, Field
 
 from ..config import ProjectConfig
@@ -32,12 +43,18 @@ from ..rundir import ANNOTATIONS, ANNOTATIONS_HISTORY, PAUSED, locked, read_json
 from ._wire import Wire, argilla_errors
 from .settings import get_dataset
 
-__all__ = ["ANNOTATION_COLUMNS", "HISTORY_COLUMNS", "SyncError", "SyncResult", "fetch_responses", "flag_paused", "sync"]
+__all__ = ["ANNOTATION_COLUMNS", "HISTORY_COLUMNS", "SyncError", "SyncResult", "fetch_responses", "flag_paused",
+           "iter_responses", "sync"]
 
 ANNOTATION_COLUMNS = ["record_id", "item_id", "question", "annotator", "value", "status", "updated_at"]
 HISTORY_COLUMNS = [*ANNOTATION_COLUMNS, "dataset_id", "event", "synced_at"]
 # annotations.parquet adds `paused`: the annotator was paused by the honeypot rule (kept, flagged, not counted)
 _KEY = ["item_id", "annotator"]  # one response = one (record, user); its values are rows per question
+_TEXT = pa.string()
+ANNOTATION_SCHEMA = pa.schema([*((c, _TEXT) for c in ANNOTATION_COLUMNS[:-1]),
+                               ("updated_at", pa.timestamp("ns", tz="UTC"))])
+SNAPSHOT_SCHEMA = ANNOTATION_SCHEMA.append(pa.field("paused", pa.bool_()))
+HISTORY_SCHEMA = pa.schema([*ANNOTATION_SCHEMA, *((c, _TEXT) for c in ("dataset_id", "event", "synced_at"))])
 
 Progress = Callable[[int, int], None]
 
@@ -65,24 +82,26 @@ def _value_text(value: Any) -> str:
     return str(value)
 
 
-def fetch_responses(
+def iter_responses(
     client: rg.Argilla, dataset: rg.Dataset, *, progress: Optional[Progress] = None
-) -> tuple[pd.DataFrame, int, int]:
-    """Every response of every record in `dataset`, as a tidy DataFrame.
+) -> Iterator[tuple[pd.DataFrame, int, list[str]]]:
+    """Every response of every record in `dataset`, one page of records at a time.
 
     Pages through the records API with the SDK's HTTP client (the SDK's record objects drop the responses'
-    timestamps). Returns the table, the number of records and of user responses read.
+    timestamps). Yields, per page: its rows (`ANNOTATION_COLUMNS`), its number of records, and the status of each
+    user response on it.
     """
     wire = Wire(client)
     with argilla_errors(wire.url, f"reading the responses of {dataset.name!r}"):
         usernames = {str(user.id): user.username for user in client.users}
         total = dataset.progress()["total"]
-        rows: list[dict[str, Any]] = []
-        records = responses = 0
+        records = 0
         for items in wire.record_pages(dataset.id, include=("responses",)):
+            rows: list[dict[str, Any]] = []
+            statuses: list[str] = []
             for record in items:
                 for response in record.get("responses") or []:
-                    responses += 1
+                    statuses.append(response["status"])
                     user_id = str(response["user_id"])
                     base = {"record_id": record["id"], "item_id": record.get("external_id") or record["id"],
                             "annotator": usernames.get(user_id) or user_id, "status": response["status"],
@@ -95,9 +114,74 @@ def fetch_responses(
             records += len(items)
             if progress:
                 progress(records, max(total, records))
+            yield _frame(rows), len(items), statuses
+
+
+def _frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
     frame = pd.DataFrame(rows, columns=ANNOTATION_COLUMNS)
     frame["updated_at"] = pd.to_datetime(frame["updated_at"], utc=True, format="ISO8601")
+    return frame
+
+
+def fetch_responses(
+    client: rg.Argilla, dataset: rg.Dataset, *, progress: Optional[Progress] = None
+) -> tuple[pd.DataFrame, int, int]:
+    """Every response of every record in `dataset`, as one tidy DataFrame (`iter_responses`, pages joined).
+
+    Returns the table, the number of records and of user responses read.
+    """
+    frames, records, responses = [], 0, 0
+    for frame, count, statuses in iter_responses(client, dataset, progress=progress):
+        frames.append(frame)
+        records += count
+        responses += len(statuses)
+    frame = pd.concat(frames, ignore_index=True) if frames else _frame([])
     return frame, records, responses
+
+
+class _StagedTable:
+    """A parquet file written row group by row group under a unique temporary name next to `path`.
+
+    `commit()` renames it over `path` (atomic: a reader sees the old file or the new one, never half of one);
+    `discard()` removes it (a no-op after `commit`).
+    """
+
+    def __init__(self, path: Path, schema: pa.Schema) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        os.close(fd)
+        self.path, self.temporary, self.schema, self.rows = path, Path(temporary), schema, 0
+        self._writer: Optional[pq.ParquetWriter] = pq.ParquetWriter(temporary, schema)
+
+    def write(self, table: pa.Table) -> None:
+        if table.num_rows:
+            assert self._writer is not None
+            self._writer.write_table(_conform(table, self.schema))
+            self.rows += table.num_rows
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
+    def commit(self) -> None:
+        self.close()
+        os.chmod(self.temporary, 0o644)
+        os.replace(self.temporary, self.path)
+
+    def discard(self) -> None:
+        self.close()
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.temporary)
+
+
+def _conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """`table`'s columns of `schema`, in its order and types (no pandas metadata)."""
+    return pa.table([table[f.name].cast(f.type) for f in schema], schema=schema)
+
+
+def _arrow(frame: pd.DataFrame, schema: pa.Schema) -> pa.Table:
+    return _conform(pa.Table.from_pandas(frame, preserve_index=False), schema)
 
 
 def _server_response_count(client: rg.Argilla, dataset: rg.Dataset) -> int:
@@ -108,35 +192,79 @@ def _server_response_count(client: rg.Argilla, dataset: rg.Dataset) -> int:
 
 
 _IDENTITY = ["item_id", "question", "annotator", "value", "status", "updated_at"]
+_NULL = "\x00"  # a null key spelled out, so that two nulls compare equal in a join
+_BATCH = 4096  # rows per batch when a parquet file is read back (memory stays flat in its size)
 
 
-def _not_in(history: pd.DataFrame, rows: pd.DataFrame, event: str) -> pd.DataFrame:
-    """The rows of `rows` whose version has no `event` entry in the history yet."""
-    if not len(history) or not len(rows):
+def _identity(table: pa.Table) -> pa.Table:
+    """One text key per row naming the response version (`_IDENTITY` joined, nulls spelled out)."""
+    parts = [pc.fill_null(table[c].cast(ANNOTATION_SCHEMA.field(c).type).cast(_TEXT), _NULL) for c in _IDENTITY]
+    return pa.table({"key": pc.binary_join_element_wise(*parts, "\x1f")})
+
+
+def _not_in(known: pa.Table, rows: pa.Table) -> pa.Table:
+    """The rows of `rows` whose identity is not in `known` (an `_identity` table), in their order."""
+    if not known.num_rows or not rows.num_rows:
         return rows
-    known = history.loc[history["event"] == event, _IDENTITY].astype(str).drop_duplicates()
-    marker = rows[_IDENTITY].astype(str).merge(known, how="left", on=_IDENTITY, indicator=True)["_merge"]
-    return rows[(marker == "left_only").to_numpy()]
+    return rows.filter(pc.invert(pc.is_in(_identity(rows)["key"], value_set=known["key"].combine_chunks())))
 
 
-def _append_history(path: Path, snapshot: pd.DataFrame, gone: pd.DataFrame, dataset_id: str, now: str) -> None:
-    """Append the response versions the history lacks (`seen`) and the responses that left the server (`removed`).
+def _corrupt_history(path: Path, exc: BaseException) -> RunFileError:
+    return RunFileError(f"{path}: {ANNOTATIONS_HISTORY.name} is corrupt ({type(exc).__name__}: {exc}); move it away "
+                        f"and run `{ANNOTATIONS_HISTORY.command} CONFIG` again")
 
-    Rows already in the history are never changed or dropped.
+
+def _append_history(path: Path, snapshot: Path, gone: pd.DataFrame, dataset_id: str, now: str) -> None:
+    """Append the response versions the history lacks (`seen`, read from the `snapshot` file batch by batch) and the
+    responses that left the server (`gone`, as `removed`).
+
+    Rows already in the history are never changed or dropped: they are copied row group by row group into the new
+    file, which replaces the old one atomically.
     """
-    history = read_table(path, ANNOTATIONS_HISTORY, required=False)
-    history = pd.DataFrame(columns=HISTORY_COLUMNS) if history is None else history
-    seen = _not_in(history, snapshot, "seen").assign(dataset_id=dataset_id, event="seen", synced_at=now)
-    removed = _not_in(history, gone, "removed").assign(event="removed", synced_at=now)
-    if "dataset_id" not in removed.columns:
-        removed["dataset_id"] = None
-    parts = [frame[HISTORY_COLUMNS] for frame in (history, seen, removed) if len(frame)]
-    if len(parts) == (1 if len(history) else 0) and path.is_file():
-        return  # nothing new
-    frame = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=HISTORY_COLUMNS)
-    frame["updated_at"] = pd.to_datetime(frame["updated_at"], utc=True, format="ISO8601")
-    write_table(path, frame.astype({c: "string" for c in ("record_id", "item_id", "question", "annotator", "value",
-                                                         "status", "dataset_id", "event", "synced_at")}))
+    old: Optional[pq.ParquetFile] = None
+    empty = _identity(pa.table({c: pa.array([], _TEXT) for c in _IDENTITY}))
+    known = {"seen": empty, "removed": empty}  # the identities the history has, per event
+    if path.is_file():
+        try:
+            old = pq.ParquetFile(path)
+            keys = old.read(columns=[*_IDENTITY, "event"])
+        except Exception as exc:  # pyarrow raises several types for a corrupt or foreign file
+            raise _corrupt_history(path, exc) from None
+        for event in known:
+            known[event] = _identity(keys.filter(pc.equal(keys["event"], event)))
+        del keys
+    staged = _StagedTable(path, HISTORY_SCHEMA)
+    try:
+        if old is not None:
+            for batch in old.iter_batches(batch_size=_BATCH, columns=HISTORY_COLUMNS):
+                staged.write(pa.Table.from_batches([batch]))
+        copied = staged.rows
+        for batch in pq.ParquetFile(snapshot).iter_batches(batch_size=_BATCH, columns=ANNOTATION_COLUMNS):
+            seen = _not_in(known["seen"], pa.Table.from_batches([batch]))
+            staged.write(_with(seen, dataset_id=dataset_id, event="seen", synced_at=now))
+        removed = _not_in(known["removed"], _arrow(gone[ANNOTATION_COLUMNS], ANNOTATION_SCHEMA))
+        staged.write(_with(removed, dataset_id=None, event="removed", synced_at=now))
+        if staged.rows == copied and old is not None:
+            return  # nothing new
+        staged.commit()
+    finally:
+        staged.discard()
+
+
+def _with(table: pa.Table, **columns: Optional[str]) -> pa.Table:
+    for name, value in columns.items():
+        table = table.append_column(name, pa.array([value] * table.num_rows, _TEXT))
+    return table
+
+
+def _read_previous(path: Path) -> Optional[pa.Table]:
+    """The last snapshot (None when absent or corrupt: it is replaced, the history still has every version)."""
+    if not path.is_file():
+        return None
+    try:
+        return _conform(pq.read_table(path, columns=ANNOTATION_COLUMNS), ANNOTATION_SCHEMA)
+    except Exception:  # corrupt, or not a snapshot
+        return None
 
 
 def sync(config: ProjectConfig, client: rg.Argilla, *, path: Optional[Path] = None, accept_deletions: bool = False,
@@ -157,38 +285,46 @@ def sync(config: ProjectConfig, client: rg.Argilla, *, path: Optional[Path] = No
         raise SyncError(f"dataset {config.argilla.dataset!r} not found in workspace {config.argilla.workspace!r} "
                         f"on {client.api_url}: run `curate publish {config.source_path}` first. Nothing was written "
                         f"({path} and its history are unchanged).")
-    frame, records, responses = fetch_responses(client, dataset, progress=progress)
-    expected = _server_response_count(client, dataset)
-    if responses != expected:
-        raise SyncError(f"read {responses} responses but the server reports {expected}; nothing was written. "
-                        f"Responses may have changed during the sync: run it again.")
-    now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    paused = _paused(config)
     history_path = ANNOTATIONS_HISTORY.path(path.parent)
-    with locked(path):
-        try:
-            previous = read_table(path, ANNOTATIONS, required=False)
-        except RunFileError:
-            previous = None  # a corrupt snapshot is replaced; the history still has every earlier version
-        gone = pd.DataFrame(columns=ANNOTATION_COLUMNS)
-        if previous is not None and len(previous):
-            now_keys = set(map(tuple, frame[_KEY].astype(str).to_numpy()))
-            mask = [tuple(k) not in now_keys for k in previous[_KEY].astype(str).to_numpy()]
-            gone = previous[mask]
-        lost = gone.drop_duplicates(_KEY)
-        examples = [f"{row.annotator} on {row.item_id} ({row.status})" for row in lost.head(5).itertuples()]
-        _append_history(history_path, frame[ANNOTATION_COLUMNS], gone[ANNOTATION_COLUMNS], str(dataset.id), now)
-        if len(lost) and not accept_deletions:
-            statuses = ", ".join(f"{s} {n}" for s, n in lost.groupby("status").size().items())
-            raise DataLossError(
-                f"{len(lost)} response(s) of the last sync are no longer on {client.api_url} ({statuses}; e.g. "
-                f"{'; '.join(examples)}): records or the dataset were deleted, or it was published again under a "
-                f"new id ({dataset.id}). {path} was NOT changed, and every response is kept in {history_path}. "
-                f"If the deletion is intended, run `curate sync CONFIG --accept-deletions`.")
-        write_table(path, frame.assign(paused=frame["annotator"].isin(_paused(config))))
-    by_status = {str(status): int(n) for status, n in frame.drop_duplicates(["record_id", "annotator"])
-                 .groupby("status").size().items()}
-    return SyncResult(path=path, records=records, responses=responses, rows=len(frame), by_status=by_status,
-                      removed=len(lost), removed_examples=examples, history=history_path)
+    staged = _StagedTable(path, SNAPSHOT_SCHEMA)
+    try:
+        records = responses = 0
+        by_status: Counter[str] = Counter()
+        for page, count, statuses in iter_responses(client, dataset, progress=progress):
+            staged.write(_arrow(page.assign(paused=page["annotator"].isin(paused)), SNAPSHOT_SCHEMA))
+            records += count
+            responses += len(statuses)
+            by_status.update(statuses)
+        staged.close()
+        expected = _server_response_count(client, dataset)
+        if responses != expected:
+            raise SyncError(f"read {responses} responses but the server reports {expected}; nothing was written. "
+                            f"Responses may have changed during the sync: run it again.")
+        now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        with locked(path):
+            previous = _read_previous(path)
+            gone = pd.DataFrame(columns=ANNOTATION_COLUMNS)
+            if previous is not None and previous.num_rows:
+                keys = pq.read_table(staged.temporary, columns=_KEY)
+                gone = previous.join(keys.group_by(_KEY).aggregate([]), keys=_KEY, join_type="left anti")
+                gone = gone.sort_by([(c, "ascending") for c in _KEY]).to_pandas()
+            lost = gone.drop_duplicates(_KEY)
+            examples = [f"{row.annotator} on {row.item_id} ({row.status})" for row in lost.head(5).itertuples()]
+            _append_history(history_path, staged.temporary, gone, str(dataset.id), now)
+            if len(lost) and not accept_deletions:
+                statuses = ", ".join(f"{s} {n}" for s, n in lost.groupby("status").size().items())
+                raise DataLossError(
+                    f"{len(lost)} response(s) of the last sync are no longer on {client.api_url} ({statuses}; e.g. "
+                    f"{'; '.join(examples)}): records or the dataset were deleted, or it was published again under "
+                    f"a new id ({dataset.id}). {path} was NOT changed, and every response is kept in {history_path}. "
+                    f"If the deletion is intended, run `curate sync CONFIG --accept-deletions`.")
+            staged.commit()
+    finally:
+        staged.discard()
+    return SyncResult(path=path, records=records, responses=responses, rows=staged.rows,
+                      by_status={str(k): int(v) for k, v in sorted(by_status.items())}, removed=len(lost),
+                      removed_examples=examples, history=history_path)
 
 
 def _paused(config: ProjectConfig) -> set[str]:

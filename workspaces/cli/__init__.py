@@ -12,6 +12,7 @@ from . import server  # noqa: F401,I001 - registers the commands
 from . import generate  # noqa: F401
 from . import judge  # noqa: F401
 from . import review  # noqa: F401
+from . import redact  # noqa: F401
 from . import argilla  # noqa: F401
 from . import annotators  # noqa: F401
 from . import agreement  # noqa: F401

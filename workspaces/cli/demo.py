@@ -11,7 +11,7 @@ import typer
 from ..config import ProjectConfig
 from ..rundir import REVIEWER_LOGIN, read_json, write_json
 from ._app import app, command, load
-from .agreement import print_report
+from .agreement import print_report, report_with_sections
 from .console import console, progress_bar, say, stage
 
 __all__ = ["REVIEWER", "reviewer_login", "run_demo"]
@@ -29,6 +29,10 @@ def reviewer_login(config: ProjectConfig) -> tuple[str, str]:
     return REVIEWER, password
 
 
+def _f(value: Optional[float]) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
+
+
 def run_demo(config: ProjectConfig, *, label: bool = True, repo_id: Optional[str] = None) -> dict[str, float]:
     """Run every stage, printing each stage's time; returns the timings.
 
@@ -37,12 +41,13 @@ def run_demo(config: ProjectConfig, *, label: bool = True, repo_id: Optional[str
     """
     from pipelines import embed_items, label_items
 
-    from ..agreement import write_report
     from ..argilla_io.connection import connect
     from ..argilla_io.publish import publish
     from ..argilla_io.replay import ensure_user, replay_recorded_labels
     from ..argilla_io.sync import sync
     from ..curated import push
+    from ..judge import calibrate, run_gate
+    from ..review.triage import triage
 
     timings: dict[str, float] = {}
     with stage("Argilla server", timings):
@@ -71,14 +76,32 @@ def run_demo(config: ProjectConfig, *, label: bool = True, repo_id: Optional[str
     with stage("Sync", timings), progress_bar("Syncing", "records") as update:
         synced = sync(config, client, progress=update)
     say(f"{synced.responses} responses -> {synced.path}")
+    if config.llm is not None and (config.run_path / "labels.parquet").is_file():
+        with stage("Calibrate, gate and triage the LLM judge", timings):
+            calibration = calibrate(config, "llm")
+            for question, q in calibration["questions"].items():
+                say(f"{question}: on {q['n']} human reference items, accuracy {_f(q['accuracy'])}, Cohen's kappa "
+                    f"{_f(q['kappa'])}, alpha {_f(q['alpha'])}, ECE {_f(q['ece'])}")
+            for decision in run_gate(config, "llm"):
+                say(f"gate {decision.question}: {decision.decision.upper()} - {decision.reason}",
+                    style="green" if decision.decision == "pass" else "red")
+            routed = triage(config, "llm")
+            say(f"routes: auto {routed.counts['auto']}, audit {routed.counts['audit']}, review "
+                f"{routed.counts['review']}" + ("" if routed.gate_open else
+                                               " (the gate is closed: no label is accepted without a human)"))
     with stage("Report", timings):
-        report, report_path = write_report(config)
+        report, report_path = report_with_sections(config)
         print_report(report)
         say(f"report -> {report_path}")
     with stage("Push curated splits", timings):
         pushed = push(config, repo_id=repo_id)
     say(f"curated dataset -> {pushed.location} (" + ", ".join(f"{split} {n}" for split, n in pushed.rows.items())
-        + f"; excluded {sum(pushed.excluded.values())})")
+        + "; excluded " + (", ".join(f"{k.replace('_', ' ')} {v}" for k, v in pushed.excluded.items() if v) or "none")
+        + ")")
+    sources = {s for counts in pushed.by_source.values() for s in counts}
+    say("labels no human gave: " + ("none (every label in the dataset comes from humans)"
+                                    if not sources & {"auto-accepted", "unverified"} else
+                                    "auto-accepted under an open gate (see the card's 'Gate' section)"))
 
     console.rule("Review it yourself")
     say(f"Argilla UI: {info.api_url}  ->  dataset {published.dataset}\n{published.url}")

@@ -19,6 +19,9 @@ def label_command(
     limit: Optional[int] = typer.Option(None, "--limit", "-n", min=1, help="Label only the first N items."),
     retry_failed: bool = typer.Option(False, "--retry-failed", help="Send previously failed rows to the model again."),
     verbose: bool = typer.Option(False, "--verbose", help="Show Distilabel's logs."),
+    ray: Optional[str] = typer.Option(None, "--ray", metavar="ADDRESS",
+                                      help="Run on the Ray cluster at ADDRESS (host:port, ray://host:10001, auto) "
+                                           "instead of the config's engine."),
 ) -> None:
     """Label the config's items with its LLM (Distilabel): label, confidence and probabilities per item.
 
@@ -28,7 +31,8 @@ def label_command(
 
     project = load(config)
     with progress_bar("Labelling", "items") as update:
-        run = label_items(project, limit=limit, progress=update, retry_failed=retry_failed, verbose=verbose)
+        run = label_items(project, limit=limit, progress=update, retry_failed=retry_failed, verbose=verbose,
+                          ray_address=ray)
     rows = []
     for question, group in run.labels.groupby("question"):
         ok = group[group["status"] == "ok"]
@@ -44,8 +48,10 @@ def label_command(
     say(f"labeled {run.labeled} (skipped {run.skipped} already done) in {run.seconds:.1f}s{rate} -> {run.path}")
     if len(run.labels) and run.ok == 0:
         first = run.labels["error"].dropna().iloc[0] if run.labels["error"].notna().any() else "unknown"
-        raise ModelError(f"every one of {len(run.labels)} label rows failed (first reason: {first}); "
-                         f"check the llm section of {config} (backend, model, base_url)")
+        llm = project.llm
+        where = f"the model server at {llm.base_url}" if llm is not None and llm.base_url else f"model {run.model}"
+        raise ModelError(f"every one of {len(run.labels)} label rows failed with {where} (first reason: {first}); "
+                         f"check that it answers, and the llm section of {config} (backend, model, base_url)")
 
 
 @command(app, "prefer")
@@ -53,13 +59,16 @@ def prefer_command(
     config: Path = typer.Argument(..., help="Preference project config (YAML, task: preference)."),
     limit: Optional[int] = typer.Option(None, "--limit", "-n", min=1, help="Only the first N prompts."),
     verbose: bool = typer.Option(False, "--verbose", help="Show Distilabel's logs."),
+    ray: Optional[str] = typer.Option(None, "--ray", metavar="ADDRESS",
+                                      help="Run on the Ray cluster at ADDRESS (host:port, ray://host:10001, auto) "
+                                           "instead of the config's engine."),
 ) -> None:
     """Build preference pairs: candidates per prompt, judge ratings, chosen/rejected/margin (Distilabel)."""
     from pipelines.prefer import prefer_items
 
     project = load(config)
     with progress_bar("Judging", "rows") as update:
-        run = prefer_items(project, limit=limit, progress=update, verbose=verbose)
+        run = prefer_items(project, limit=limit, progress=update, verbose=verbose, ray_address=ray)
     report = run.report
     print_table(f"curate prefer: {project.name}  ({run.model})",
                 ["pairs", "ok", "failed", "A chosen", "B chosen", "ties", "mean margin"],
@@ -76,13 +85,17 @@ def prefer_command(
 def embed_command(
     config: Path = ConfigArg,
     limit: Optional[int] = typer.Option(None, "--limit", "-n", min=1, help="Embed only the first N items."),
+    verbose: bool = typer.Option(False, "--verbose", help="Show Distilabel's logs."),
+    ray: Optional[str] = typer.Option(None, "--ray", metavar="ADDRESS",
+                                      help="Run on the Ray cluster at ADDRESS (host:port, ray://host:10001, auto) "
+                                           "instead of the config's engine."),
 ) -> None:
     """Embed the items' text fields (sentence-transformers) into <run dir>/embeddings.parquet."""
     from pipelines.embed import embed_items
 
     project = load(config)
     with progress_bar("Embedding", "texts") as update:
-        run = embed_items(project, limit=limit, progress=update)
+        run = embed_items(project, limit=limit, progress=update, ray_address=ray, verbose=verbose)
     rate = f" ({run.texts_per_second:.1f} texts/s)" if run.embedded else ""
     say(f"embedded {run.embedded} (kept {run.skipped}) with {run.model}, {run.dimensions}-d, "
         f"in {run.seconds:.1f}s{rate} -> {run.path}")

@@ -27,6 +27,13 @@ def server_up(
     port: Optional[int] = PortOption,
     redis_port: Optional[int] = RedisPortOption,
     show_password: bool = typer.Option(False, "--show-password", help="Also print the owner's password."),
+    database: Optional[str] = typer.Option(
+        None, "--database", envvar="CURATE_DATABASE",
+        help="sqlite (default), postgresql (a local cluster in the server home, from the distribution's postgresql "
+             "package) or postgresql://user@host:port/db (password better in ~/.pgpass). A home keeps its database.",
+    ),
+    workers: Optional[int] = typer.Option(None, "--workers", envvar="CURATE_SERVER_WORKERS", min=1, max=64,
+                                          help="uvicorn worker processes (default 1)."),
 ) -> None:
     """Start the embedded Argilla server (reused if already running)."""
     from ..argilla_io.server import external_server
@@ -36,6 +43,10 @@ def server_up(
         say(f"ARGILLA_API_URL is set: using the server at {external.api_url}; nothing to start.")
         return
     server = _embedded(port, redis_port)
+    if database is not None:
+        server.database = database  # type: ignore[attr-defined]
+    if workers is not None:
+        server.workers = workers  # type: ignore[attr-defined]
     with console.status("Starting the embedded Argilla server (first run installs it: a few minutes)..."):
         info = server.up()  # type: ignore[attr-defined]
     verb = "started" if info.started else "already running"

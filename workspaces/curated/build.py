@@ -2,6 +2,8 @@
 
 Inputs (under `config.run_path`): `annotations.parquet` from `curate sync` (required), `labels.parquet` from
 `curate label` (optional). Items come from the config's data file; gold item ids from `hub.gold_ids_path`.
+Item text is redacted as every stage sees it (`workspaces.redaction`) unless `hub.restore_redacted: true` asks
+for the originals.
 
 Final labels:
 - label questions: the strict majority of the submitted human values (more than half); with no majority the item is
@@ -27,13 +29,14 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any, Iterator, Optional, Union
 
 import pandas as pd
 
 from ..config import ConfigError, ProjectConfig, QuestionConfig, QuestionKind
 from ..errors import RunFileError
 from ..items import load_gold_ids, load_items, recorded_labels
+from ..redaction import restore_items
 from ..judge.gate import GateState, gate_state
 from ..judge.labeler import load_labeler
 from ..rundir import ANNOTATIONS, LABELS, ROUTES, read_table
@@ -92,6 +95,8 @@ def build_curated(config: ProjectConfig) -> CuratedDataset:
     llm_labels = _read_llm_labels(run, config)
     accepted, gates = _auto_accepted(config)
     items = load_items(config)
+    if config.hub.restore_redacted:  # asked for explicitly: the originals, from the run dir's token map
+        items = restore_items(config, items)
     gold_ids = load_gold_ids(config) | _gold_column_ids(config, items)
     known = set(items["item_id"])
     excluded = {"no_majority": 0, "unreviewed": 0, "unlabeled": 0, "unknown_item_annotations": 0,
@@ -106,8 +111,13 @@ def build_curated(config: ProjectConfig) -> CuratedDataset:
     models = _dawid_skene(config, annotations) if config.consensus.method == "dawid-skene" else {}
     primary = _primary_question(config)
     by_question = {q.name: 0 for q in config.questions}
+    columns = list(curated_features(config))
     rows: list[dict[str, Any]] = []
-    for item in items.sort_values("item_id").to_dict("records"):
+    chunks: list[pd.DataFrame] = []  # rows are turned into columns every `_CHUNK` items: no dict per item is kept
+    for item in _item_rows(items.sort_values("item_id")):
+        if len(rows) >= _CHUNK:
+            chunks.append(pd.DataFrame(rows, columns=columns))
+            rows.clear()
         item_id = item["item_id"]
         is_gold = item_id in gold_ids
         row: dict[str, Any] = {"item_id": item_id}
@@ -138,8 +148,9 @@ def build_curated(config: ProjectConfig) -> CuratedDataset:
         _finish_row(row, config, primary, stamps)
         rows.append(row)
 
-    columns = list(curated_features(config))
-    frame = pd.DataFrame(rows, columns=columns)
+    chunks.append(pd.DataFrame(rows, columns=columns))
+    frame = pd.concat(chunks, ignore_index=True).infer_objects() if len(chunks) > 1 else chunks[0]
+    del rows, chunks
     gold = frame[frame["source"] == "gold"].reset_index(drop=True)
     rest = frame[frame["source"] != "gold"].reset_index(drop=True)
     splits = _split(rest, primary, config, notes)
@@ -216,7 +227,7 @@ def _read_llm_labels(run: Path, config: ProjectConfig) -> dict[tuple[str, str], 
         return {}
     names = {q.name for q in config.questions}
     labels: dict[tuple[str, str], dict[str, Any]] = {}
-    for row in frame.to_dict("records"):
+    for row in _item_rows(frame):
         if row.get("status", "ok") != "ok" or row["question"] not in names or _missing(row["label"]):
             continue
         try:
@@ -470,6 +481,15 @@ def _train_test_split(frame: pd.DataFrame, size: float, strata: Optional[pd.Seri
 
 
 # ---- small helpers -----------------------------------------------------------------------------------------------
+
+_CHUNK = 10_000
+
+
+def _item_rows(frame: pd.DataFrame) -> Iterator[dict[str, Any]]:
+    """The rows of `frame` as dicts, `_CHUNK` at a time (never one dict per row all at once)."""
+    for start in range(0, len(frame), _CHUNK):
+        yield from frame.iloc[start:start + _CHUNK].to_dict("records")
+
 
 def _llm_summary(labels: dict[tuple[str, str], dict[str, Any]]) -> list[dict[str, str]]:
     seen = {(q, v["model"] or "", v["prompt_hash"] or "") for (_, q), v in labels.items()}

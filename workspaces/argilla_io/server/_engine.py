@@ -3,16 +3,25 @@
 Argilla keeps every record, response, suggestion and vector in its SQL database and mirrors them into
 Elasticsearch/OpenSearch only to search them. This engine drops the mirror: the write hooks are no-ops and every read
 is answered from the server's own database with the semantics of ``argilla_server.search_engine.commons`` (the
-Elasticsearch implementation). It targets SQLite (JSON1: ``json_each``, ``json_tree``, ``json_extract``).
+Elasticsearch implementation). It runs on SQLite (JSON1: ``json_each``, ``json_extract``) and on PostgreSQL (``json``
+operators, ``json_array_elements`` joined ``LATERAL``); ``_Dialect`` holds the only SQL that differs between them.
+
+Text search is a token match like Elasticsearch's ``standard`` analyzer: words (Unicode letters/digits, inner
+apostrophes and dots kept) lower-cased with Unicode case folding, so ``apple`` does not find "Pineapple" and
+``ünïcode`` finds "Ünïcode". On SQLite the tokenizer is Python's (a deterministic SQL function registered on each
+connection); on PostgreSQL it is full-text search with the ``simple`` configuration (no stemming, no stop words;
+Unicode case folding needs a UTF-8 database with a non-``C`` ctype, as the local cluster is created). Terms are
+whitespace separated and all must match (``default_operator: AND``), a term of several words and a ``"quoted phrase"``
+match consecutive words, a leading ``-`` excludes, a trailing ``*`` is a prefix.
 
 It runs inside the server venv (imports stdlib, SQLAlchemy, numpy and ``argilla_server`` only) and is registered by
 ``_launch.py`` with ``SearchEngine.register("sql")``.
 
 Known, deliberate differences from Elasticsearch:
-- text search is a case-insensitive substring match (ASCII case folding) of every term, not an analysed token match;
-  terms are whitespace separated, ``"quoted phrases"`` stay together, a leading ``-`` excludes, ``*`` is ignored;
-- results without an explicit sort come in insertion order (ES: relevance, or a per-user random order on the
-  ``/me`` endpoints, which is kept here: see ``USER_ORDER_ENV``);
+- no relevance: results without an explicit sort come in insertion order (ES: relevance, or a per-user random order
+  on the ``/me`` endpoints, which is kept here: see ``USER_ORDER_ENV``);
+- word boundaries follow Python's word characters (SQLite) or PostgreSQL's parser, close to but not exactly
+  Unicode UAX #29 (e.g. PostgreSQL keeps an e-mail address as one word);
 - ``get_dataset_user_progress`` counts the user's own responses by status (ES counts the statuses of every response
   on the records the user answered).
 """
@@ -20,7 +29,9 @@ Known, deliberate differences from Elasticsearch:
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
+import json
 import os
 import re
 import sqlite3
@@ -30,11 +41,12 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tupl
 from uuid import UUID
 
 import numpy as np
-from sqlalchemy import Float, String, and_, case, cast, false, func, literal, literal_column, or_, select, true
+from sqlalchemy import JSON, Float, String, and_, case, cast, column, event, false, func, literal, literal_column, or_
+from sqlalchemy import select, true
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 
-from argilla_server.database import AsyncSessionLocal
+from argilla_server.database import AsyncSessionLocal, async_engine
 from argilla_server.enums import (
     MetadataPropertyType,
     QuestionType,
@@ -78,17 +90,22 @@ from argilla_server.search_engine.base import (
     TextQuery,
 )
 
-__all__ = ["SQLSearchEngine", "USER_ORDER_ENV"]
+__all__ = ["SQLSearchEngine", "USER_ORDER_ENV", "tokens"]
 
 #: ``random`` (default, like Elasticsearch: a stable per-user shuffle on the ``/me`` search endpoints, so annotators
 #: sharing a dataset start on different records) or ``inserted_at`` (everyone sees publishing order).
 USER_ORDER_ENV = "CURATE_SEARCH_USER_ORDER"
 
-_NUMERIC_JSON_TYPES = ("integer", "real")
 _TERM_RE = re.compile(r'(-?)"([^"]*)"|(\S+)')
+_WORD_RE = re.compile(r"\w+(?:['\u2019.]\w+)*")
+_MATCH_FUNCTION = "curate_text_match"  # the SQLite function behind text search (registered on every connection)
 
 Clause = ColumnElement[bool]
-_ROWID = literal_column("records.rowid")  # insertion order within a batch (SQLite tables keep a rowid)
+
+
+def tokens(text: str) -> List[str]:
+    """The words of ``text`` as the ``standard`` analyzer indexes them: Unicode word runs, lower-cased."""
+    return [word.lower() for word in _WORD_RE.findall(text)]
 
 
 def _json_path(*keys: str) -> str:
@@ -96,22 +113,145 @@ def _json_path(*keys: str) -> str:
     return "$" + "".join('."' + key.replace('"', '""') + '"' for key in keys)
 
 
-def _json_term(json_table: Any) -> ColumnElement[str]:
-    """The keyword form of a ``json_each`` value, as Elasticsearch indexes it (``true``, ``3``, ``a``)."""
-    return case(
-        (json_table.c.type == "true", literal("true")),
-        (json_table.c.type == "false", literal("false")),
-        else_=cast(json_table.c.value, String),
-    )
+def _strings(value: Any) -> Iterable[str]:
+    """Every string leaf of a JSON value (a text field, a chat's roles and contents, a custom field's values)."""
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for inner in value.values():
+            yield from _strings(inner)
+    elif isinstance(value, list):
+        for inner in value:
+            yield from _strings(inner)
 
 
-def _range(column: ColumnElement[Any], ge: Any, le: Any) -> Clause:
+@functools.lru_cache(maxsize=4096)
+def _field_words(fields_json: str, name: str) -> Tuple[str, ...]:
+    """The words of one field of a record's ``fields`` JSON (cached: a query evaluates it once per term)."""
+    try:
+        value = json.loads(fields_json).get(name)
+    except (ValueError, AttributeError):
+        return ()
+    words: List[str] = []
+    for text in _strings(value):
+        words.extend(tokens(text))
+        words.append("")  # a gap: a phrase never spans two strings
+    return tuple(words)
+
+
+def _text_match(fields_json: Optional[str], name: str, spec: str) -> int:
+    """SQLite function: 1 when the field holds the query's words consecutively (the last as a prefix if asked)."""
+    if not fields_json:
+        return 0
+    query = json.loads(spec)
+    wanted, prefix = tuple(query["words"]), query["prefix"]
+    words = _field_words(fields_json, name)
+    width = len(wanted)
+    for start in range(len(words) - width + 1):
+        window = words[start : start + width]
+        last = window[-1]
+        if window[:-1] == wanted[:-1] and (last.startswith(wanted[-1]) if prefix else last == wanted[-1]):
+            return 1
+    return 0
+
+
+def _register_sqlite_functions(dbapi_connection: Any, _record: Any) -> None:
+    dbapi_connection.create_function(_MATCH_FUNCTION, 3, _text_match, deterministic=True)
+
+
+class _Dialect:
+    """The SQL that differs between SQLite and PostgreSQL: JSON access, JSON array expansion and text search.
+
+    A JSON "value at keys" may be a scalar or a list (metadata terms, multi-label values); ``elements`` expands it to
+    one row per element (a scalar is one element) with a keyword form (``true``, ``3``, ``a``), a null test and a
+    number, the way Elasticsearch indexes it.
+    """
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.postgresql = name == "postgresql"
+
+    # ---------------------------------------------------------------- scalars
+    def json_at(self, column_: Any, *keys: str) -> ColumnElement[Any]:
+        """The JSON value at ``keys`` (PostgreSQL ``->``); SQLite works on paths instead (see callers)."""
+        value = column_
+        for key in keys:
+            value = value.op("->", return_type=JSON)(literal(key, String))
+        return value
+
+    def text_at(self, column_: Any, *keys: str) -> ColumnElement[Any]:
+        """The value at ``keys`` as SQL scalar (text for PostgreSQL, the native JSON1 value for SQLite)."""
+        if not self.postgresql:
+            return func.json_extract(column_, _json_path(*keys))
+        value = self.json_at(column_, *keys[:-1]) if len(keys) > 1 else column_
+        return value.op("->>", return_type=String)(literal(keys[-1], String))
+
+    def is_number_at(self, column_: Any, *keys: str) -> Clause:
+        if not self.postgresql:
+            return func.json_type(column_, _json_path(*keys)).in_(("integer", "real"))
+        return func.json_typeof(self.json_at(column_, *keys)) == "number"
+
+    def number_at(self, column_: Any, *keys: str) -> ColumnElement[Any]:
+        """The number at ``keys`` (NULL when it is not a number)."""
+        return case((self.is_number_at(column_, *keys), cast(self.text_at(column_, *keys), Float)), else_=None)
+
+    # ---------------------------------------------------------------- arrays
+    def elements(self, column_: Any, *keys: str) -> "_Elements":
+        """The elements of the value at ``keys`` (the whole column when no keys), as a table to join."""
+        if not self.postgresql:
+            table = func.json_each(column_, *([_json_path(*keys)] if keys else [])).table_valued("value", "type")
+            kind = table.c.type
+            term = case((kind == "true", literal("true")), (kind == "false", literal("false")),
+                        else_=cast(table.c.value, String))
+            number = case((kind.in_(("integer", "real")), cast(table.c.value, Float)), else_=None)
+            return _Elements(table, term, kind == "null", number)
+        source = self.json_at(column_, *keys)
+        array = case((func.json_typeof(source) == "array", source), else_=func.json_build_array(source))
+        table = func.json_array_elements(array).table_valued(column("value", JSON)).lateral()
+        kind = func.json_typeof(table.c.value)
+        term = table.c.value.op("#>>", return_type=String)(literal_column("'{}'"))
+        number = case((kind == "number", cast(term, Float)), else_=None)
+        return _Elements(table, term, kind == "null", number)
+
+    # ---------------------------------------------------------------- text
+    def text_match(self, field: str, phrase: str, prefix: bool) -> Clause:
+        """The record's ``field`` holds the words of ``phrase`` consecutively (the last one as a prefix)."""
+        if not self.postgresql:
+            spec = json.dumps({"words": tokens(phrase), "prefix": prefix})
+            return getattr(func, _MATCH_FUNCTION)(Record.fields, literal(field, String), literal(spec, String)) == 1
+        config = literal_column("'simple'::regconfig")
+        document = func.to_tsvector(config, self.json_at(Record.fields, field))
+        if prefix:
+            quoted = "'" + phrase.replace("\\", "\\\\").replace("'", "''") + "':*"
+            query = func.to_tsquery(config, literal(quoted, String))
+        else:
+            query = func.phraseto_tsquery(config, literal(phrase, String))
+        return document.op("@@", return_type=Float)(query).is_(true())
+
+    # ---------------------------------------------------------------- order
+    def insertion_order(self) -> List[ColumnElement[Any]]:
+        """Insertion order: ``inserted_at``, then SQLite's ``rowid`` (PostgreSQL: the id) within one batch."""
+        tie = literal_column("records.rowid") if not self.postgresql else Record.id
+        return [Record.inserted_at.asc(), tie.asc()]
+
+
+@dataclasses.dataclass(frozen=True)
+class _Elements:
+    """One row per element of a JSON value: join ``table`` (``ON true``) and use the columns."""
+
+    table: Any
+    term: ColumnElement[str]  # keyword form
+    is_null: Clause
+    number: ColumnElement[Any]  # NULL unless a number
+
+
+def _range(column_: ColumnElement[Any], ge: Any, le: Any) -> Clause:
     """``ge <= column <= le`` with either bound optional; NULLs never match."""
-    clauses: List[Clause] = [column.is_not(None)]
+    clauses: List[Clause] = [column_.is_not(None)]
     if ge is not None:
-        clauses.append(column >= ge)
+        clauses.append(column_ >= ge)
     if le is not None:
-        clauses.append(column <= le)
+        clauses.append(column_ <= le)
     return and_(*clauses)
 
 
@@ -132,18 +272,22 @@ def _to_datetime(value: Any) -> datetime:
     return moment
 
 
-def _text_terms(q: str) -> List[Tuple[str, bool]]:
-    """Split a simple query string into ``(term, negated)`` pairs; quoted phrases stay whole."""
-    terms: List[Tuple[str, bool]] = []
+def _text_terms(q: str) -> List[Tuple[str, bool, bool]]:
+    """Split a simple query string into ``(phrase, negated, prefix)``; quoted phrases stay whole, terms without a
+    word are dropped (like an analyzer that yields no token)."""
+    terms: List[Tuple[str, bool, bool]] = []
     for match in _TERM_RE.finditer(q):
+        prefix = False
         if match.group(3) is not None:
             raw = match.group(3)
             negated = raw.startswith("-") and len(raw) > 1
-            term = raw.lstrip("-+").replace("*", "").strip("|")
+            term = raw.lstrip("-+").strip("|")
+            prefix = term.endswith("*")
+            term = term.replace("*", "")
         else:
             negated, term = bool(match.group(1)), match.group(2)
-        if term:
-            terms.append((term, negated))
+        if tokens(term):
+            terms.append((term, negated, prefix and len(tokens(term)) == 1))
     return terms
 
 
@@ -178,7 +322,7 @@ class _VectorMatrix:
 
 
 # Parsing JSON vectors dominates a similarity search (~1.5 s for 5k x 384-d), so the parsed matrices are kept per
-# vector setting in this server process and re-read when the setting's vectors change (count, last update, rowids).
+# vector setting in this server process and re-read when the setting's vectors change (count, last insert/update).
 _VECTOR_CACHE: "OrderedDict[UUID, _VectorMatrix]" = OrderedDict()
 _VECTOR_CACHE_SIZE = 4
 
@@ -186,7 +330,7 @@ _VECTOR_CACHE_SIZE = 4
 async def _vector_matrix(db: AsyncSession, vector_settings_id: UUID) -> _VectorMatrix:
     """The (cached) matrix of a vector setting's vectors."""
     mine = Vector.vector_settings_id == vector_settings_id
-    changes = select(func.count(), func.max(Vector.updated_at), func.sum(literal_column("vectors.rowid")))
+    changes = select(func.count(), func.max(Vector.updated_at), func.max(Vector.inserted_at))
     version = tuple((await db.execute(changes.where(mine))).one())
     cached = _VECTOR_CACHE.get(vector_settings_id)
     if cached is not None and cached.version == version:
@@ -209,11 +353,18 @@ async def _vector_matrix(db: AsyncSession, vector_settings_id: UUID) -> _VectorM
     return entry
 
 
-class SQLSearchEngine(SearchEngine):
-    """Answers Argilla's search-engine calls from the server's SQL database (SQLite)."""
+if async_engine.dialect.name == "sqlite":
+    event.listen(async_engine.sync_engine, "connect", _register_sqlite_functions)
 
-    def __init__(self, session_factory: Callable[[], AsyncSession] = AsyncSessionLocal) -> None:
+
+class SQLSearchEngine(SearchEngine):
+    """Answers Argilla's search-engine calls from the server's SQL database (SQLite or PostgreSQL)."""
+
+    def __init__(
+        self, session_factory: Callable[[], AsyncSession] = AsyncSessionLocal, dialect: Optional[str] = None
+    ) -> None:
         self._session_factory = session_factory
+        self._sql = _Dialect(dialect or async_engine.dialect.name)
 
     # ------------------------------------------------------------------ lifecycle
     @classmethod
@@ -231,7 +382,12 @@ class SQLSearchEngine(SearchEngine):
 
     async def info(self) -> dict:
         """What ``GET /api/v1/status`` reports as the search engine."""
-        return {"name": "sql", "distribution": "curate-sql", "version": {"number": sqlite3.sqlite_version}}
+        if self._sql.postgresql:
+            async with self._session_factory() as db:
+                version = str(await db.scalar(select(func.current_setting("server_version"))))
+        else:
+            version = sqlite3.sqlite_version
+        return {"name": "sql", "distribution": f"curate-sql ({self._sql.name})", "version": {"number": version}}
 
     # ------------------------------------------------------------------ write hooks (the database is the index)
     async def create_index(self, dataset: Dataset) -> None:
@@ -295,19 +451,18 @@ class SQLSearchEngine(SearchEngine):
 
     async def compute_metrics_for(self, metadata_property: MetadataProperty) -> MetadataMetrics:
         """Terms: value count and per-term record counts; integer/float: min and max."""
-        path = _json_path(metadata_property.name)
+        name = metadata_property.name
         dataset_id = metadata_property.dataset_id
         async with self._session_factory() as db:
             if metadata_property.type == MetadataPropertyType.terms:
-                values = func.json_each(Record.metadata_, path).table_valued("value", "type")
-                term = _json_term(values)
+                values = self._sql.elements(Record.metadata_, name)
                 rows = (
                     await db.execute(
-                        select(term, func.count(func.distinct(Record.id)), func.count())
+                        select(values.term, func.count(func.distinct(Record.id)), func.count())
                         .select_from(Record)
-                        .join(values, true())
-                        .where(Record.dataset_id == dataset_id, values.c.type != "null")
-                        .group_by(term)
+                        .join(values.table, true())
+                        .where(Record.dataset_id == dataset_id, ~values.is_null)
+                        .group_by(values.term)
                     )
                 ).all()
                 buckets = sorted(((str(t), docs) for t, docs, _ in rows), key=lambda b: (-b[1], b[0]))
@@ -316,14 +471,9 @@ class SQLSearchEngine(SearchEngine):
                     values=[TermsMetrics.TermCount(term=t, count=docs) for t, docs in buckets],
                 )
 
-            number = cast(func.json_extract(Record.metadata_, path), Float)
+            number = self._sql.number_at(Record.metadata_, name)
             low, high = (
-                await db.execute(
-                    select(func.min(number), func.max(number)).where(
-                        Record.dataset_id == dataset_id,
-                        func.json_type(Record.metadata_, path).in_(_NUMERIC_JSON_TYPES),
-                    )
-                )
+                await db.execute(select(func.min(number), func.max(number)).where(Record.dataset_id == dataset_id))
             ).one()
         if metadata_property.type == MetadataPropertyType.integer:
             return IntegerMetadataMetrics(
@@ -438,9 +588,8 @@ class SQLSearchEngine(SearchEngine):
             where.append(self._filter_clause(info, filter))
         return where
 
-    @staticmethod
-    def _text_clause(info: _DatasetInfo, query: Union[TextQuery, str]) -> Clause:
-        """Every term appears (case-insensitively) in some searched field; ``-term`` appears in none."""
+    def _text_clause(self, info: _DatasetInfo, query: Union[TextQuery, str]) -> Clause:
+        """Every term's words appear (consecutively) in some searched field; a ``-term`` appears in none."""
         text = TextQuery(q=query) if isinstance(query, str) else query
         if text.field:
             if text.field not in info.text_fields:
@@ -450,17 +599,8 @@ class SQLSearchEngine(SearchEngine):
             fields = info.text_fields
 
         clauses: List[Clause] = []
-        for term, negated in _text_terms(text.q):
-            in_any_field: List[Clause] = []
-            for name in fields:
-                leaves = func.json_tree(Record.fields, _json_path(name)).table_valued("value", "type")
-                in_any_field.append(
-                    select(literal(1))
-                    .select_from(leaves)
-                    .where(leaves.c.type == "text", leaves.c.value.icontains(term, autoescape=True))
-                    .exists()
-                )
-            matched = or_(false(), *in_any_field)
+        for phrase, negated, prefix in _text_terms(text.q):
+            matched = or_(false(), *(self._sql.text_match(name, phrase, prefix) for name in fields))
             clauses.append(~matched if negated else matched)
         return and_(true(), *clauses)
 
@@ -505,27 +645,22 @@ class SQLSearchEngine(SearchEngine):
             return _range(Record.external_id, _str_or_none(filter.ge), _str_or_none(filter.le))
         raise ValueError(f"Cannot filter records by `{prop}`")
 
-    @staticmethod
-    def _metadata_clause(info: _DatasetInfo, filter: Union[TermsFilter, RangeFilter], name: str) -> Clause:
+    def _metadata_clause(self, info: _DatasetInfo, filter: Union[TermsFilter, RangeFilter], name: str) -> Clause:
         """Terms match any element of the value (lists included); ranges compare numbers (strings for terms)."""
-        path = _json_path(name)
         if isinstance(filter, TermsFilter):
-            values = func.json_each(Record.metadata_, path).table_valued("value", "type")
+            values = self._sql.elements(Record.metadata_, name)
             return (
                 select(literal(1))
-                .select_from(values)
-                .where(values.c.type != "null", _json_term(values).in_([str(v) for v in filter.values]))
+                .select_from(values.table)
+                .where(~values.is_null, values.term.in_([str(v) for v in filter.values]))
                 .exists()
             )
         if info.metadata.get(name) == MetadataPropertyType.terms:
-            return _range(func.json_extract(Record.metadata_, path), _str_or_none(filter.ge), _str_or_none(filter.le))
-        number = cast(func.json_extract(Record.metadata_, path), Float)
-        return and_(
-            func.json_type(Record.metadata_, path).in_(_NUMERIC_JSON_TYPES), _range(number, filter.ge, filter.le)
-        )
+            return _range(self._sql.text_at(Record.metadata_, name), _str_or_none(filter.ge), _str_or_none(filter.le))
+        return _range(self._sql.number_at(Record.metadata_, name), filter.ge, filter.le)
 
-    @staticmethod
     def _suggestion_clause(
+        self,
         info: _DatasetInfo, filter: Union[TermsFilter, RangeFilter], scope: SuggestionFilterScope
     ) -> Clause:
         """A suggestion for the question whose value/score/agent/type matches."""
@@ -534,10 +669,9 @@ class SQLSearchEngine(SearchEngine):
         statement = select(literal(1)).where(Suggestion.record_id == Record.id, Suggestion.question_id == question_id)
 
         if prop in ("value", "score"):
-            column = Suggestion.value if prop == "value" else Suggestion.score
-            elements = func.json_each(column).table_valued("value", "type")
-            statement = statement.select_from(Suggestion, elements).where(elements.c.type != "null")
-            return statement.where(_json_elements_match(elements, filter)).exists()
+            elements = self._sql.elements(Suggestion.value if prop == "value" else Suggestion.score)
+            statement = statement.select_from(Suggestion).join(elements.table, true()).where(~elements.is_null)
+            return statement.where(_elements_match(elements, filter)).exists()
         if prop == "agent":
             if isinstance(filter, TermsFilter):
                 return statement.where(Suggestion.agent.in_([str(v) for v in filter.values])).exists()
@@ -548,8 +682,8 @@ class SQLSearchEngine(SearchEngine):
             return statement.where(Suggestion.type.in_(_members(SuggestionType, filter.values))).exists()
         raise ValueError(f"Cannot filter suggestions by `{prop}`")
 
-    @staticmethod
     def _response_clause(
+        self,
         info: _DatasetInfo, filter: Union[TermsFilter, RangeFilter], scope: ResponseFilterScope
     ) -> Clause:
         """Response values per question, or response status (``pending`` = no response [by the scope's user])."""
@@ -558,11 +692,9 @@ class SQLSearchEngine(SearchEngine):
 
         if scope.question:
             info.question(scope.question)
-            elements = func.json_each(Response.values, _json_path(scope.question, "value")).table_valued(
-                "value", "type"
-            )
-            statement = responses.select_from(Response, elements).where(elements.c.type != "null")
-            return statement.where(_json_elements_match(elements, filter)).exists()
+            elements = self._sql.elements(Response.values, scope.question, "value")
+            statement = responses.select_from(Response).join(elements.table, true()).where(~elements.is_null)
+            return statement.where(_elements_match(elements, filter)).exists()
 
         if scope.property == "status" and isinstance(filter, TermsFilter):
             wanted = {str(value) for value in filter.values}
@@ -577,70 +709,66 @@ class SQLSearchEngine(SearchEngine):
         raise ValueError(f"Cannot process filter scope {scope}")
 
     def _order_by(self, info: _DatasetInfo, sort: Sequence[Order]) -> List[ColumnElement[Any]]:
-        """ORDER BY for the requested sort (missing values last, like Elasticsearch), then insertion order
-        (``inserted_at``, then SQLite's ``rowid`` for records inserted in the same batch)."""
+        """ORDER BY for the requested sort (missing values last, like Elasticsearch), then insertion order."""
         clauses: List[ColumnElement[Any]] = []
         for order in sort:
             descending = order.order == SortOrder.desc
             key = self._sort_key(info, order.scope, descending)
             clauses.append((key.desc() if descending else key.asc()).nulls_last())
-        return [*clauses, Record.inserted_at.asc(), _ROWID.asc()]
+        return [*clauses, *self._sql.insertion_order()]
 
-    @staticmethod
-    def _sort_key(info: _DatasetInfo, scope: FilterScope, descending: bool) -> ColumnElement[Any]:
+    def _sort_key(self, info: _DatasetInfo, scope: FilterScope, descending: bool) -> ColumnElement[Any]:
         """A per-record sort value; multi-valued fields sort by min (asc) or max (desc), responses by average."""
         pick = func.max if descending else func.min
 
         if isinstance(scope, RecordFilterScope):
-            return getattr(Record, str(scope.property))
+            column_ = getattr(Record, str(scope.property))
+            return cast(column_, String) if str(scope.property) == "status" else column_  # keyword order, not enum's
 
         if isinstance(scope, MetadataFilterScope):
-            path = _json_path(scope.metadata_property)
-            if info.metadata.get(scope.metadata_property) == MetadataPropertyType.terms:
-                values = func.json_each(Record.metadata_, path).table_valued("value", "type")
-                return select(pick(_json_term(values))).select_from(values).scalar_subquery()
-            return case(
-                (
-                    func.json_type(Record.metadata_, path).in_(_NUMERIC_JSON_TYPES),
-                    cast(func.json_extract(Record.metadata_, path), Float),
-                ),
-                else_=None,
-            )
+            name = scope.metadata_property
+            if info.metadata.get(name) == MetadataPropertyType.terms:
+                values = self._sql.elements(Record.metadata_, name)
+                return select(pick(values.term)).select_from(values.table).where(~values.is_null).scalar_subquery()
+            return self._sql.number_at(Record.metadata_, name)
 
         if isinstance(scope, SuggestionFilterScope):
-            question_id, _ = info.question(scope.question)
+            question_id, question_type = info.question(scope.question)
             prop = scope.property or "value"
             mine = (Suggestion.record_id == Record.id, Suggestion.question_id == question_id)
             if prop in ("value", "score"):
-                column = Suggestion.value if prop == "value" else Suggestion.score
-                elements = func.json_each(column).table_valued("value", "type")
+                elements = self._sql.elements(Suggestion.value if prop == "value" else Suggestion.score)
+                numeric = prop == "score" or question_type == QuestionType.rating
                 return (
-                    select(pick(elements.c.value))
-                    .select_from(Suggestion, elements)
-                    .where(*mine, elements.c.type != "null")
+                    select(pick(elements.number if numeric else elements.term))
+                    .select_from(Suggestion)
+                    .join(elements.table, true())
+                    .where(*mine, ~elements.is_null)
                     .scalar_subquery()
                 )
-            column = Suggestion.agent if prop == "agent" else Suggestion.type
-            return select(pick(column)).where(*mine).scalar_subquery()
+            column_ = Suggestion.agent if prop == "agent" else cast(Suggestion.type, String)
+            return select(pick(column_)).where(*mine).scalar_subquery()
 
         if isinstance(scope, ResponseFilterScope):
             by_user: Clause = Response.user_id == scope.user.id if scope.user is not None else true()
             if scope.question:
                 _, question_type = info.question(scope.question)
-                value = func.json_extract(Response.values, _json_path(scope.question, "value"))
-                aggregate = func.avg(cast(value, Float)) if question_type == QuestionType.rating else pick(value)
+                if question_type == QuestionType.rating:
+                    aggregate = func.avg(self._sql.number_at(Response.values, scope.question, "value"))
+                else:
+                    aggregate = pick(self._sql.text_at(Response.values, scope.question, "value"))
             else:
-                aggregate = pick(Response.status)
+                aggregate = pick(cast(Response.status, String))
             return select(aggregate).where(Response.record_id == Record.id, by_user).scalar_subquery()
 
         raise ValueError(f"Cannot sort by scope {scope}")
 
 
-def _json_elements_match(elements: Any, filter: Union[TermsFilter, RangeFilter]) -> Clause:
+def _elements_match(elements: _Elements, filter: Union[TermsFilter, RangeFilter]) -> Clause:
     """Terms compare the keyword form; ranges compare numbers."""
     if isinstance(filter, TermsFilter):
-        return _json_term(elements).in_([str(v) for v in filter.values])
-    return and_(elements.c.type.in_(_NUMERIC_JSON_TYPES), _range(cast(elements.c.value, Float), filter.ge, filter.le))
+        return elements.term.in_([str(v) for v in filter.values])
+    return _range(elements.number, filter.ge, filter.le)
 
 
 def _nearest(

