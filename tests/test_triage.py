@@ -1,5 +1,6 @@
 """Triage on the real server: only review and audit items reach reviewers, and an annotator cannot tell an audit
-item from a review item (not by id, field, metadata, suggestion, filter or sort option)."""
+item from a review item (not by id, field, metadata, suggestion, score, filter or sort option): audit items go out
+without the labeler's suggestion, since their score passed the threshold by construction."""
 
 from __future__ import annotations
 
@@ -17,6 +18,12 @@ from workspaces.judge import calibrate, run_gate
 from workspaces.review.triage import triage
 
 MARKERS = ("audit", "route", "honeypot", "gold", "suppress", "auto")
+
+
+def _unsuggested(shape: tuple) -> tuple:
+    """A record's shape as it is when published without its suggestion (and so without its confidence)."""
+    fields, metadata, _, vectors = shape
+    return fields, tuple(m for m in metadata if not m.startswith("llm_confidence")), (), vectors
 
 
 def test_audit_items_look_like_review_items_to_an_annotator(argilla_client: rg.Argilla, tmp_path: Path) -> None:
@@ -39,8 +46,11 @@ def test_audit_items_look_like_review_items_to_an_annotator(argilla_client: rg.A
         dataset_id = get_dataset(argilla_client, config).id
         records = annotator_records(as_annotator, dataset_id)
         assert set(records) == audit | review and not set(records) & auto
+        assert not [i for i in audit if records[i].get("suggestions")], "an audit record carries a score to sort on"
+        assert all(records[i].get("suggestions") for i in review), "review records keep their suggestion"
         audit_shapes = {record_shape(records[i]) for i in audit}
-        review_shapes = {record_shape(records[i]) for i in review if "disagree" not in routes.at[i, "reason"]}
+        review_shapes = {_unsuggested(record_shape(records[i])) for i in review
+                         if "disagree" not in routes.at[i, "reason"]}
         assert len(audit_shapes) == 1 and audit_shapes <= review_shapes, "an audit record's shape differs"
         settings = annotator_settings(as_annotator, dataset_id)
         names = [entry["name"] for entries in settings.values() for entry in entries]

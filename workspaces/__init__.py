@@ -2,7 +2,7 @@
 
 The loop, and where each part lives::
 
-    config, items, rundir, votes, errors   core every stage uses (this folder's modules)
+    config, items, rundir, votes, errors, redaction   core every stage uses (this folder's modules)
     pipelines/      label / prefer / embed / student      ask models: labels with confidence, pairs, vectors
     judge/          calibrate -> gate (-> drift)           how far a labeler is trusted, on the human reference
     review/         triage -> select (+ honeypots, suppression)   what humans see next, and in what order

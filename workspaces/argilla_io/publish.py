@@ -99,6 +99,8 @@ def _publish(config: ProjectConfig, client: rg.Argilla, *, labels_path: Optional
         routes = read_table(config.run_path, ROUTES, required=False, columns=["item_id", "route"])
         if routes is not None:  # triaged: `auto` items never reach reviewers
             item_ids = routes.loc[routes["route"] != "auto", "item_id"].unique().tolist()
+            # an audit item's score passed the threshold by construction: it goes out without one (see review.plan)
+            suppressed = set(suppressed) | set(routes.loc[routes["route"] == "audit", "item_id"].astype(str))
     if item_ids is not None:
         wanted = {str(i) for i in item_ids}
         unknown = sorted(wanted - set(items["item_id"]))

@@ -58,7 +58,8 @@ def honeypot_section(config: ProjectConfig) -> Optional[dict[str, Any]]:
         n = len(entry["truth"])
         right = sum(a == t for a, t in zip(entry["answer"], entry["truth"]))
         low, high = wilson_interval(right, n)
-        kappa = cohen_kappa_score(entry["truth"], entry["answer"], labels=labels) if n > 1 else float("nan")
+        defined = n > 1 and len(set(entry["truth"]) | set(entry["answer"])) > 1  # one label only: kappa is undefined
+        kappa = cohen_kappa_score(entry["truth"], entry["answer"], labels=labels) if defined else float("nan")
         annotators.append({"annotator": annotator, "seen": n, "correct": right, "accuracy": right / n if n else None,
                            "accuracy_low": low, "accuracy_high": high,
                            "kappa": None if pd.isna(kappa) else float(kappa)})

@@ -7,7 +7,10 @@ with every Nth item published without the labeler's suggestion.
 - audit items (`routes.parquet`, route `audit`) join batches in proportion to what is left of them, so the promise of
   the auto-accepted labels keeps being checked even though no uncertainty strategy would pick a confident item;
 - draft suppression (`suppression: {every: N}`): every Nth published item of the project (counted across batches)
-  goes out with no suggestion, so the report can measure how much the suggestion anchors reviewers.
+  goes out with no suggestion, so the report can measure how much the suggestion anchors reviewers;
+- items whose confidence passed the gate's threshold (routes `audit` and `auto`: audit items, and honeypots or
+  selected items that triage would accept) always go out with no suggestion: a score above the threshold would tell
+  them apart from review items, and an unanchored answer is the honest check of an auto-accepted label.
 
 Which item is which lives only in `review_plan.parquet` (owner-only) and `selection.jsonl`; on the server every
 record of a batch looks alike.
@@ -75,6 +78,7 @@ def plan_batch(config: ProjectConfig, selection: Selection, *, seed: int = 0) ->
     rows = [{"item_id": i, "role": "selected"} for i in chosen]
 
     routes = read_table(config.run_path, ROUTES, required=False)
+    confident = set() if routes is None else set(routes.loc[routes["route"].isin(["audit", "auto"]), "item_id"])
     if routes is not None:
         audit_left = sorted(set(routes.loc[routes["route"] == "audit", "item_id"]) - planned - set(chosen))
         review_left = len(set(routes.loc[routes["route"] == "review", "item_id"]) - planned) or 1
@@ -96,7 +100,8 @@ def plan_batch(config: ProjectConfig, selection: Selection, *, seed: int = 0) ->
     batch = uuid.uuid4().hex[:10]
     published_before = len(before)
     every = config.suppression.every if config.suppression is not None else 0
-    plan["suppressed"] = [bool(every) and (published_before + n + 1) % every == 0 for n in range(len(plan))]
+    plan["suppressed"] = [(bool(every) and (published_before + n + 1) % every == 0) or item_id in confident
+                          for n, item_id in enumerate(plan["item_id"])]
     plan["position"] = range(len(plan))
     plan["batch"] = batch
     plan["created"] = selection.created

@@ -2,7 +2,8 @@
 
 Items published without a suggestion (`review_plan.parquet`, `suppressed`) are compared with the items published
 with one: the reviewers' agreement with the labeler's label, and their accuracy against the human reference
-(gold/consensus labels, leaving the annotator's own vote out), each on suggested vs suppressed items, with the
+(gold/consensus labels, leaving the annotator's own vote out), each on suggested vs suppressed items (items above the gate's
+threshold, which always go without a suggestion, are left out), with the
 difference and a bootstrap 95% interval over items. A higher agreement with the labeler on suggested items at equal
 accuracy is the anchoring effect of suggestions, as a number.
 """
@@ -17,7 +18,7 @@ import pandas as pd
 from ..config import ProjectConfig
 from ..judge import human_reference, human_votes, labeler_questions, load_labeler
 from ..errors import RunFileError
-from ..rundir import ANNOTATIONS, read_table
+from ..rundir import ANNOTATIONS, ROUTES, read_table
 from .plan import read_plan
 
 __all__ = ["anchoring_section"]
@@ -34,6 +35,9 @@ def _bootstrap_difference(a: np.ndarray, b: np.ndarray, resamples: int, seed: in
 def anchoring_section(config: ProjectConfig, *, resamples: int = 1000, seed: int = 0) -> Optional[dict[str, Any]]:
     """The report's anchoring table (None without suppressed items or labels)."""
     plan = read_plan(config)
+    routes = read_table(config.run_path, ROUTES, required=False)
+    if routes is not None:  # items above the threshold always go without a suggestion: not part of the measure
+        plan = plan[~plan["item_id"].isin(set(routes.loc[routes["route"].isin(["audit", "auto"]), "item_id"]))]
     annotations = read_table(config.run_path, ANNOTATIONS, required=False)
     if annotations is None or plan.empty or not plan["suppressed"].any():
         return None
