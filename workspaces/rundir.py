@@ -25,6 +25,7 @@ import pandas as pd
 from .errors import RunFileError
 
 __all__ = [
+    "StagedTable",
     "ANNOTATIONS",
     "ANNOTATIONS_HISTORY",
     "CALIBRATION",
@@ -205,22 +206,72 @@ def _private(path: Path) -> bool:
     return any(f.private and f.name == path.name for f in RUN_FILES)
 
 
+def _temporary(path: Path) -> tuple[int, Path]:
+    """A unique temporary file next to `path` (same folder, so the final rename is atomic): its fd and path."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    return fd, Path(temporary)
+
+
+def _put_in_place(temporary: Path, path: Path, private: Optional[bool]) -> None:
+    """Give the finished temporary file its mode (owner-only when `private`) and rename it over `path`."""
+    os.chmod(temporary, 0o600 if (_private(path) if private is None else private) else 0o644)
+    os.replace(temporary, path)
+
+
 def write_bytes(path: Union[str, "os.PathLike[str]"], data: bytes, *, private: Optional[bool] = None) -> Path:
     """Write `data` to `path` atomically (unique temporary file + rename); owner-only when `private`."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    private = _private(path) if private is None else private
-    fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, temporary = _temporary(path)
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
-        os.chmod(temporary, 0o600 if private else 0o644)
-        os.replace(temporary, path)
+        _put_in_place(temporary, path, private)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temporary)
         raise
     return path
+
+
+class StagedTable:
+    """A parquet file written row group by row group under a unique temporary name next to `path`, for outputs too
+    large to hold at once.
+
+    `commit()` renames it over `path` (atomic, with the file's mode as in `write_bytes`: a reader sees the old file
+    or the new one, never half of one); `discard()` removes it (a no-op after `commit`).
+    """
+
+    def __init__(self, path: Path, schema: "pa.Schema", *, private: Optional[bool] = None) -> None:
+        import pyarrow.parquet as pq
+
+        fd, self.temporary = _temporary(path)
+        os.close(fd)
+        self.path, self.schema, self.private, self.rows = path, schema, private, 0
+        self._writer: Optional[pq.ParquetWriter] = pq.ParquetWriter(self.temporary, schema)
+
+    def write(self, table: "pa.Table") -> None:
+        """Append `table` (its columns of the schema, cast to it) as one row group."""
+        import pyarrow as pa
+
+        if table.num_rows:
+            assert self._writer is not None
+            self._writer.write_table(pa.table([table[f.name].cast(f.type) for f in self.schema], schema=self.schema))
+            self.rows += table.num_rows
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
+    def commit(self) -> None:
+        self.close()
+        _put_in_place(self.temporary, self.path, self.private)
+
+    def discard(self) -> None:
+        self.close()
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.temporary)
 
 
 def write_text(path: Union[str, "os.PathLike[str]"], text: str, *, private: Optional[bool] = None) -> Path:

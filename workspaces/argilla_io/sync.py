@@ -21,10 +21,7 @@ step holds one Python object per response.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import tempfile
 from collections import Counter
 from datetime import datetime, timezone
 from pathlib import Path
@@ -39,7 +36,7 @@ from pydantic import BaseModel, Field
 
 from ..config import ProjectConfig
 from ..errors import ArgillaError, DataLossError, RunFileError
-from ..rundir import ANNOTATIONS, ANNOTATIONS_HISTORY, PAUSED, locked, read_json, read_table, write_table
+from ..rundir import ANNOTATIONS, ANNOTATIONS_HISTORY, PAUSED, StagedTable, locked, read_json, read_table, write_table
 from ._wire import Wire, argilla_errors
 from .settings import get_dataset
 
@@ -139,42 +136,6 @@ def fetch_responses(
     return frame, records, responses
 
 
-class _StagedTable:
-    """A parquet file written row group by row group under a unique temporary name next to `path`.
-
-    `commit()` renames it over `path` (atomic: a reader sees the old file or the new one, never half of one);
-    `discard()` removes it (a no-op after `commit`).
-    """
-
-    def __init__(self, path: Path, schema: pa.Schema) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        os.close(fd)
-        self.path, self.temporary, self.schema, self.rows = path, Path(temporary), schema, 0
-        self._writer: Optional[pq.ParquetWriter] = pq.ParquetWriter(temporary, schema)
-
-    def write(self, table: pa.Table) -> None:
-        if table.num_rows:
-            assert self._writer is not None
-            self._writer.write_table(_conform(table, self.schema))
-            self.rows += table.num_rows
-
-    def close(self) -> None:
-        if self._writer is not None:
-            self._writer.close()
-            self._writer = None
-
-    def commit(self) -> None:
-        self.close()
-        os.chmod(self.temporary, 0o644)
-        os.replace(self.temporary, self.path)
-
-    def discard(self) -> None:
-        self.close()
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self.temporary)
-
-
 def _conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
     """`table`'s columns of `schema`, in its order and types (no pandas metadata)."""
     return pa.table([table[f.name].cast(f.type) for f in schema], schema=schema)
@@ -233,7 +194,7 @@ def _append_history(path: Path, snapshot: Path, gone: pd.DataFrame, dataset_id: 
         for event in known:
             known[event] = _identity(keys.filter(pc.equal(keys["event"], event)))
         del keys
-    staged = _StagedTable(path, HISTORY_SCHEMA)
+    staged = StagedTable(path, HISTORY_SCHEMA)
     try:
         if old is not None:
             for batch in old.iter_batches(batch_size=_BATCH, columns=HISTORY_COLUMNS):
@@ -287,7 +248,7 @@ def sync(config: ProjectConfig, client: rg.Argilla, *, path: Optional[Path] = No
                         f"({path} and its history are unchanged).")
     paused = _paused(config)
     history_path = ANNOTATIONS_HISTORY.path(path.parent)
-    staged = _StagedTable(path, SNAPSHOT_SCHEMA)
+    staged = StagedTable(path, SNAPSHOT_SCHEMA)
     try:
         records = responses = 0
         by_status: Counter[str] = Counter()
