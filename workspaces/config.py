@@ -347,6 +347,10 @@ class CalibrationConfig(_Strict):
                                                              "threshold (else the global one)")
     seed: int = 0
     bootstrap: int = Field(default=500, ge=0, description="resamples for drift's confidence intervals")
+    reference_sources: Optional[list[Literal["gold-column", "gold", "consensus"]]] = Field(
+        default=None, description="which reference items measure the labeler (default: all). [gold] keeps it to a "
+                                  "random gold set: items chosen by active learning are the hardest ones, and a "
+                                  "labeler measured on them looks worse than it is on the items it would accept")
 
 
 class TriageConfig(_Strict):

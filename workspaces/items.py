@@ -8,6 +8,7 @@ from pathlib import Path
 from dataclasses import dataclass, field
 from typing import Any, Optional, Union
 
+import numpy as np
 import pandas as pd
 
 from .config import ConfigError, ProjectConfig
@@ -158,20 +159,30 @@ def check_items(config: ProjectConfig, items: pd.DataFrame, fields: Optional[lis
     specs = [f for f in config.fields if fields is None or f.name in fields]
     limit = config.data.max_chars
     problems: dict[str, str] = {}
-    for row in items.to_dict(orient="records"):
-        texts = {}
-        for spec in specs:
-            value = row.get(spec.source_column)
-            missing = value is None or (isinstance(value, float) and pd.isna(value))
-            texts[spec.name] = "" if missing else str(value)
-        empty_required = [s.name for s in specs if s.required and not texts[s.name].strip()]
-        too_long = [f"{name} ({len(text):,} chars)" for name, text in texts.items() if len(text) > limit]
-        if fields is not None and not any(t.strip() for t in texts.values()):
-            problems[row["item_id"]] = f"empty: no text in {', '.join(texts)}"
+    texts: dict[str, pd.Series] = {}
+    for spec in specs:  # column-wise (no dict per row): the text, whether it is blank, its length
+        if spec.source_column in items.columns:
+            column = items[spec.source_column]
+            texts[spec.name] = column.where(column.notna(), "").astype(str).reset_index(drop=True)
+        else:
+            texts[spec.name] = pd.Series([""] * len(items), dtype=str)
+    blank = {name: (text.str.strip() == "").to_numpy() for name, text in texts.items()}
+    lengths = {name: text.str.len().to_numpy() for name, text in texts.items()}
+    flagged = np.zeros(len(items), dtype=bool)
+    for spec in specs:
+        flagged |= (blank[spec.name] & spec.required) | (lengths[spec.name] > limit)
+    if fields is not None:  # the LLM's fields: at least one must hold text
+        flagged |= np.logical_and.reduce([blank[s.name] for s in specs]) if specs else True
+    ids = items["item_id"].to_numpy()
+    for i in np.flatnonzero(flagged):  # only the items with a problem are looked at one by one
+        empty_required = [s.name for s in specs if s.required and blank[s.name][i]]
+        too_long = [f"{name} ({lengths[name][i]:,} chars)" for name in texts if lengths[name][i] > limit]
+        if fields is not None and all(blank[name][i] for name in texts):
+            problems[ids[i]] = f"empty: no text in {', '.join(texts)}"
         elif empty_required:
-            problems[row["item_id"]] = f"empty: required field(s) {', '.join(empty_required)} empty"
+            problems[ids[i]] = f"empty: required field(s) {', '.join(empty_required)} empty"
         elif too_long:
-            problems[row["item_id"]] = f"too long: {', '.join(too_long)} over data.max_chars={limit:,}"
+            problems[ids[i]] = f"too long: {', '.join(too_long)} over data.max_chars={limit:,}"
     valid = items[~items["item_id"].isin(set(problems))].reset_index(drop=True)
     return ItemCheck(valid=valid, problems=problems)
 

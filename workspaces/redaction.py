@@ -159,8 +159,20 @@ def _patterns(spec_json: str) -> tuple[RedactionConfig, list[tuple[str, re.Patte
     return spec, [(p.name, re.compile(p.regex)) for p in spec.patterns]
 
 
-@functools.lru_cache(maxsize=100_000)
 def _find_cached(spec_json: str, text: str) -> tuple[Span, ...]:
+    """`_find` of `text`, skipping texts no built-in recognizer can match (no digit, no `@`, fewer than two `:`)
+    without a look-up: only texts that may hold a value are cached, so the cache stays small on plain prose."""
+    spec, patterns = _patterns(spec_json)
+    if not patterns and "@" not in text and text.count(":") < 2 and not _ANY_DIGIT.search(text):
+        return ()
+    return _find(spec_json, text)
+
+
+_ANY_DIGIT = re.compile(r"\d")
+
+
+@functools.lru_cache(maxsize=8192)
+def _find(spec_json: str, text: str) -> tuple[Span, ...]:
     spec, patterns = _patterns(spec_json)
     candidates: list[tuple[str, int, int]] = []
     for name, pattern in patterns:  # the config's own patterns first: the user knows their data

@@ -15,7 +15,7 @@ from typing import Any, Optional
 import pandas as pd
 
 from ..config import QuestionConfig
-from ..votes import human_label
+from ..votes import vote_table
 
 __all__ = ["Consensus", "dawid_skene"]
 
@@ -49,18 +49,23 @@ def dawid_skene(table: pd.DataFrame, question: QuestionConfig, *, n_iter: int = 
         model = DawidSkene(n_iter=n_iter).fit(frame)
     result = Consensus(question=question.name)
     probas = model.probas_
-    for unit, label in model.labels_.items():
-        result.labels[str(unit)] = str(label)
-        result.confidence[str(unit)] = float(probas.loc[unit, label])
+    labels = model.labels_
+    rows = probas.index.get_indexer(labels.index)
+    columns = probas.columns.get_indexer(labels.to_numpy())
+    posterior = probas.to_numpy()[rows, columns]
+    units = labels.index.map(str)
+    result.labels = dict(zip(units, labels.map(str)))
+    result.confidence = dict(zip(units, map(float, posterior)))
     priors = model.priors_
     for worker in frame["worker"].unique():
         errors = model.errors_.loc[worker]
         result.skill[str(worker)] = float(sum(priors[k] * errors.loc[k, k] for k in priors.index
                                               if k in errors.index and k in errors.columns))
-    for unit, group in frame.groupby("task"):
-        majority = human_label(question, group["label"].tolist()).label
-        if majority is not None and str(majority) != result.labels.get(str(unit)):
-            result.disagreements.append({"unit": str(unit), "majority": str(majority),
-                                         "dawid_skene": result.labels[str(unit)],
-                                         "posterior": result.confidence[str(unit)]})
+    majority = vote_table(frame.rename(columns={"task": "unit", "label": "value"}), question, keys=("unit",))
+    majority = majority[majority["label"].notna()]
+    for unit, label in zip(majority["unit"], majority["label"]):
+        unit, label = str(unit), str(label)
+        if label != result.labels.get(unit):
+            result.disagreements.append({"unit": unit, "majority": label, "dawid_skene": result.labels[unit],
+                                         "posterior": result.confidence[unit]})
     return result

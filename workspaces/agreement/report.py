@@ -20,7 +20,7 @@ from ..config import AlphaLevel, ProjectConfig, QuestionConfig, QuestionKind
 from ..errors import RunFileError
 from ..redaction import read_redaction_counts
 from ..rundir import ANNOTATIONS, LABELS, REPORT, REPORT_MD, read_json, read_table, write_json, write_text
-from ..votes import human_labels
+from ..votes import vote_table
 from .alpha import AlphaResult, AnnotatorAgreement, annotator_agreement, krippendorff_alpha
 from .render import MarkdownTable
 from .render import fmt as _fmt
@@ -188,17 +188,19 @@ def _judge_block(table: pd.DataFrame, labels: pd.DataFrame, question: QuestionCo
     if rows.empty:
         return None
     ok = rows[rows["status"] == "ok"]
-    judge = dict(zip(ok["item_id"].astype(str), ok["label"].astype(str)))
-    reference = human_labels(table, question)
-    pairs = [(str(vote.label), judge[unit]) for unit, vote in reference.items() if unit in judge]
+    # one LLM label per unit (the last one, as a dict built from the rows would keep)
+    judged = pd.DataFrame({"unit": ok["item_id"].astype(str).to_numpy(), "annotator": JUDGE,
+                           "value": ok["label"].astype(str).to_numpy()}).drop_duplicates("unit", keep="last")
+    reference = vote_table(table.assign(unit=table["unit"].astype(str)), question)
+    reference = reference[reference["label"].notna()]
+    pairs = reference.merge(judged[["unit", "value"]], on="unit", how="inner")
     block = JudgeBlock(labelled=len(rows), ok=len(ok), failed=len(rows) - len(ok), n=len(pairs),
                        models=sorted(ok["model"].dropna().astype(str).unique().tolist()))
-    if pairs:
-        human, llm = zip(*pairs)
+    if len(pairs):
+        human, llm = pairs["label"].map(str).tolist(), pairs["value"].tolist()
         block.accuracy = float(accuracy_score(human, llm))
         kappa = cohen_kappa_score(human, llm, labels=[str(v) for v in question.allowed_values])
         block.cohen_kappa = None if pd.isna(kappa) else float(kappa)
-    judged = pd.DataFrame({"unit": list(judge), "annotator": JUDGE, "value": list(judge.values())})
     judged = judged[judged["unit"].isin(set(table["unit"]))]
     if question.kind == QuestionKind.rating:
         judged["value"] = judged["value"].astype(float).astype(int)

@@ -86,7 +86,7 @@ def render_honeypots(section: dict[str, Any]) -> list[MarkdownTable]:
              _f(a["kappa"]), "paused" if a.get("paused") else ""] for a in section["annotators"]]
     rule = (f"Pause rule: below {section['min_accuracy']} after at least {section['min_seen']} honeypots."
             if section.get("min_accuracy") is not None else None)
-    return [MarkdownTable(title=f"Honeypots ({section['question']}): {section['honeypots']} gold items in the batches",
+    return [MarkdownTable(title=f"Honeypots ({section['question']}): {section['honeypots']} honeypots in the batches",
                           columns=["annotator", "honeypots answered", "accuracy", "95% interval (Wilson)",
                                    "Cohen's kappa", ""], rows=rows, note=rule)]
 

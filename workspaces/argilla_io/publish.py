@@ -18,7 +18,7 @@ from pydantic import BaseModel, Field
 from ..config import ProjectConfig
 from ..errors import ArgillaError, ConfigError
 from ..items import check_items, load_items
-from ..rundir import EMBEDDINGS, LABELS, ROUTES, locked, read_table
+from ..rundir import EMBEDDINGS, LABELS, REVIEW_PLAN, ROUTES, locked, read_table
 from ._wire import Wire, argilla_errors
 from .records import Suggestion, count_suggestions, iter_records, suggestions_from_labels
 from .settings import PublishError, build_settings, ensure_workspace, get_dataset, reconcile_settings
@@ -81,7 +81,8 @@ def publish(
         embeddings_path: item vectors; default `<run dir>/embeddings.parquet` when it exists.
         item_ids: publish only these items (a review batch); default every item, or, once `curate triage` wrote
             `routes.parquet`, the items routed `review` or `audit` (`triage.publish: all` publishes every item).
-        suppressed: items published without the labeler's suggestion (draft suppression).
+        suppressed: items published without the labeler's suggestion (draft suppression); the items a review
+            batch suppressed (`review_plan.parquet`) always are, so a later publish cannot bring theirs back.
         recreate: delete the dataset first when the config changed in a way Argilla cannot apply.
         batch_size: records per bulk request.
         progress: called with (records sent, total) after each batch.
@@ -101,6 +102,9 @@ def _publish(config: ProjectConfig, client: rg.Argilla, *, labels_path: Optional
             item_ids = routes.loc[routes["route"] != "auto", "item_id"].unique().tolist()
             # an audit item's score passed the threshold by construction: it goes out without one (see review.plan)
             suppressed = set(suppressed) | set(routes.loc[routes["route"] == "audit", "item_id"].astype(str))
+    plan = read_table(config.run_path, REVIEW_PLAN, required=False, columns=["item_id", "suppressed"])
+    if plan is not None:  # a review batch's suppressed items stay without a suggestion in every later publish
+        suppressed = set(suppressed) | set(plan.loc[plan["suppressed"].astype(bool), "item_id"].astype(str))
     if item_ids is not None:
         wanted = {str(i) for i in item_ids}
         unknown = sorted(wanted - set(items["item_id"]))

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import typer
 
-from ..config import TaskKind
+from ..config import ProjectConfig, TaskKind
 from ._app import ConfigArg, app, command, load
 from .console import console, progress_bar, say, warn
+
+if TYPE_CHECKING:
+    import argilla as rg
 
 
 def client():
@@ -83,17 +86,27 @@ def sync_command(
     if result.removed:
         warn(f"{result.removed} response(s) of the last sync are gone from the server (accepted), e.g. "
              + "; ".join(result.removed_examples) + f"; they are kept in {result.history}")
-    if project.honeypots is not None:  # the pause rule
-        from ..argilla_io.annotators import pause_annotator, paused
-        from ..review.honeypots import honeypot_section, to_pause
+    for annotator, reason in apply_pause_rule(project, owner):
+        warn(f"{annotator} paused: {reason}; their responses no longer count")
 
-        section = honeypot_section(project)
-        already = paused(project)
-        for annotator in to_pause(project, section):
-            if annotator in already:
-                continue
-            stats = next(a for a in section["annotators"] if a["annotator"] == annotator)
-            reason = (f"honeypot accuracy {stats['accuracy']:.2f} on {stats['seen']} honeypots, below "
-                      f"{project.honeypots.min_accuracy}")
-            pause_annotator(owner, project, annotator, reason)
-            warn(f"{annotator} paused: {reason}; their responses no longer count")
+
+def apply_pause_rule(project: ProjectConfig, owner: "rg.Argilla") -> list[tuple[str, str]]:
+    """The honeypot pause rule after a sync: pause (on the server) every annotator it stops who is not paused yet;
+    returns (username, reason) of those just paused (none without `honeypots` in the config)."""
+    if project.honeypots is None:
+        return []
+    from ..argilla_io.annotators import pause_annotator, paused
+    from ..review.honeypots import honeypot_section, to_pause
+
+    section = honeypot_section(project)
+    already = paused(project)
+    stopped: list[tuple[str, str]] = []
+    for annotator in to_pause(project, section):
+        if annotator in already:
+            continue
+        stats = next(a for a in section["annotators"] if a["annotator"] == annotator)
+        reason = (f"honeypot accuracy {stats['accuracy']:.2f} on {stats['seen']} honeypots, below "
+                  f"{project.honeypots.min_accuracy}")
+        pause_annotator(owner, project, annotator, reason)
+        stopped.append((annotator, reason))
+    return stopped

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import secrets
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import typer
 
@@ -14,7 +14,14 @@ from ._app import app, command, load
 from .agreement import print_report, report_with_sections
 from .console import console, progress_bar, say, stage
 
-__all__ = ["REVIEWER", "reviewer_login", "run_demo"]
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from ..agreement import Report
+    from ..review.plan import ReviewBatch
+    from ..review.select import Selection
+
+__all__ = ["REVIEWER", "plan_review_batch", "reviewer_login", "run_demo"]
 
 REVIEWER = "reviewer"
 
@@ -33,6 +40,74 @@ def _f(value: Optional[float]) -> str:
     return "n/a" if value is None else f"{value:.3f}"
 
 
+def plan_review_batch(config: ProjectConfig
+                      ) -> tuple["pd.DataFrame", Optional["ReviewBatch"], Optional["Selection"]]:
+    """The demo's review batch: `(plan rows, new ReviewBatch or None, its Selection or None)`.
+
+    A run dir that already planned batches keeps them (a re-run publishes the same items the same way). Otherwise
+    the batch is selected as at the start of a project, before any human answered (`reference.recorded: false`: the
+    recorded annotators answer only in the replay that follows), so with no human label yet the selection is a cold
+    start (k-center diversity); honeypots come from the items whose recorded human consensus is known.
+    """
+    from ..items import load_items
+    from ..review.plan import plan_batch, read_plan
+    from ..review.select import select_items
+
+    before = read_plan(config)
+    if len(before):
+        return before[before["item_id"].isin(set(load_items(config)["item_id"]))], None, None
+    spec = config.selection
+    unseen = config.model_copy(update={"reference": config.reference.model_copy(update={"recorded": False})})
+    selection = select_items(unseen, batch=spec.batch, strategy=spec.strategy, seed=spec.seed)
+    batch = plan_batch(config, selection, seed=spec.seed)
+    return batch.plan, batch, selection
+
+
+def _describe_batch(config: ProjectConfig, plan: "pd.DataFrame", selection: Optional["Selection"]) -> str:
+    roles = plan["role"].value_counts().to_dict()
+    counts = (f"{roles.get('selected', 0)} selected + {roles.get('honeypot', 0)} honeypots"
+              + (f" + {roles['audit']} audit items" if roles.get("audit") else "")
+              + f" = {len(plan)} items in random order, {int(plan['suppressed'].sum())} of them without the LLM "
+              f"suggestion")
+    if selection is None:
+        return (f"{plan['batch'].nunique()} batch(es) already planned in this run dir: {counts} (published again as "
+                "planned)")
+    how = selection.strategy
+    if how in ("margin", "entropy", "hybrid") and not any(selection.scores):
+        how += " (a cold start: no human label yet, so k-center diversity in embedding space)"
+    rules = []
+    if config.honeypots is not None:
+        rules.append(f"honeypots {config.honeypots.share:.0%} of the batch, items whose recorded consensus is known")
+    if config.suppression is not None:
+        rules.append(f"every {config.suppression.every}th item without the suggestion")
+    return (f"batch {plan['batch'].iloc[0]}, strategy {how}: {counts}" + (f" ({'; '.join(rules)})" if rules else "")
+            + ". Which item is which is only in review_plan.parquet, never on the server.")
+
+
+def _describe_review(report: "Report") -> list[str]:
+    """What the demo's honeypot and anchoring tables say, in words."""
+    lines = []
+    honeypots = report.sections.get("honeypots")
+    if honeypots:
+        seen = [a["seen"] for a in honeypots["annotators"]]
+        stopped = [a["annotator"] for a in honeypots["annotators"] if a.get("paused")]
+        lines.append(f"honeypots: {len(honeypots['annotators'])} recorded annotators answered {min(seen)}-{max(seen)} "
+                     f"of the {honeypots['honeypots']} honeypots; "
+                     + (f"paused by the rule: {', '.join(stopped)}" if stopped else
+                        f"nobody is below {honeypots['min_accuracy']} after {honeypots['min_seen']} honeypots, "
+                        "so nobody is paused"))
+    anchoring = report.sections.get("anchoring")
+    if anchoring:
+        agree = anchoring["rows"][0]
+        difference = "n/a" if agree["difference"] is None else f"{agree['difference']:+.3f}"
+        lines.append(f"anchoring: agreement with the LLM {_f(agree['suggested'])} with the suggestion shown vs "
+                     f"{_f(agree['suppressed'])} suppressed (difference {difference}). The recorded annotators "
+                     "labelled without any LLM suggestion and are replayed as they were, so the true effect here is "
+                     "0 by construction of a replay; what the table shows is sampling noise between the two item "
+                     "sets. With live reviewers, the same table measures how much the suggestion anchors them.")
+    return lines
+
+
 def run_demo(config: ProjectConfig, *, label: bool = True, repo_id: Optional[str] = None) -> dict[str, float]:
     """Run every stage, printing each stage's time; returns the timings.
 
@@ -41,13 +116,18 @@ def run_demo(config: ProjectConfig, *, label: bool = True, repo_id: Optional[str
     """
     from pipelines import embed_items, label_items
 
+    from ..argilla_io.annotators import paused
     from ..argilla_io.connection import connect
     from ..argilla_io.publish import publish
     from ..argilla_io.replay import ensure_user, replay_recorded_labels
     from ..argilla_io.sync import sync
+    from ..config import slug
     from ..curated import push
+    from ..items import load_items, recorded_labels
     from ..judge import calibrate, run_gate
+    from ..review.plan import record_batch
     from ..review.triage import triage
+    from .argilla import apply_pause_rule
 
     timings: dict[str, float] = {}
     with stage("Argilla server", timings):
@@ -62,20 +142,44 @@ def run_demo(config: ProjectConfig, *, label: bool = True, repo_id: Optional[str
                         for question, counts in labelled.distribution().items()))
     with stage("Embeddings", timings), progress_bar("Embedding", "texts") as update:
         embed_items(config, progress=update)
+    with stage("Select a review batch (active learning) with honeypots and suppression", timings):
+        plan, batch, selection = plan_review_batch(config)
+        if len(plan):
+            with progress_bar("Publishing the batch", "records") as update:
+                first = publish(config, client, item_ids=plan.sort_values("position")["item_id"].tolist(),
+                                suppressed=plan.loc[plan["suppressed"].astype(bool), "item_id"].tolist(),
+                                progress=update)
+            if batch is not None:
+                record_batch(config, batch, selection)
+            say(_describe_batch(config, plan, selection))
+            say(f"published first, so reviewers meet it first: {first.records} records, {first.suggestions} LLM "
+                f"suggestions")
+        else:
+            say("no item left to select")
     with stage("Publish", timings), progress_bar("Publishing", "records") as update:
         published = publish(config, client, progress=update)
     say(f"{published.records} records, {published.suggestions} LLM suggestions in {published.dataset} "
-        f"(workspace {published.workspace})")
+        f"(workspace {published.workspace})" + ("; the batch's suppressed items stay without one" if len(plan) else ""))
     username, password = reviewer_login(config)
     ensure_user(client, username, config.argilla.workspace, password=password)
+    stopped = paused(config)
+    recorded = None
+    if stopped:  # a paused annotator stays out: their recorded labels are not submitted again
+        recorded = recorded_labels(config, load_items(config))
+        recorded = recorded[~recorded["annotator"].map(slug).isin(set(stopped))]
+        say(f"left out (paused by the honeypot rule): {', '.join(sorted(stopped))}")
     with stage("Replay the recorded annotators as Argilla users", timings), \
             progress_bar("Submitting", "responses") as update:
-        replayed = replay_recorded_labels(config, client, progress=update)
+        replayed = replay_recorded_labels(config, client, labels=recorded, progress=update)
     say(f"{len(replayed.annotators)} annotators: {replayed.responses} responses submitted, "
         f"{replayed.unchanged} already there ({replayed.values} values)")
     with stage("Sync", timings), progress_bar("Syncing", "records") as update:
         synced = sync(config, client, progress=update)
     say(f"{synced.responses} responses -> {synced.path}")
+    if config.honeypots is not None:
+        for annotator, reason in apply_pause_rule(config, client):
+            say(f"{annotator} paused by the honeypot rule: {reason}; removed from workspace "
+                f"{config.argilla.workspace}, their responses no longer count", style="red")
     if config.llm is not None and (config.run_path / "labels.parquet").is_file():
         with stage("Calibrate, gate and triage the LLM judge", timings):
             calibration = calibrate(config, "llm")
@@ -92,6 +196,8 @@ def run_demo(config: ProjectConfig, *, label: bool = True, repo_id: Optional[str
     with stage("Report", timings):
         report, report_path = report_with_sections(config)
         print_report(report)
+        for line in _describe_review(report):
+            say(line)
         say(f"report -> {report_path}")
     with stage("Push curated splits", timings):
         pushed = push(config, repo_id=repo_id)
@@ -118,7 +224,8 @@ def demo_command(
     limit: Optional[int] = typer.Option(None, help="Only the first N items (quick look)."),
     repo_id: Optional[str] = typer.Option(None, "--repo-id", help="Also push the curated splits to this Hub repo."),
 ) -> None:
-    """The whole loop on the embedded defaults: server, LLM labels, publish, real annotators, sync, report, push."""
+    """The whole loop on the embedded defaults: server, LLM labels, a review batch with honeypots and suppressed
+    items, publish, real annotators, sync (and the pause rule), report, push."""
     project = load(config)
     if limit is not None:
         project = project.model_copy(update={"data": project.data.model_copy(update={"limit": limit})})

@@ -11,18 +11,21 @@ The token is never printed, logged, written to the run directory or put in the c
 
 from __future__ import annotations
 
-import io
+import contextlib
+import filecmp
 import json
+import os
+import tempfile
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Literal, Optional, Union
+from typing import Any, Callable, Iterator, Literal, Optional, Union
 
 from ..agreement import Report, read_report
 from ..config import ProjectConfig
 from ..errors import HubError
-from ..rundir import PUSH, write_bytes, write_json
-from .build import CuratedDataset, build_curated
+from ..rundir import PUSH, write_json
+from .build import CuratedDataset, build_curated, curated_features
 from .card import card_body, card_metadata, render_card
 
 __all__ = ["MARKER", "PushError", "PushResult", "export_argilla_dataset", "push"]
@@ -214,37 +217,55 @@ def _push_dir(config: ProjectConfig, curated: CuratedDataset, report: Optional[R
               folder: Path) -> PushResult:
     folder = folder.resolve()
     _claim_folder(folder, config)
+    from datasets import Dataset
     from datasets.utils import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
 
-    dataset = curated.to_dataset_dict(config)
-    files: dict[str, bytes] = {}
+    features = curated_features(config)
+    written: list[str] = []
+    changed = False
     quiet = are_progress_bars_disabled()
     disable_progress_bars()
-    try:
-        for split in curated.rows:
-            buffer = io.BytesIO()
-            dataset[split].to_parquet(buffer)
-            files[f"{_DATA_DIR}/{split}-00000-of-00001.parquet"] = buffer.getvalue()
+    try:  # one split at a time, streamed by `datasets` into a file next to its target: no split is held as bytes
+        for split, frame in curated.splits.items():
+            relative = f"{_DATA_DIR}/{split}-00000-of-00001.parquet"
+            split_set = Dataset.from_pandas(frame[list(features)], features=features, preserve_index=False)
+            changed |= _put_if_changed(folder / relative, lambda path: split_set.to_parquet(str(path)))
+            written.append(relative)
+            del split_set
     finally:
         if not quiet:
             enable_progress_bars()
-    files["README.md"] = render_card(config, curated, report).encode("utf-8")
-    changed = False
-    for relative, data in files.items():
-        target = folder / relative
-        if target.is_file() and target.read_bytes() == data:
-            continue
-        write_bytes(target, data)
-        changed = True
+    card = render_card(config, curated, report).encode("utf-8")
+    changed |= _put_if_changed(folder / "README.md", lambda path: path.write_bytes(card))
+    written.append("README.md")
     owned = _owned_files(folder)
     for stale in sorted((folder / _DATA_DIR).glob("*.parquet")):
         relative = f"{_DATA_DIR}/{stale.name}"
-        if relative not in files and relative in owned:  # only files an earlier push wrote
+        if relative not in written and relative in owned:  # only files an earlier push wrote
             stale.unlink()
             changed = True
-    _write_marker(folder, config, sorted(files))
+    _write_marker(folder, config, sorted(written))
     return PushResult(target="dir", location=str(folder), rows=curated.rows, excluded=curated.excluded,
                       changed=changed, by_source=curated.counts_by_source(), notes=list(curated.notes))
+
+
+def _put_if_changed(target: Path, write: Callable[[Path], Any]) -> bool:
+    """`write(path)` into a temporary file next to `target`; rename it over `target` only when its bytes differ
+    (compared in chunks, never read whole). Returns whether `target` changed."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.close(fd)
+    temporary = Path(name)
+    try:
+        write(temporary)
+        if target.is_file() and filecmp.cmp(temporary, target, shallow=False):
+            return False
+        os.chmod(temporary, 0o644)
+        os.replace(temporary, target)
+        return True
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            temporary.unlink()
 
 
 def _owned_files(folder: Path) -> set[str]:

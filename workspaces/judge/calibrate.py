@@ -1,9 +1,10 @@
 """`curate calibrate`: measure a labeler against the human reference, and fit the confidence thresholds at which its
 labels reach a promised precision.
 
-Per question, on reference items the labeler was neither trained nor prompted on: n, accuracy, Cohen's kappa,
-Krippendorff's alpha with the labeler as one more coder, per-class precision/recall/F1, the confusion matrix, MAE/MSE
-for ratings, and the quality of the confidence (a 10-bin reliability table, ECE, Brier score and AUROC of confidence
+Per question, on reference items the labeler was neither trained nor prompted on (and, with
+`calibration.reference_sources`, only those from the listed sources, e.g. a random gold set): n, accuracy, Cohen's
+kappa, Krippendorff's alpha with the labeler as one more coder, per-class precision/recall/F1, the confusion matrix,
+MAE/MSE for ratings, and the quality of the confidence (a 10-bin reliability table, ECE, Brier score and AUROC of confidence
 for correctness; Brier and AUROC treat "the label is right" as the binary outcome).
 
 Thresholds, for each target precision: the smallest confidence threshold whose accepted items' precision has a
@@ -257,10 +258,13 @@ def calibrate(config: ProjectConfig, labeler: str = "llm") -> dict[str, Any]:
         reference = human_reference(config, question, votes=votes)
         references[question] = reference
         items = calibration_items(labels, reference)
+        if config.calibration.reference_sources is not None:
+            items = items[items["source"].isin(config.calibration.reference_sources)].reset_index(drop=True)
         frames.append(items)
         block = question_metrics(config, question, items, votes, labels.identity)
         block["reference"] = {"n": len(reference), "hash": reference.hash, "sources": reference.counts(),
-                              "excluded_prompted_or_trained": len(labels.excluded & set(reference.labels))}
+                              "excluded_prompted_or_trained": len(labels.excluded & set(reference.labels)),
+                              "measured_on": config.calibration.reference_sources or "all"}
         questions[question] = block
     total = sum(len(r) for r in references.values())
     calibration = {

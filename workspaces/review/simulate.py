@@ -121,8 +121,9 @@ def simulate(config: ProjectConfig, oracle: str, *, strategies: Sequence[str] = 
                 first = kcenter_greedy(X, seed_size, candidates=pool, seed=seed)
             labeled[first] = True
             points = []
-            while True:
-                model = classifier.model_copy(update={"seed": seed}).fit(F[labeled], y[labeled])
+            model = None
+            while True:  # each fit starts from the last round's coefficients (a few solver steps)
+                model = classifier.model_copy(update={"seed": seed}).fit(F[labeled], y[labeled], warm_from=model)
                 classes = np.array(model.classes_)
                 accuracy = float((classes[np.argmax(model.predict_proba(F[evaluation]), axis=1)]
                                   == y[evaluation]).mean())

@@ -2,10 +2,10 @@
 
 Items published without a suggestion (`review_plan.parquet`, `suppressed`) are compared with the items published
 with one: the reviewers' agreement with the labeler's label, and their accuracy against the human reference
-(gold/consensus labels, leaving the annotator's own vote out), each on suggested vs suppressed items (items above the gate's
-threshold, which always go without a suggestion, are left out), with the
-difference and a bootstrap 95% interval over items. A higher agreement with the labeler on suggested items at equal
-accuracy is the anchoring effect of suggestions, as a number.
+(gold labels, or the consensus of the other annotators' votes: a vote is never scored against itself), each on
+suggested vs suppressed items (items above the gate's threshold, which always go without a suggestion, are left out),
+with the difference and a bootstrap 95% interval over votes. A higher agreement with the labeler on suggested items
+at equal accuracy is the anchoring effect of suggestions, as a number.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from ..config import ProjectConfig
 from ..judge import human_reference, human_votes, labeler_questions, load_labeler
 from ..errors import RunFileError
 from ..rundir import ANNOTATIONS, ROUTES, read_table
+from ..votes import human_label
 from .plan import read_plan
 
 __all__ = ["anchoring_section"]
@@ -46,7 +47,20 @@ def anchoring_section(config: ProjectConfig, *, resamples: int = 1000, seed: int
         labeler = load_labeler(config, "llm", question).labels.set_index("item_id")["label"]
     except RunFileError:
         return None
-    reference = human_reference(config, question, votes=human_votes(config))
+    votes = human_votes(config)
+    reference = human_reference(config, question, votes=votes)
+    spec = config.question(question)
+    mine = votes[votes["question"] == question]
+    by_item = {item: list(zip(group["annotator"], group["value"].astype(str)))
+               for item, group in mine.groupby("item_id")}
+
+    def reference_without(item_id: str, annotator: str) -> Optional[str]:
+        """The item's reference label with this annotator's own vote left out (gold labels stand as they are)."""
+        if reference.sources.get(item_id) in ("gold", "gold-column"):
+            return reference.labels[item_id]
+        others = [value for who, value in by_item.get(item_id, []) if who != annotator]
+        vote = human_label(spec, others)
+        return None if vote.label is None or vote.votes < config.reference.min_votes else str(vote.label)
     suppressed = dict(zip(plan["item_id"], plan["suppressed"].astype(bool)))
     rows = annotations[(annotations["status"] == "submitted") & (annotations["question"] == question)
                        & annotations["item_id"].isin(set(suppressed)) & annotations["item_id"].isin(set(labeler.index))]
@@ -55,8 +69,9 @@ def anchoring_section(config: ProjectConfig, *, resamples: int = 1000, seed: int
     for row in rows.itertuples(index=False):
         hidden = suppressed[row.item_id]
         agree[hidden].append(float(str(row.value) == str(labeler[row.item_id])))
-        if row.item_id in reference.labels:
-            right[hidden].append(float(str(row.value) == reference.labels[row.item_id]))
+        truth = reference_without(row.item_id, row.annotator)
+        if truth is not None:
+            right[hidden].append(float(str(row.value) == truth))
     section: dict[str, Any] = {"question": question, "rows": []}
     for name, values in (("agreement with the labeler", agree), ("accuracy against the reference", right)):
         shown, hidden = np.array(values[False]), np.array(values[True])
