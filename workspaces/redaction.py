@@ -162,7 +162,7 @@ def _patterns(spec_json: str) -> tuple[RedactionConfig, list[tuple[str, re.Patte
 def _find_cached(spec_json: str, text: str) -> tuple[Span, ...]:
     """`_find` of `text`, skipping texts no built-in recognizer can match (no digit, no `@`, fewer than two `:`)
     without a look-up: only texts that may hold a value are cached, so the cache stays small on plain prose."""
-    spec, patterns = _patterns(spec_json)
+    _, patterns = _patterns(spec_json)
     if not patterns and "@" not in text and text.count(":") < 2 and not _ANY_DIGIT.search(text):
         return ()
     return _find(spec_json, text)

@@ -10,7 +10,7 @@ from .calibrate import calibrate, clopper_pearson_lower, expected_calibration_er
 from .drift import run_drift
 from .gate import GateDecision, GateState, gate_state, history, run_gate
 from .labeler import LABELERS, LabelerLabels, load_labeler
-from .reference import Reference, human_reference, human_votes
+from .reference import Reference, human_reference, human_votes, leave_one_out
 
 __all__ = [
     "GateDecision",
@@ -27,6 +27,7 @@ __all__ = [
     "history",
     "human_reference",
     "human_votes",
+    "leave_one_out",
     "labeler_questions",
     "load_labeler",
     "run_drift",

@@ -4,8 +4,8 @@ labels reach a promised precision.
 Per question, on reference items the labeler was neither trained nor prompted on (and, with
 `calibration.reference_sources`, only those from the listed sources, e.g. a random gold set): n, accuracy, Cohen's
 kappa, Krippendorff's alpha with the labeler as one more coder, per-class precision/recall/F1, the confusion matrix,
-MAE/MSE for ratings, and the quality of the confidence (a 10-bin reliability table, ECE, Brier score and AUROC of confidence
-for correctness; Brier and AUROC treat "the label is right" as the binary outcome).
+MAE/MSE for ratings, and the quality of the confidence (a 10-bin reliability table, ECE, Brier score and AUROC of
+confidence for correctness; Brier and AUROC treat "the label is right" as the binary outcome).
 
 Thresholds, for each target precision: the smallest confidence threshold whose accepted items' precision has a
 one-sided 95% Clopper-Pearson lower bound at or above the target (so it accepts the most items while keeping the

@@ -18,7 +18,7 @@ import hashlib
 import json
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Callable, Optional
 
 import pandas as pd
 
@@ -28,7 +28,7 @@ from ..items import load_gold_ids, load_items, recorded_labels
 from ..rundir import ANNOTATIONS, PAUSED, read_json, read_table
 from ..votes import human_label
 
-__all__ = ["Reference", "human_reference", "human_votes", "paused_annotators"]
+__all__ = ["Reference", "human_reference", "human_votes", "leave_one_out", "paused_annotators"]
 
 
 @dataclass
@@ -144,3 +144,20 @@ def human_reference(config: ProjectConfig, question: str, *, items: Optional[pd.
         if vote.label is not None and vote.votes >= config.reference.min_votes:
             reference.labels[item_id], reference.sources[item_id] = _text(spec, vote.label), "consensus"
     return reference
+
+
+def leave_one_out(reference: Reference, question: QuestionConfig, votes: pd.DataFrame, *, min_votes: int = 1
+                  ) -> Callable[[str, str], Optional[str]]:
+    """`truth(item_id, annotator)`: what one annotator's vote is scored against, never the vote itself: the gold
+    label (gold ids or a gold column), else the label of the other annotators' votes by the one human-label rule
+    (None without one, or with fewer than `min_votes` other votes). `votes`: `human_votes` rows of `question`."""
+    by_item = {item: list(zip(group["annotator"], group["value"].astype(str)))
+               for item, group in votes.groupby("item_id")}
+
+    def truth(item_id: str, annotator: str) -> Optional[str]:
+        if reference.sources.get(item_id) in ("gold", "gold-column"):
+            return reference.labels[item_id]
+        vote = human_label(question, [value for who, value in by_item.get(item_id, []) if who != annotator])
+        return None if vote.label is None or vote.votes < min_votes else str(vote.label)
+
+    return truth

@@ -16,10 +16,9 @@ import pandas as pd
 from sklearn.metrics import cohen_kappa_score
 
 from ..config import ProjectConfig
-from ..judge import human_reference, human_votes, labeler_questions
+from ..judge import human_reference, human_votes, labeler_questions, leave_one_out
 from ..judge.calibrate import wilson_interval
 from ..rundir import ANNOTATIONS, read_table
-from ..votes import human_label
 from .plan import read_plan
 
 __all__ = ["honeypot_section", "to_pause"]
@@ -39,16 +38,11 @@ def honeypot_section(config: ProjectConfig) -> Optional[dict[str, Any]]:
     submitted = annotations[(annotations["status"] == "submitted") & (annotations["question"] == question.name)
                             & annotations["item_id"].isin(honeypots)]
     per_annotator: dict[str, dict[str, list[str]]] = {}
+    truth_for = leave_one_out(reference, question, votes)  # gold, else the others' label (consensus honeypots)
     for row in submitted.itertuples(index=False):
-        source = reference.sources.get(row.item_id)
-        if source in ("gold", "gold-column"):
-            truth = reference.labels[row.item_id]
-        else:  # a consensus honeypot: the others' label
-            others = votes[(votes["item_id"] == row.item_id) & (votes["annotator"] != row.annotator)]
-            label = human_label(question, others["value"].tolist()).label
-            if label is None:
-                continue
-            truth = str(label)
+        truth = truth_for(row.item_id, row.annotator)
+        if truth is None:
+            continue
         entry = per_annotator.setdefault(row.annotator, {"truth": [], "answer": []})
         entry["truth"].append(str(truth))
         entry["answer"].append(str(row.value))

@@ -16,10 +16,9 @@ import numpy as np
 import pandas as pd
 
 from ..config import ProjectConfig
-from ..judge import human_reference, human_votes, labeler_questions, load_labeler
+from ..judge import human_reference, human_votes, labeler_questions, leave_one_out, load_labeler
 from ..errors import RunFileError
 from ..rundir import ANNOTATIONS, ROUTES, read_table
-from ..votes import human_label
 from .plan import read_plan
 
 __all__ = ["anchoring_section"]
@@ -49,18 +48,8 @@ def anchoring_section(config: ProjectConfig, *, resamples: int = 1000, seed: int
         return None
     votes = human_votes(config)
     reference = human_reference(config, question, votes=votes)
-    spec = config.question(question)
-    mine = votes[votes["question"] == question]
-    by_item = {item: list(zip(group["annotator"], group["value"].astype(str)))
-               for item, group in mine.groupby("item_id")}
-
-    def reference_without(item_id: str, annotator: str) -> Optional[str]:
-        """The item's reference label with this annotator's own vote left out (gold labels stand as they are)."""
-        if reference.sources.get(item_id) in ("gold", "gold-column"):
-            return reference.labels[item_id]
-        others = [value for who, value in by_item.get(item_id, []) if who != annotator]
-        vote = human_label(spec, others)
-        return None if vote.label is None or vote.votes < config.reference.min_votes else str(vote.label)
+    reference_without = leave_one_out(reference, config.question(question), votes[votes["question"] == question],
+                                      min_votes=config.reference.min_votes)
     suppressed = dict(zip(plan["item_id"], plan["suppressed"].astype(bool)))
     rows = annotations[(annotations["status"] == "submitted") & (annotations["question"] == question)
                        & annotations["item_id"].isin(set(suppressed)) & annotations["item_id"].isin(set(labeler.index))]
