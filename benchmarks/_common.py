@@ -6,6 +6,7 @@ Not a benchmark itself (the leading underscore keeps `make bench` from running i
 from __future__ import annotations
 
 import contextlib
+import os
 import resource
 import socket
 import sys
@@ -21,7 +22,8 @@ if str(ROOT) not in sys.path:  # `python benchmarks/x.py` from anywhere
 
 from workspaces.argilla_io.server import EmbeddedServer  # noqa: E402
 
-__all__ = ["ROOT", "embedded_server", "free_port", "log_responses", "peak_rss_mb", "rss_mb", "timed"]
+__all__ = ["ROOT", "cpu_seconds", "embedded_server", "free_port", "log_responses", "peak_rss_mb", "rss_mb",
+           "sibling_cpu_seconds", "timed"]
 
 
 def free_port() -> int:
@@ -52,6 +54,32 @@ def rss_mb() -> float:
     """This process's current resident set size, in MB (from /proc)."""
     with open("/proc/self/statm") as handle:
         return int(handle.read().split()[1]) * resource.getpagesize() / 2**20
+
+
+def cpu_seconds() -> float:
+    """CPU seconds (user + system) this process has used so far."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def sibling_cpu_seconds() -> float:
+    """CPU seconds (user + system) used so far by the other live children of this process's parent.
+
+    In `bench_scale.py` a stage runs as a child of the benchmark, whose other children are the embedded server's
+    processes (uvicorn, its background worker, Redis): the server's CPU time, which a busy shared machine does not
+    inflate the way it inflates wall time."""
+    parent, me, tick = os.getppid(), os.getpid(), os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == me:
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == parent:  # fields[1]: ppid; [11], [12]: utime, stime in clock ticks
+            total += (int(fields[11]) + int(fields[12])) / tick
+    return total
 
 
 @contextlib.contextmanager

@@ -6,7 +6,8 @@ run directory; pipeline start-up, Ray connection and model loads are included:
 1. local, 1 replica of the model step (the default engine);
 2. local, `--replicas` replicas (Distilabel's own multiprocessing replicas);
 3. Ray, `--replicas` actors of the model step, on the cluster at `--address`, or else on a Ray head this script
-   starts on 127.0.0.1 (`ray start --head --block`, its own temp dir, dashboard and usage statistics off) and stops.
+   starts on 127.0.0.1 (tests/support/ray_head.py: `ray start --head --block`, its own temp dir, dashboard and usage
+   statistics off) and stops.
 
 It also checks that the Ray run's labels equal the local run's.
 
@@ -17,14 +18,11 @@ import argparse
 import json
 import os
 import platform
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, Optional
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -33,6 +31,7 @@ os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 import yaml  # noqa: E402
 
 from pipelines.label import label_items, read_labels  # noqa: E402
+from tests.support.ray_head import RayHead  # noqa: E402 - the Ray tests' head launcher
 from workspaces.config import load_config  # noqa: E402
 
 COMPARED = ["item_id", "question", "label", "status", "error", "model", "prompt_hash"]
@@ -61,59 +60,6 @@ def _run(tmp: Path, name: str, items: int, engine: Optional[dict]) -> Dict[str, 
             "items_per_second": round(rate, 3), "ok": run.ok, "failed": run.failed}
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class _RayHead:
-    """A Ray head on 127.0.0.1 started by this script; `stop()` ends it and every process it started."""
-
-    def __init__(self) -> None:
-        self.port = _free_port()
-        self.temp = tempfile.mkdtemp(prefix="ray-", dir="/tmp")
-        self.log = open(Path(self.temp) / "head.log", "wb")  # noqa: SIM115
-        ray = Path(sys.executable).parent / "ray"
-        self.process = subprocess.Popen(
-            [str(ray), "start", "--head", "--block", f"--port={self.port}", f"--num-cpus={os.cpu_count() or 2}",
-             "--node-ip-address=127.0.0.1", "--include-dashboard=false", "--disable-usage-stats",
-             f"--temp-dir={self.temp}"], stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
-        deadline = time.monotonic() + 90
-        while b"started" not in (Path(self.temp) / "head.log").read_bytes().lower():
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError((Path(self.temp) / "head.log").read_text()[-2000:])
-            time.sleep(0.5)
-        self.address = f"127.0.0.1:{self.port}"
-
-    def _processes(self) -> List[int]:
-        found = []
-        for entry in Path("/proc").iterdir():
-            if not entry.name.isdigit() or int(entry.name) == os.getpid():
-                continue
-            try:
-                cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="ignore")
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if fields[0] != "Z" and (int(fields[3]) == self.process.pid or self.temp in cmdline):
-                found.append(int(entry.name))
-        return found
-
-    def stop(self) -> None:
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-        for pid in self._processes():
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        self.log.close()
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--items", type=int, default=60)
@@ -124,7 +70,7 @@ def main() -> None:
 
     print(f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f}; {args.items} ConvAbuse items, SmolLM2-135M "
           f"Q4_1 (llama.cpp, greedy, 1 thread per replica)")
-    head = None if args.address else _RayHead()
+    head = None if args.address else RayHead(num_cpus=os.cpu_count() or 2).start()
     address = args.address or head.address  # type: ignore[union-attr]
     results = []
     try:
@@ -140,8 +86,8 @@ def main() -> None:
                 .reset_index(drop=True)
             same = bool(local[COMPARED].equals(on_ray[COMPARED]))
     finally:
-        if head is not None:
-            head.stop()
+        if head is not None and (leftovers := head.stop()):
+            print(f"killed {len(leftovers)} Ray processes left after the head stopped: {leftovers}")
     base = results[0]["items_per_second"]
     for result in results:
         result["speedup_vs_local"] = round(result["items_per_second"] / base, 3) if base else None  # type: ignore

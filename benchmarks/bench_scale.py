@@ -14,8 +14,9 @@ process (so its peak RSS, `ru_maxrss`, is that stage's own):
   `krippendorff.alpha` once over the same responses (the library floor, no CI, no other section);
 - push: `curate push` to a folder | raw SDK: `dataset.records.to_datasets()` (records + responses) to parquet.
 
-Prints a table (stage, N, seconds, records/s, ours/raw speed ratio, peak RSS MB ours and raw) and writes JSON after
-every stage. Runs its own embedded server in a temporary home on free ports; asserts nothing beyond sanity checks.
+Prints a table (stage, N, seconds, records/s, ours/raw speed ratio, peak RSS MB ours and raw, and the ours/raw
+ratio of CPU seconds: the stage's own process plus the embedded server's, which stays fair when other jobs load the
+machine unevenly between two stages) and writes JSON after every stage. Runs its own embedded server in a temporary home on free ports; asserts nothing beyond sanity checks.
 
     .venv/bin/python benchmarks/bench_scale.py --n 10000 100000 --json bench_scale.json
 """
@@ -37,7 +38,8 @@ import pyarrow.parquet as pq
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import ROOT, embedded_server, log_responses, peak_rss_mb, rss_mb, timed  # noqa: E402
+from _common import (ROOT, cpu_seconds, embedded_server, log_responses, peak_rss_mb, rss_mb,  # noqa: E402
+                     sibling_cpu_seconds, timed)
 
 LABELS = ["sports", "politics", "science", "other"]
 DIMENSIONS = 16
@@ -275,10 +277,12 @@ def run_stage(stage: str, config_path: Path) -> None:
 
     config = load_config(config_path)
     baseline = rss_mb()
+    cpu, server_cpu = cpu_seconds(), sibling_cpu_seconds()
     with timed() as elapsed:
         outcome = STAGE_FUNCTIONS[stage](config)
     print("RESULT " + json.dumps({**outcome, "seconds": elapsed(), "peak_rss_mb": peak_rss_mb(),
-                                  "start_rss_mb": baseline}), flush=True)
+                                  "start_rss_mb": baseline, "cpu_seconds": cpu_seconds() - cpu,
+                                  "server_cpu_seconds": sibling_cpu_seconds() - server_cpu}), flush=True)
 
 
 # ---- the parent -------------------------------------------------------------------------------------------------
@@ -294,16 +298,26 @@ def _spawn(stage: str, config_path: Path, env: dict[str, str]) -> dict[str, Any]
 
 
 HEADER = (f"{'stage':<8} {'N':>7} | {'ours s':>8} {'rec/s':>7} {'RSS MB':>7} {'+MB':>5} | {'raw s':>8} {'rec/s':>7} "
-          f"{'RSS MB':>7} | {'ours/raw':>8}   (RSS = peak; +MB = peak minus RSS after imports)")
+          f"{'RSS MB':>7} | {'ours/raw':>8} {'CPU o/r':>8}\n"
+          "(RSS = peak; +MB = peak minus RSS after imports; ours/raw = raw seconds / our seconds; CPU o/r = the same "
+          "ratio of CPU seconds, client + embedded server, which a busy shared machine does not inflate)")
+
+
+def _cpu(figures: dict[str, Any]) -> float | None:
+    if "cpu_seconds" not in figures:
+        return None
+    return figures["cpu_seconds"] + figures.get("server_cpu_seconds", 0.0)
 
 
 def _row(name: str, n: int, ours: dict[str, Any], raw: dict[str, Any] | None) -> str:
     line = (f"{name:<8} {n:>7} | {ours['seconds']:>8.1f} {n / ours['seconds']:>7.0f} {ours['peak_rss_mb']:>7.0f} "
             f"{ours['peak_rss_mb'] - ours['start_rss_mb']:>5.0f} | ")
     if raw is None:
-        return line + f"{'-':>8} {'-':>7} {'-':>7} | {'-':>8}"
+        return line + f"{'-':>8} {'-':>7} {'-':>7} | {'-':>8} {'-':>8}"
+    cpu_ours, cpu_raw = _cpu(ours), _cpu(raw)
+    cpu = f"{cpu_raw / cpu_ours:>7.2f}x" if cpu_ours and cpu_raw else f"{'-':>8}"
     return line + (f"{raw['seconds']:>8.1f} {n / raw['seconds']:>7.0f} {raw['peak_rss_mb']:>7.0f} | "
-                   f"{raw['seconds'] / ours['seconds']:>7.2f}x")
+                   f"{raw['seconds'] / ours['seconds']:>7.2f}x {cpu}")
 
 
 def main() -> None:
@@ -312,6 +326,9 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=None, help="write the figures here (after every stage)")
     parser.add_argument("--skip", nargs="*", default=[], choices=[s for s in STAGES if s.endswith("_raw")],
                         help="raw-SDK stages not to run (to save time on a slow machine)")
+    parser.add_argument("--stages", nargs="+", default=list(STAGES), choices=STAGES,
+                        help="run only these stages, in the benchmark's order (e.g. `--stages publish publish_raw` "
+                             "to measure publishing again alone)")
     parser.add_argument("--table", type=Path, nargs="+", help="only print the table of earlier --json files")
     parser.add_argument("--stage", choices=STAGES, help=argparse.SUPPRESS)
     parser.add_argument("--config", type=Path, help=argparse.SUPPRESS)
@@ -327,7 +344,7 @@ def main() -> None:
             config_path = make_project(Path(tmp), n)
             figures: dict[str, Any] = {"n": n}
             results.append(figures)
-            for stage in (s for s in STAGES if s not in args.skip):
+            for stage in (s for s in STAGES if s in args.stages and s not in args.skip):
                 figures[stage] = _spawn(stage, config_path, env)
                 print(f"  [{n}] {stage}: {figures[stage]['seconds']:.1f} s, peak RSS "
                       f"{figures[stage]['peak_rss_mb']:.0f} MB (after imports "

@@ -314,7 +314,8 @@ def prefer_items(config: ProjectConfig, *, limit: Optional[int] = None, progress
         config: the project (`preference:` and optional `llm:` blocks).
         limit: only the first `limit` prompts.
         progress: called with (rows done, rows to do) per stage.
-        llm: a Distilabel LLM used for candidates and judge instead of the configured one.
+        llm: a Distilabel LLM (not loaded) used for candidates and judge instead of the configured one; every
+            model step gets its own copy (each sets its own `generation_kwargs`), `llm` itself is not changed.
         verbose: show Distilabel's logs.
         ray_address: run on the Ray cluster at this address instead of the config's `engine` (`--ray`).
     """
@@ -330,7 +331,7 @@ def prefer_items(config: ProjectConfig, *, limit: Optional[int] = None, progress
         items = items.head(limit)
     run = config.run_path
     run.mkdir(parents=True, exist_ok=True)
-    factory = (lambda: llm) if llm is not None else (lambda: build_llm(llm_config))
+    factory = (lambda: llm.model_copy(deep=True)) if llm is not None else (lambda: build_llm(llm_config))
     engine = resolve_engine(config.engine, ray_address)
     if spec.candidates == "columns":
         candidates = _column_candidates(config, items)

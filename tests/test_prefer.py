@@ -1,13 +1,17 @@
-"""`curate prefer` + publishing a preference config: pure decision logic, config validation, and the real model on
-3 prompts of each shipped preference config, published to the real (embedded) Argilla server."""
+"""`curate prefer` + publishing a preference config: pure decision logic, config validation, a scripted LLM through
+the real pipelines (one model copy per step), and the real model on 3 prompts of each shipped preference config,
+published to the real (embedded) Argilla server."""
 
 import json
 import math
 from pathlib import Path
+from typing import Any, List, Optional
 
 import pandas as pd
 import pytest
 import yaml
+from distilabel.models.llms.base import LLM
+from distilabel.models.llms.utils import prepare_output
 
 from pipelines.prefer import RATINGS, _outcomes, prefer_items, read_preferences, summarize_preferences
 from workspaces.config import ConfigError, load_config
@@ -101,6 +105,54 @@ def _check_pairs(frame: pd.DataFrame) -> None:
         else:
             assert {row.chosen, row.rejected} == {"A", "B"}
             assert row.chosen_response == getattr(row, f"response_{row.chosen.lower()}")
+
+
+class TemperatureLoggingLLM(LLM):
+    """Writes each candidate as `reply at T=<the temperature it was asked for>` and rates a reply 4 when it was
+    written at T=0.3, else 2; logs `<candidate|judge> <temperature>` per call in `log_path` (steps run in other
+    processes)."""
+
+    log_path: str
+
+    @property
+    def model_name(self) -> str:
+        return "temperature-llm"
+
+    def generate(self, inputs: List[Any], num_generations: int = 1, max_new_tokens: int = 16,  # type: ignore[override]
+                 temperature: float = 0.0, top_logprobs: Optional[int] = None, answer_prefix: Optional[str] = None,
+                 grammar: Optional[str] = None, stop: Optional[List[str]] = None) -> List[Any]:
+        judging = answer_prefix is not None
+        with open(self.log_path, "a", encoding="utf-8") as log:
+            log.writelines(f"{'judge' if judging else 'candidate'} {temperature}\n" for _ in inputs)
+        outputs = []
+        for messages in inputs:
+            if not judging:
+                outputs.append(prepare_output([f"reply at T={temperature}"], input_tokens=[10], output_tokens=[4]))
+                continue
+            rating, other = ("4", "2") if "reply at T=0.3" in messages[-1]["content"] else ("2", "4")
+            steps = [[{"token": '{"rating": "', "logprob": 0.0}],
+                     [{"token": rating, "logprob": math.log(0.9)}, {"token": other, "logprob": math.log(0.1)}],
+                     [{"token": '", "rationale": "ok"}', "logprob": 0.0}]]
+            outputs.append(prepare_output([f'{{"rating": "{rating}", "rationale": "ok"}}'], input_tokens=[10],
+                                          output_tokens=[3], logprobs=[steps]))
+        return outputs
+
+
+def test_each_candidate_step_gets_its_own_copy_of_a_given_llm(tmp_path):
+    """A caller's LLM is copied per step: every candidate is written at its own temperature, the judge at 0."""
+    config = load_config(_copy(BANKING, tmp_path, max_new_tokens=24))
+    assert config.preference.temperatures == [0.3, 1.0]
+    log = tmp_path / "calls.log"
+    llm = TemperatureLoggingLLM(log_path=str(log))
+    run = prefer_items(config, limit=3, llm=llm)
+    frame = read_preferences(tmp_path / "run")
+    _check_pairs(frame)
+    assert (frame["response_a"] == "reply at T=0.3").all() and (frame["response_b"] == "reply at T=1.0").all()
+    assert (frame["model_a"] == "temperature-llm@T=0.3").all() and (frame["model_b"] == "temperature-llm@T=1.0").all()
+    assert (frame["chosen"] == "A").all() and (frame["judge_model"] == "temperature-llm").all()
+    calls = sorted(log.read_text().splitlines())
+    assert calls == ["candidate 0.3"] * 3 + ["candidate 1.0"] * 3 + ["judge 0.0"] * 6
+    assert llm.generation_kwargs == {} and run.report["ok"] == 3  # the given LLM is left as it was
 
 
 @pytest.mark.slow

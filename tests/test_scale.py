@@ -1,14 +1,12 @@
 """Past one machine on engines that already exist: labeling on Ray, review on PostgreSQL."""
 
 # --- Ray ---
-# `curate label` / `embed` on Distilabel's RayPipeline against a real Ray head on 127.0.0.1 that this module starts
-# (2 CPUs, dashboard and usage statistics off) and stops; the model step runs as 2 Ray actors. Outputs must equal the
-# local pipeline's for the deterministic labeler (SmolLM2 GGUF, greedy) and the embedder.
+# `curate label` / `prefer` / `embed` on Distilabel's RayPipeline against a real Ray head on 127.0.0.1 that this
+# module starts (2 CPUs, dashboard and usage statistics off) and stops; the model step runs as 2 Ray actors. Outputs
+# must equal the local pipeline's for the deterministic labeler / judge (SmolLM2 GGUF, greedy) and the embedder.
 import os as _ray_os
-import signal as _ray_signal
 import subprocess as _ray_subprocess
 import sys as _ray_sys
-import tempfile as _ray_tempfile
 import threading as _ray_threading
 import time as _ray_time
 from pathlib import Path as _RayPath
@@ -21,78 +19,26 @@ _RAY_ROOT = _RayPath(__file__).resolve().parents[1]
 _RAY_COLUMNS = ["item_id", "question", "label", "status", "error", "model", "prompt_hash", "raw_output"]
 
 
-def _ray_processes(session: int, marker: str) -> list:
-    """PIDs of live processes in the head's session, or whose command line names its temp dir."""
-    found = []
-    for entry in _RayPath("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == _ray_os.getpid():
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="ignore")
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        fields = stat.rsplit(")", 1)[1].split()
-        if fields[0] == "Z":
-            continue
-        if int(fields[3]) == session or marker in cmdline:
-            found.append(int(entry.name))
-    return found
-
-
 @_ray_pytest.fixture(scope="module")
 def ray_head():
-    """`ray start --head --block` on 127.0.0.1 with its own temp dir; every process it started is gone afterwards."""
+    """A Ray head on 127.0.0.1 (tests/support/ray_head.py), listening on loopback only; every process it started is
+    gone afterwards."""
     import importlib.util
 
     if importlib.util.find_spec("ray") is None:
         _ray_pytest.skip("ray is not installed: pip install 'curate[ray]'")
-    from support import free_port
+    from support.ray_head import RayHead
 
-    port = free_port()
-    temp = _ray_tempfile.mkdtemp(prefix="ray-", dir="/tmp")  # short: Ray's unix socket paths have a length limit
-    # A one-machine cluster: without this Ray swaps 127.0.0.1 for the machine's outward address (and listens there).
-    saved = {k: _ray_os.environ.get(k) for k in ("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "RAY_USAGE_STATS_ENABLED")}
-    _ray_os.environ.update(RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0", RAY_USAGE_STATS_ENABLED="0")
-    env = dict(_ray_os.environ)
-    log = open(_RayPath(temp) / "head.log", "wb")  # noqa: SIM115
-    head = _ray_subprocess.Popen(
-        [str(_RayPath(_ray_sys.executable).parent / "ray"), "start", "--head", "--block", f"--port={port}",
-         "--num-cpus=2", "--node-ip-address=127.0.0.1", "--include-dashboard=false", "--dashboard-port=0",
-         "--disable-usage-stats", f"--temp-dir={temp}"], env=env, stdout=log, stderr=_ray_subprocess.STDOUT,
-        start_new_session=True)
+    head = RayHead(num_cpus=2).start()
     try:
-        deadline = _ray_time.monotonic() + 180
-        while b"Ray runtime started" not in (_RayPath(temp) / "head.log").read_bytes():
-            assert head.poll() is None, (_RayPath(temp) / "head.log").read_text()[-3000:]
-            assert _ray_time.monotonic() < deadline, "ray head did not start in 180 s"
-            _ray_time.sleep(0.5)
         listening = _ray_subprocess.run(["ss", "-Hltnp"], capture_output=True, text=True).stdout.splitlines()
-        pids = _ray_processes(head.pid, temp)
+        pids = head.processes()
         ours = [line.split()[3].rpartition(":") for line in listening if any(f"pid={p}," in line for p in pids)]
         hosts = {host.strip("[]").removeprefix("::ffff:") for host, _, _ in ours}
-        assert str(port) in {p for _, _, p in ours} and hosts == {"127.0.0.1"}, ours  # loopback only
-        yield f"127.0.0.1:{port}"
+        assert str(head.port) in {p for _, _, p in ours} and hosts == {"127.0.0.1"}, ours  # loopback only
+        yield head.address
     finally:
-        head.send_signal(_ray_signal.SIGTERM)  # `ray start --block` stops what it started on SIGTERM
-        try:
-            head.wait(timeout=60)
-        except _ray_subprocess.TimeoutExpired:
-            head.kill()
-        deadline = _ray_time.monotonic() + 60  # workers exit on their own once the raylet is gone; give them a minute
-        while (leftovers := _ray_processes(head.pid, temp)) and _ray_time.monotonic() < deadline:
-            _ray_time.sleep(1)
-        for pid in leftovers:  # only processes of this head, by id
-            try:
-                _ray_os.kill(pid, _ray_signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        log.close()
-        for key, value in saved.items():
-            if value is None:
-                _ray_os.environ.pop(key, None)
-            else:
-                _ray_os.environ[key] = value
+        leftovers = head.stop()  # workers exit on their own once the raylet is gone; the rest are killed by id
         assert not leftovers, f"ray processes left after the head stopped: {leftovers}"
 
 
@@ -136,6 +82,13 @@ class _ActorNames:
         self._thread.join(timeout=5)
 
 
+def _ray_assert_same_distributions(mine, theirs) -> None:
+    """Two columns of label distributions ({label: probability} or None) agree to 1e-6, row by row."""
+    for a, b in zip(mine, theirs, strict=True):
+        assert (a is None) == (b is None) and (a is None or a.keys() == b.keys())
+        assert a is None or all(abs(a[k] - b[k]) < 1e-6 for k in a)
+
+
 @_ray_pytest.mark.slow
 def test_label_on_ray_equals_local_with_two_replicas_and_resumes(tmp_path, ray_head):
     from pipelines.label import label_items, read_labels
@@ -160,9 +113,7 @@ def test_label_on_ray_equals_local_with_two_replicas_and_resumes(tmp_path, ray_h
     differences = mine[_RAY_COLUMNS].compare(theirs[_RAY_COLUMNS])
     assert differences.empty, differences
     assert _ray_np.allclose(mine["confidence"].astype(float), theirs["confidence"].astype(float), atol=1e-6)
-    for a, b in zip(mine["probabilities"], theirs["probabilities"]):
-        assert (a is None) == (b is None) and (a is None or a.keys() == b.keys())
-        assert a is None or all(abs(a[k] - b[k]) < 1e-6 for k in a)
+    _ray_assert_same_distributions(mine["probabilities"], theirs["probabilities"])
 
 
 @_ray_pytest.mark.slow
@@ -195,6 +146,97 @@ def test_embed_on_ray_equals_local(tmp_path, ray_head):
     assert list(mine["item_id"]) == list(theirs["item_id"]) and list(mine["text_hash"]) == list(theirs["text_hash"])
     assert _ray_np.allclose(_ray_np.stack(mine["vector"]), _ray_np.stack(theirs["vector"]), atol=1e-5)
     assert embed_items(load_config(tmp_path / "ray.yaml"), limit=24, ray_address=ray_head).embedded == 0
+
+
+def _ray_prefs_config(tmp_path: _RayPath, run: str, name: str, preference: dict, extra: dict) -> _RayPath:
+    """The shipped preference config `configs/<name>.yaml` with `preference` changes, 2 judge rows a batch, its run
+    in `tmp_path / run`."""
+    config = _RAY_ROOT / "configs" / f"{name}.yaml"
+    raw = _ray_yaml.safe_load(config.read_text())
+    raw["data"]["path"] = str((config.parent / raw["data"]["path"]).resolve())
+    raw["preference"].update(preference)
+    raw["llm"]["batch_size"] = 2
+    raw["run_dir"] = str(tmp_path / run)
+    raw.update(extra)
+    path = tmp_path / f"{run}.yaml"
+    path.write_text(_ray_yaml.safe_dump(raw))
+    return path
+
+
+def _ray_prefs(tmp_path: _RayPath, run: str, **extra):
+    """The BANKING77 preference config: the model writes both candidates greedily (llama.cpp seeds sampling at T>0
+    at random per model load: only greedy candidates can be equal across engines, and, being the same reply, the
+    pairs come out as ties), short replies, 2 judge rows a batch."""
+    return _ray_prefs_config(tmp_path, run, "banking77_support_prefs", {"temperatures": [0.0], "max_new_tokens": 24},
+                             extra)
+
+
+def _ray_hh_prefs(tmp_path: _RayPath, run: str, **extra):
+    """The HH-RLHF preference config: the humans' chosen / rejected replies are the candidates (`candidates:
+    columns`), so they differ and the greedy judge can prefer one; 2 judge rows a batch."""
+    return _ray_prefs_config(tmp_path, run, "hh_rlhf_harmless_prefs", {}, extra)
+
+
+def _ray_assert_same_preferences(tmp_path: _RayPath):
+    """`tmp_path/ray` and `tmp_path/local` hold the same preferences.parquet rows (ids, replies, ratings, chosen,
+    status... exactly; confidences, expected ratings, margins and rating distributions to 1e-6); returns both."""
+    from pipelines.prefer import read_preferences
+
+    mine = read_preferences(tmp_path / "ray").sort_values("item_id").reset_index(drop=True)
+    theirs = read_preferences(tmp_path / "local").sort_values("item_id").reset_index(drop=True)
+    assert len(mine) == len(theirs) and list(mine.columns) == list(theirs.columns)
+    floats = ["confidence_a", "confidence_b", "expected_rating_a", "expected_rating_b", "margin", "preference_score"]
+    probabilities = ["rating_probabilities_a", "rating_probabilities_b"]
+    exact = [c for c in theirs.columns if c not in floats + probabilities]  # ids, replies, ratings, chosen, status...
+    differences = mine[exact].compare(theirs[exact])
+    assert differences.empty, differences
+    assert _ray_np.allclose(mine[floats].astype(float), theirs[floats].astype(float), atol=1e-6, equal_nan=True)
+    for column in probabilities:
+        _ray_assert_same_distributions(mine[column], theirs[column])
+    return mine, theirs
+
+
+@_ray_pytest.mark.slow
+def test_prefer_on_ray_equals_local(tmp_path, ray_head):
+    from pipelines.prefer import prefer_items
+    from workspaces.config import load_config
+
+    local = prefer_items(load_config(_ray_prefs(tmp_path, "local")), limit=3)
+    assert local.report["ok"] >= 2, local.preferences[["status", "error"]]
+    ray_config = load_config(_ray_prefs(tmp_path, "ray", engine={"kind": "ray", "replicas": 2}))
+    calls: list = []
+    prefer_items(ray_config, limit=2, ray_address=ray_head, progress=lambda done, total: calls.append((done, total)))
+    totals = list(dict.fromkeys(total for _, total in calls))
+    assert totals == [2, 4] and calls[-1] == (4, 4), calls  # 2 prompts' candidates, then 4 (prompt, reply) ratings
+    calls.clear()
+    with _ActorNames() as actors:  # resume: only the third prompt's candidates and its 2 ratings are new
+        on_ray = prefer_items(ray_config, limit=3, ray_address=ray_head,
+                              progress=lambda done, total: calls.append((done, total)))
+    totals = list(dict.fromkeys(total for _, total in calls))
+    assert totals == [1, 2] and calls[-1] == (2, 2), calls
+    replicas = {f"distilabel-curate-{stage}-banking77_support_prefs-{step}-{replica}" for replica in (0, 1)
+                for stage, step in [("candidates", "candidate_0"), ("candidates", "candidate_1"), ("judge", "classify")]}
+    assert replicas <= actors.names, actors.names  # both pipelines' model steps ran as 2 Ray actors each
+    mine, _ = _ray_assert_same_preferences(tmp_path)
+    assert on_ray.report["pairs"] == len(mine) == 3
+
+
+@_ray_pytest.mark.slow
+def test_prefer_on_ray_equals_local_on_human_pairs(tmp_path, ray_head):
+    """HH-RLHF's chosen / rejected replies judged locally and on Ray: the same rows, and not all of them ties, so
+    chosen / rejected / chosen_response are compared for real."""
+    from pipelines.prefer import prefer_items
+    from workspaces.config import load_config
+
+    local = prefer_items(load_config(_ray_hh_prefs(tmp_path, "local")), limit=3)
+    on_ray = prefer_items(load_config(_ray_hh_prefs(tmp_path, "ray", engine={"kind": "ray"})), limit=3,
+                          ray_address=ray_head)
+    assert local.report["ok"] == on_ray.report["ok"] == 3, local.preferences[["status", "error"]]
+    mine, theirs = _ray_assert_same_preferences(tmp_path)
+    assert on_ray.report["pairs"] == len(mine) == 3
+    decided = theirs[~theirs["tie"].astype(bool)]
+    assert len(decided) >= 1, theirs[["item_id", "margin", "tie"]]  # at least one pair is not a tie
+    assert decided["chosen"].isin(["A", "B"]).all() and decided["chosen_response"].notna().all()
 
 
 def test_an_address_where_no_ray_listens_is_one_clear_error(tmp_path):

@@ -15,7 +15,7 @@ from workspaces.agreement import write_report
 from workspaces.config import QuestionConfig, load_config
 from workspaces.curated import build_curated
 from workspaces.items import load_items, recorded_labels
-from workspaces.votes import human_label, strict_majority
+from workspaces.votes import human_label, strict_majority, vote_table
 
 ROOT = Path(__file__).resolve().parents[1]
 LABEL = QuestionConfig(name="q", kind="label", labels={"a": "", "b": "", "c": ""})
@@ -43,6 +43,41 @@ def test_ordinal_ratings_take_the_lower_median(values, label) -> None:
 def test_nominal_ratings_take_the_strict_majority() -> None:
     assert human_label(NOMINAL_RATING, [1, 2, 3]).label is None
     assert human_label(NOMINAL_RATING, [2, 2, 3]).label == 2
+
+
+TEXT = QuestionConfig(name="t", kind="text")
+
+
+@pytest.mark.parametrize("question", [LABEL, RATING, NOMINAL_RATING, TEXT], ids=["label", "ordinal", "nominal", "text"])
+@pytest.mark.parametrize("seed", range(6))
+def test_vote_table_is_human_label_on_every_group(question, seed) -> None:
+    """The vectorised rule (report, push) and the per-item rule give the same label, votes, agreement and
+    no-majority flag on random tables: 1-6 votes per unit, missing votes, ratings given as text."""
+    rng = np.random.default_rng(seed)
+    scale = {"label": ["a", "b", "c"], "rating": [1, 2, 3, 4, 5] if question is RATING else [1, 2, 3],
+             "text": ["x", "y"]}[question.kind.value]
+    rows = []
+    for unit in range(300):
+        for annotator in range(int(rng.integers(1, 7))):
+            value = scale[int(rng.integers(0, min(len(scale), 1 + unit % 4)))]  # some units near-unanimous
+            if rng.random() < 0.08:
+                value = None  # an empty vote counts for nothing
+            elif question.kind.value == "rating" and rng.random() < 0.3:
+                value = str(value)
+            rows.append({"unit": f"u{unit:03d}", "annotator": f"a{annotator}", "value": value})
+    table = pd.DataFrame(rows)
+    votes = vote_table(table, question).set_index("unit")
+    grouped = table.groupby("unit")["value"].apply(list)
+    expected = {unit: human_label(question, values) for unit, values in grouped.items()}
+    counted = {unit for unit, vote in expected.items() if vote.votes}
+    assert set(votes.index) == counted
+    for unit in counted:
+        vote, row = expected[unit], votes.loc[unit]
+        assert (row["label"], int(row["votes"]), bool(row["no_majority"])) == (vote.label, vote.votes,
+                                                                               vote.no_majority), unit
+        assert (row["agreement"] is None) == (vote.agreement is None), unit
+        if vote.agreement is not None:
+            assert row["agreement"] == pytest.approx(vote.agreement), unit
 
 
 def test_report_labeler_figures_describe_the_curated_labels(tmp_path: Path) -> None:

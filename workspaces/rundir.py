@@ -55,6 +55,7 @@ __all__ = [
     "locked",
     "read_json",
     "read_jsonl",
+    "read_arrow",
     "read_table",
     "run_path",
     "write_bytes",
@@ -170,6 +171,41 @@ def read_table(run: Union[str, "os.PathLike[str]"], file: RunFile, *, required: 
     if "item_id" in frame.columns:
         frame["item_id"] = frame["item_id"].astype(str)
     return frame
+
+
+def read_arrow(run: Union[str, "os.PathLike[str]"], file: RunFile, *, required: bool = True,
+               columns: Optional[list[str]] = None, optional: tuple[str, ...] = (),
+               text: tuple[str, ...] = ("item_id",)) -> Optional["pa.Table"]:
+    """Read only some columns of a parquet run file as an Arrow table (compact: no Python object per value).
+
+    Args:
+        run: the run directory (or the file itself).
+        file: which run file.
+        required: raise when absent (else return None).
+        columns: columns the file must have (a missing one is reported as corrupt); read.
+        optional: columns read when the file has them.
+        text: columns read as text (`item_id` by default; an empty file's all-null columns too).
+
+    Raises `RunFileError` as `read_table` does.
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = _existing(run, file, required)
+    if path is None:
+        return None
+    try:
+        names = pq.read_schema(path).names
+        absent = [c for c in columns or [] if c not in names]
+        if absent:
+            raise ValueError(f"missing column(s) {absent}")
+        table = pq.read_table(path, columns=[*(columns or []), *(c for c in optional if c in names)])
+    except Exception as exc:  # pyarrow raises several types for a corrupt file
+        raise _corrupt(path, file, exc) from None
+    for name in text:
+        if name in table.column_names and table.schema.field(name).type != pa.string():
+            table = table.set_column(table.column_names.index(name), name, table[name].cast(pa.string()))
+    return table
 
 
 def read_json(run: Union[str, "os.PathLike[str]"], file: RunFile, *, required: bool = True) -> Any:

@@ -28,10 +28,14 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Iterator, Optional, Union
 
+import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from ..config import ConfigError, ProjectConfig, QuestionConfig, QuestionKind
 from ..errors import RunFileError
@@ -39,7 +43,7 @@ from ..items import load_gold_ids, load_items, recorded_labels
 from ..redaction import restore_items
 from ..judge.gate import GateState, gate_state
 from ..judge.labeler import load_labeler
-from ..rundir import ANNOTATIONS, LABELS, ROUTES, read_table
+from ..rundir import ANNOTATIONS, LABELS, ROUTES, read_arrow
 from ..votes import human_label
 
 __all__ = ["CuratedDataset", "CurationError", "SOURCES", "SPLITS", "build_curated", "curated_features",
@@ -57,9 +61,10 @@ class CurationError(RunFileError):
 
 @dataclass
 class CuratedDataset:
-    """The curated rows per split, plus what was left out and why."""
+    """The curated rows per split (Arrow tables in the schema of `curated_features`), plus what was left out and
+    why. `splits` gives them as pandas frames."""
 
-    splits: dict[str, pd.DataFrame]
+    tables: dict[str, pa.Table]
     primary_question: str
     excluded: dict[str, int] = field(default_factory=dict)
     excluded_by_question: dict[str, int] = field(default_factory=dict)
@@ -68,31 +73,47 @@ class CuratedDataset:
     llm: list[dict[str, str]] = field(default_factory=list)
     gates: dict[str, dict[str, Any]] = field(default_factory=dict)  # question -> the gate in force (or why none)
 
+    @cached_property
+    def splits(self) -> dict[str, pd.DataFrame]:
+        """The splits as pandas frames, list columns as Python lists (made on first use)."""
+        return {name: _frame(table) for name, table in self.tables.items()}
+
     @property
     def rows(self) -> dict[str, int]:
         """Rows per split."""
-        return {name: len(frame) for name, frame in self.splits.items()}
+        return {name: len(table) for name, table in self.tables.items()}
 
     def counts_by_source(self, question: Optional[str] = None) -> dict[str, dict[str, int]]:
         """`{split: {source: rows}}` for the item-level source (or one question's source)."""
         column = "source" if question is None else f"{question}_source"
-        return {name: {str(k): int(v) for k, v in frame[column].value_counts(dropna=False).sort_index().items()}
-                for name, frame in self.splits.items()}
+        counts = {name: table.select([column]).to_pandas()[column].value_counts(dropna=False).sort_index()
+                  for name, table in self.tables.items()}
+        return {name: {str(k): int(v) for k, v in values.items()} for name, values in counts.items()}
+
+    def to_dataset(self, config: ProjectConfig, split: str) -> "Any":
+        """One split as a `datasets.Dataset` with the explicit curated features (no pandas in between)."""
+        from datasets import Dataset, DatasetInfo
+        from datasets.table import InMemoryTable
+
+        features = curated_features(config)
+        return Dataset(InMemoryTable(self.tables[split].cast(features.arrow_schema)),
+                       info=DatasetInfo(features=features))
 
     def to_dataset_dict(self, config: ProjectConfig) -> "Any":
         """The splits as a `datasets.DatasetDict` with explicit features (identical schema in every split)."""
-        from datasets import Dataset, DatasetDict
+        from datasets import DatasetDict
 
-        features = curated_features(config)
-        return DatasetDict({name: Dataset.from_pandas(frame[list(features)], features=features, preserve_index=False)
-                            for name, frame in self.splits.items()})
+        return DatasetDict({name: self.to_dataset(config, name) for name in self.tables})
 
 
 def build_curated(config: ProjectConfig) -> CuratedDataset:
-    """Build the curated dataset of a project from its run directory (deterministic for a given run and seed)."""
+    """Build the curated dataset of a project from its run directory (deterministic for a given run and seed).
+
+    The run files are read as Arrow tables and the items are resolved `_CHUNK` at a time: only one chunk's
+    annotations, labels and rows are ever Python objects, so memory stays near the size of the curated rows."""
     run = config.run_path
     annotations = _read_annotations(run, config)
-    llm_labels = _read_llm_labels(run, config)
+    llm_table = _read_llm_labels(run, config)
     accepted, gates = _auto_accepted(config)
     items = load_items(config)
     if config.hub.restore_redacted:  # asked for explicitly: the originals, from the run dir's token map
@@ -101,66 +122,76 @@ def build_curated(config: ProjectConfig) -> CuratedDataset:
     known = set(items["item_id"])
     excluded = {"no_majority": 0, "unreviewed": 0, "unlabeled": 0, "unknown_item_annotations": 0,
                 "gold_without_labels": 0}
-    excluded["unknown_item_annotations"] = int((~annotations["item_id"].isin(known)).sum())
+    is_known = pc.is_in(annotations["item_id"], value_set=pa.array(sorted(known), pa.string()))
+    unknown = _prepare_annotations(annotations.filter(pc.invert(is_known)), config, run)
+    excluded["unknown_item_annotations"] = len(unknown)
     unknown_gold = sorted(gold_ids - known)
     notes = [f"{len(unknown_gold)} gold id(s) are not items of this project and were ignored"] if unknown_gold else []
     gold_ids &= known
 
-    humans = _group_values(annotations)
-    gold_values = _gold_values(config, items, gold_ids, humans)
-    models = _dawid_skene(config, annotations) if config.consensus.method == "dawid-skene" else {}
+    models = (_dawid_skene(config, _prepare_annotations(annotations, config, run))
+              if config.consensus.method == "dawid-skene" else {})
     primary = _primary_question(config)
     by_question = {q.name: 0 for q in config.questions}
-    columns = list(curated_features(config))
-    rows: list[dict[str, Any]] = []
-    chunks: list[pd.DataFrame] = []  # rows are turned into columns every `_CHUNK` items: no dict per item is kept
-    for item in _item_rows(items.sort_values("item_id")):
-        if len(rows) >= _CHUNK:
-            chunks.append(pd.DataFrame(rows, columns=columns))
-            rows.clear()
-        item_id = item["item_id"]
-        is_gold = item_id in gold_ids
-        row: dict[str, Any] = {"item_id": item_id}
-        row.update({f.name: _text(item.get(f.source_column)) for f in config.fields})
-        no_majority, labeled = False, False
-        for question in config.questions:
-            entries = humans.get((item_id, question.name), [])
-            cell = _resolve(question, entries, llm_labels.get((item_id, question.name)),
-                            gold_values.get((item_id, question.name)) if is_gold else None, is_gold,
-                            accepted.get((item_id, question.name)), config.triage.keep_unverified)
-            model = models.get(question.name)
-            if model is not None and entries and not is_gold and item_id in model.labels:
-                cell = _with_consensus(question, cell, model.labels[item_id], model.confidence[item_id])
-            if cell.pop("_no_majority"):
-                no_majority = True
-                by_question[question.name] += 1
-            labeled = labeled or cell[question.name] is not None
-            row.update(cell)
-        if no_majority and config.hub.exclude_no_majority:
-            excluded["no_majority"] += 1
-            continue
-        if not labeled:
-            unreviewed = any((item_id, q.name) in llm_labels for q in config.questions)
-            excluded["gold_without_labels" if is_gold else "unreviewed" if unreviewed else "unlabeled"] += 1
-            continue
-        stamps = [at for q in config.questions for _, _, at in humans.get((item_id, q.name), [])
-                  if at is not None and not pd.isna(at)]
-        _finish_row(row, config, primary, stamps)
-        rows.append(row)
+    schema = curated_features(config).arrow_schema
+    columns = schema.names
+    chunks: list[pa.Table] = []
+    models_seen: set[tuple[str, str, str]] = set()
+    for chunk in _item_chunks(items.sort_values("item_id")):
+        ids = pa.array(chunk["item_id"].tolist(), pa.string())
+        humans = _group_values(_prepare_annotations(
+            annotations.filter(pc.is_in(annotations["item_id"], value_set=ids)), config, run))
+        llm_labels = _llm_labels(llm_table, ids, config, run)
+        auto = _accepted_for(accepted, ids)
+        models_seen |= _llm_models(llm_labels)
+        gold_values = _gold_values(config, chunk, gold_ids, humans)
+        rows: list[dict[str, Any]] = []
+        for item in chunk.to_dict("records"):
+            item_id = item["item_id"]
+            is_gold = item_id in gold_ids
+            row: dict[str, Any] = {"item_id": item_id}
+            row.update({f.name: _text(item.get(f.source_column)) for f in config.fields})
+            no_majority, labeled = False, False
+            for question in config.questions:
+                entries = humans.get((item_id, question.name), [])
+                cell = _resolve(question, entries, llm_labels.get((item_id, question.name)),
+                                gold_values.get((item_id, question.name)) if is_gold else None, is_gold,
+                                auto.get((item_id, question.name)), config.triage.keep_unverified)
+                model = models.get(question.name)
+                if model is not None and entries and not is_gold and item_id in model.labels:
+                    cell = _with_consensus(question, cell, model.labels[item_id], model.confidence[item_id])
+                if cell.pop("_no_majority"):
+                    no_majority = True
+                    by_question[question.name] += 1
+                labeled = labeled or cell[question.name] is not None
+                row.update(cell)
+            if no_majority and config.hub.exclude_no_majority:
+                excluded["no_majority"] += 1
+                continue
+            if not labeled:
+                unreviewed = any((item_id, q.name) in llm_labels for q in config.questions)
+                excluded["gold_without_labels" if is_gold else "unreviewed" if unreviewed else "unlabeled"] += 1
+                continue
+            stamps = [at for q in config.questions for _, _, at in humans.get((item_id, q.name), [])
+                      if at is not None and not pd.isna(at)]
+            _finish_row(row, config, primary, stamps)
+            rows.append(row)
+        chunks.append(pa.Table.from_pandas(pd.DataFrame(rows, columns=columns), schema=schema, preserve_index=False))
+        del rows, humans, llm_labels, auto, gold_values
 
-    chunks.append(pd.DataFrame(rows, columns=columns))
-    frame = pd.concat(chunks, ignore_index=True).infer_objects() if len(chunks) > 1 else chunks[0]
-    del rows, chunks
-    gold = frame[frame["source"] == "gold"].reset_index(drop=True)
-    rest = frame[frame["source"] != "gold"].reset_index(drop=True)
-    splits = _split(rest, primary, config, notes)
+    table = pa.concat_tables(chunks) if chunks else schema.empty_table()
+    del chunks
+    thin = table.select(["source", primary]).to_pandas()  # what the splits are drawn on, one row per curated item
+    is_gold = thin["source"] == "gold"
+    positions = _split(thin[~is_gold], primary, config, notes)
     if gold_ids:
-        splits["gold"] = gold
-    splits = {name: df.sort_values("item_id").reset_index(drop=True) for name, df in splits.items()
-              if len(df) or name == "gold"}
-    submitted_annotators = sorted(set(annotations.loc[annotations["item_id"].isin(known), "annotator"]))
-    llm = _llm_summary(llm_labels)
-    return CuratedDataset(splits=splits, primary_question=primary, excluded=excluded,
+        positions["gold"] = thin[is_gold]
+    # the rows were built in item_id order, so taking each split's positions in order keeps it sorted by item_id
+    tables = {name: table.take(pa.array(np.sort(part.index.to_numpy()), pa.int64()))
+              for name, part in positions.items() if len(part) or name == "gold"}
+    submitted_annotators = sorted(str(a) for a in pc.unique(annotations.filter(is_known)["annotator"]).to_pylist())
+    llm = [{"question": q, "model": m, "prompt_hash": h} for q, m, h in sorted(models_seen)]
+    return CuratedDataset(tables=tables, primary_question=primary, excluded=excluded,
                           excluded_by_question={k: v for k, v in by_question.items() if v}, notes=notes,
                           annotators=submitted_annotators, llm=llm, gates=gates)
 
@@ -201,34 +232,51 @@ def curated_features(config: ProjectConfig) -> "Any":
 
 # ---- reading the run directory ----------------------------------------------------------------------------------
 
-def _read_annotations(run: Path, config: ProjectConfig) -> pd.DataFrame:
+def _read_annotations(run: Path, config: ProjectConfig) -> pa.Table:
+    """The submitted responses to the config's questions by annotators not paused, as an Arrow table."""
+    table = read_arrow(run, ANNOTATIONS, columns=["item_id", "question", "annotator", "value", "status"],
+                       optional=("updated_at", "paused"), text=("item_id", "question", "annotator", "status"))
+    assert table is not None
+    keep = pc.and_(pc.equal(table["status"], "submitted"),
+                   pc.is_in(table["question"], value_set=pa.array([q.name for q in config.questions], pa.string())))
+    if "paused" in table.column_names:  # annotators paused by the honeypot rule do not count
+        keep = pc.and_(keep, pc.invert(pc.fill_null(table["paused"].cast(pa.bool_()), False)))
+    table = table.filter(keep)
+    if "updated_at" not in table.column_names:
+        table = table.append_column("updated_at", pa.nulls(len(table), pa.timestamp("ns", tz="UTC")))
+    return table.select(["item_id", "question", "annotator", "value", "updated_at"])
+
+
+def _prepare_annotations(table: pa.Table, config: ProjectConfig, run: Path) -> pd.DataFrame:
+    """Rows of `_read_annotations` as typed values, one per (item, question, annotator): the latest submitted."""
     path = ANNOTATIONS.path(run)
-    frame = read_table(run, ANNOTATIONS, columns=["item_id", "question", "annotator", "value", "status"])
-    assert frame is not None
-    frame = frame[frame["status"] == "submitted"].copy()
-    if "paused" in frame.columns:  # annotators paused by the honeypot rule do not count
-        frame = frame[~frame["paused"].fillna(False).astype(bool)]
+    frame = table.to_pandas()
     frame["annotator"] = frame["annotator"].astype(str)
-    if "updated_at" not in frame.columns:
-        frame["updated_at"] = pd.NaT
     frame["updated_at"] = pd.to_datetime(frame["updated_at"], utc=True, errors="coerce")
-    names = {q.name for q in config.questions}
-    frame = frame[frame["question"].isin(names)]
     frame["value"] = [_coerce(config.question(q), v, path) for q, v in zip(frame["question"], frame["value"])]
-    # one value per (item, question, annotator): the latest submitted one
     frame = frame.sort_values(["item_id", "question", "annotator", "updated_at"], na_position="first")
     return frame.drop_duplicates(["item_id", "question", "annotator"], keep="last").reset_index(drop=True)
 
 
-def _read_llm_labels(run: Path, config: ProjectConfig) -> dict[tuple[str, str], dict[str, Any]]:
-    path = LABELS.path(run)
-    frame = read_table(run, LABELS, required=False, columns=["item_id", "question", "label"])
-    if frame is None:
+def _read_llm_labels(run: Path, config: ProjectConfig) -> Optional[pa.Table]:
+    """The labeler's rows of `labels.parquet` for the config's questions (None without the file)."""
+    table = read_arrow(run, LABELS, required=False, columns=["item_id", "question", "label"],
+                       optional=("confidence", "model", "prompt_hash", "status"), text=("item_id", "question"))
+    if table is None:
+        return None
+    return table.filter(pc.is_in(table["question"], value_set=pa.array([q.name for q in config.questions],
+                                                                          pa.string())))
+
+
+def _llm_labels(table: Optional[pa.Table], ids: pa.Array, config: ProjectConfig, run: Path
+                ) -> dict[tuple[str, str], dict[str, Any]]:
+    """`{(item, question): label, confidence, model, prompt_hash}` for the items `ids` (ok rows on the scale)."""
+    if table is None:
         return {}
-    names = {q.name for q in config.questions}
+    path = LABELS.path(run)
     labels: dict[tuple[str, str], dict[str, Any]] = {}
-    for row in _item_rows(frame):
-        if row.get("status", "ok") != "ok" or row["question"] not in names or _missing(row["label"]):
+    for row in table.filter(pc.is_in(table["item_id"], value_set=ids)).to_pylist():
+        if row.get("status", "ok") != "ok" or _missing(row["label"]):
             continue
         try:
             label = _coerce(config.question(row["question"]), row["label"], path)
@@ -332,25 +380,36 @@ def _with_consensus(question: QuestionConfig, cell: dict[str, Any], label: str, 
     return cell
 
 
-def _auto_accepted(config: ProjectConfig) -> tuple[dict[tuple[str, str], dict[str, Any]], dict[str, dict[str, Any]]]:
+def _auto_accepted(config: ProjectConfig) -> tuple[Optional[pa.Table], dict[str, dict[str, Any]]]:
     """Labels a labeler may publish without a human: `auto` routes whose gate is open now for the labeler version on
-    disk. Returns `{(item, question): {label, gate_id}}` and, per question, the gate in force (or why none)."""
-    routes = read_table(config.run_path, ROUTES, required=False)
-    if routes is None or routes.empty:
-        return {}, {}
-    accepted: dict[tuple[str, str], dict[str, Any]] = {}
+    disk. Returns them as a table (`item_id, question, label, gate_id`; None when there are none) and, per question,
+    the gate in force (or why none)."""
+    routes = read_arrow(config.run_path, ROUTES, required=False,
+                        columns=["item_id", "question", "route", "label", "gate_id", "labeler"],
+                        text=("item_id", "question", "route", "gate_id", "labeler"))
+    if routes is None or not len(routes):
+        return None, {}
+    accepted: list[pa.Table] = []
     gates: dict[str, dict[str, Any]] = {}
-    for question, rows in routes.groupby("question"):
-        identity = json.loads(rows["labeler"].iloc[0])
-        state = gate_state(config, str(question), identity)
-        current = _current_identity(config, state, str(question))
-        gates[str(question)] = _gate_summary(state, current == identity)
+    for question in sorted(str(q) for q in pc.unique(routes["question"]).to_pylist()):
+        rows = routes.filter(pc.equal(routes["question"], question))
+        identity = json.loads(rows["labeler"][0].as_py())
+        state = gate_state(config, question, identity)
+        current = _current_identity(config, state, question)
+        gates[question] = _gate_summary(state, current == identity)
         if not state.open or state.passed is None or current != identity:
             continue
-        auto = rows[(rows["route"] == "auto") & (rows["gate_id"] == state.passed.id)]
-        for row in auto.itertuples(index=False):
-            accepted[(row.item_id, str(question))] = {"label": row.label, "gate_id": row.gate_id}
-    return accepted, gates
+        auto = pc.and_(pc.equal(rows["route"], "auto"), pc.equal(rows["gate_id"], state.passed.id))
+        accepted.append(rows.filter(auto).select(["item_id", "question", "label", "gate_id"]))
+    return (pa.concat_tables(accepted) if accepted else None), gates
+
+
+def _accepted_for(accepted: Optional[pa.Table], ids: pa.Array) -> dict[tuple[str, str], dict[str, Any]]:
+    """`{(item, question): {label, gate_id}}` of the auto-accepted labels of the items `ids`."""
+    if accepted is None:
+        return {}
+    return {(row["item_id"], str(row["question"])): {"label": row["label"], "gate_id": row["gate_id"]}
+            for row in accepted.filter(pc.is_in(accepted["item_id"], value_set=ids)).to_pylist()}
 
 
 def _current_identity(config: ProjectConfig, state: GateState, question: str) -> Optional[dict[str, Any]]:
@@ -485,15 +544,24 @@ def _train_test_split(frame: pd.DataFrame, size: float, strata: Optional[pd.Seri
 _CHUNK = 10_000
 
 
-def _item_rows(frame: pd.DataFrame) -> Iterator[dict[str, Any]]:
-    """The rows of `frame` as dicts, `_CHUNK` at a time (never one dict per row all at once)."""
+def _frame(table: pa.Table) -> pd.DataFrame:
+    """An Arrow table as pandas, list columns as Python lists (as the rows were built)."""
+    frame = table.to_pandas()
+    for name in table.column_names:
+        if pa.types.is_list(table.schema.field(name).type):
+            frame[name] = [None if v is None else list(v) for v in frame[name]]
+    return frame
+
+
+def _item_chunks(frame: pd.DataFrame) -> Iterator[pd.DataFrame]:
+    """`frame` `_CHUNK` rows at a time."""
     for start in range(0, len(frame), _CHUNK):
-        yield from frame.iloc[start:start + _CHUNK].to_dict("records")
+        yield frame.iloc[start:start + _CHUNK]
 
 
-def _llm_summary(labels: dict[tuple[str, str], dict[str, Any]]) -> list[dict[str, str]]:
-    seen = {(q, v["model"] or "", v["prompt_hash"] or "") for (_, q), v in labels.items()}
-    return [{"question": q, "model": m, "prompt_hash": h} for q, m, h in sorted(seen)]
+def _llm_models(labels: dict[tuple[str, str], dict[str, Any]]) -> set[tuple[str, str, str]]:
+    """The (question, model, prompt hash) triples behind some labels."""
+    return {(q, v["model"] or "", v["prompt_hash"] or "") for (_, q), v in labels.items()}
 
 
 def _missing(value: Any) -> bool:

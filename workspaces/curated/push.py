@@ -25,7 +25,7 @@ from ..agreement import Report, read_report
 from ..config import ProjectConfig
 from ..errors import HubError
 from ..rundir import PUSH, write_json
-from .build import CuratedDataset, build_curated, curated_features
+from .build import CuratedDataset, build_curated
 from .card import card_body, card_metadata, render_card
 
 __all__ = ["MARKER", "PushError", "PushResult", "export_argilla_dataset", "push"]
@@ -217,18 +217,16 @@ def _push_dir(config: ProjectConfig, curated: CuratedDataset, report: Optional[R
               folder: Path) -> PushResult:
     folder = folder.resolve()
     _claim_folder(folder, config)
-    from datasets import Dataset
     from datasets.utils import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
 
-    features = curated_features(config)
     written: list[str] = []
     changed = False
     quiet = are_progress_bars_disabled()
     disable_progress_bars()
     try:  # one split at a time, streamed by `datasets` into a file next to its target: no split is held as bytes
-        for split, frame in curated.splits.items():
+        for split in curated.tables:
             relative = f"{_DATA_DIR}/{split}-00000-of-00001.parquet"
-            split_set = Dataset.from_pandas(frame[list(features)], features=features, preserve_index=False)
+            split_set = curated.to_dataset(config, split)
             changed |= _put_if_changed(folder / relative, lambda path: split_set.to_parquet(str(path)))
             written.append(relative)
             del split_set
