@@ -18,7 +18,7 @@ Prints a table (stage, N, seconds, records/s, ours/raw speed ratio, peak RSS MB 
 ratio of CPU seconds: the stage's own process plus the embedded server's, which stays fair when other jobs load the
 machine unevenly between two stages) and writes JSON after every stage. Runs its own embedded server in a temporary home on free ports; asserts nothing beyond sanity checks.
 
-    .venv/bin/python benchmarks/bench_scale.py --n 10000 100000 --json bench_scale.json
+    .venv/bin/python benchmarks/bench_scale.py --n 10000 100000 --json bench_scale_100k.json
 """
 
 from __future__ import annotations

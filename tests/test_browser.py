@@ -371,7 +371,8 @@ def test_a_reviewer_sees_text_guideline_and_scored_suggestion_and_submits_in_the
     browser.find_element(By.CSS_SELECTOR, f"label[for=tone_{answer}]").click()
     _wait(browser, lambda d: d.find_element(By.ID, f"tone_{answer}").is_selected()
           and not d.find_element(By.ID, f"tone_{suggested}").is_selected())
-    browser.find_element(By.CSS_SELECTOR, "button.button--submit").click()
+    # the UI enables Submit once it has taken the new answer: a click before that is lost on a loaded machine
+    _wait(browser, EC.element_to_be_clickable((By.CSS_SELECTOR, "button.button--submit"))).click()
     _wait(browser, lambda d: _normal(d.find_element(By.CSS_SELECTOR, ".fields .markdown-render").text)
           != _normal(texts[target]))  # the pending queue moved on
 

@@ -150,3 +150,45 @@ def test_concurrent_publishes_both_succeed_without_a_traceback_or_sql(argilla_se
         dataset = get_dataset(argilla_client, load_config(first))
         if dataset is not None:
             dataset.delete()
+
+
+def test_suggestions_and_vectors_reach_the_right_records_across_chunks(argilla_client: rg.Argilla,
+                                                                      tmp_path: Path) -> None:
+    """Publish reads labels and vectors as Arrow and turns them into records a chunk (1,000 items) at a time: every
+    record of 2,500 gets exactly its own suggestion, confidence and vector, suppressed items and failed or unknown
+    label rows get none, and the reported count of suggestions is what the server holds."""
+    n = 2500
+    config = load_config(_project(tmp_path, [f"query number {i}" for i in range(n)], "publish-chunks"))
+    run = tmp_path / "run"
+    run.mkdir()
+    labelled = {f"item-{i:03d}": ("a" if i % 2 else "b", round(0.5 + (i % 50) / 100, 2)) for i in range(n) if i % 3}
+    failed = {f"item-{i:03d}" for i in range(n) if i % 7 == 0 and i % 3}
+    rows = [{"item_id": item, "question": "q", "label": label, "confidence": score, "model": "m",
+             "status": "failed" if item in failed else "ok"} for item, (label, score) in labelled.items()]
+    rows.append({"item_id": "item-000", "question": "not-a-question", "label": "a", "confidence": 0.9, "model": "m",
+                 "status": "ok"})
+    pd.DataFrame(rows).to_parquet(run / "labels.parquet")
+    vectors = {f"item-{i:03d}": [float(i % 11), 1.0, float(i % 13) / 2] for i in range(n) if i % 5}
+    pd.DataFrame({"item_id": list(vectors), "vector": list(vectors.values())}).to_parquet(run / "embeddings.parquet")
+    suppressed = {"item-010", "item-1501", "item-2499"}
+    result = publish(config, argilla_client, suppressed=suppressed)
+    try:
+        expected = {item: value for item, value in labelled.items() if item not in failed | suppressed}
+        assert result.records == n and result.vectors and result.suggestions == len(expected)
+        dataset = get_dataset(argilla_client, config)
+        published = {r.id: r for r in dataset.records(with_suggestions=True, with_vectors=True)}
+        assert len(published) == n
+        for item, record in published.items():
+            if item in expected:
+                label, score = expected[item]
+                assert record.suggestions["q"].value == label and record.suggestions["q"].score == score, item
+                assert record.metadata["llm_confidence_q"] == score, item
+            else:
+                assert len(record.suggestions) == 0, item
+                assert "llm_confidence_q" not in (record.metadata or {}), item
+            if item in vectors:
+                assert record.vectors["text_embedding"] == vectors[item], item
+            else:
+                assert "text_embedding" not in record.vectors, item
+    finally:
+        get_dataset(argilla_client, config).delete()

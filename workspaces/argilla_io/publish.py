@@ -10,17 +10,20 @@ from __future__ import annotations
 
 from itertools import islice
 from pathlib import Path
-from typing import Callable, Iterable, Optional, Sequence
+from typing import Callable, Iterable, Iterator, Optional, Sequence
 
 import argilla as rg
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 from pydantic import BaseModel, Field
 
 from ..config import ProjectConfig
 from ..errors import ArgillaError, ConfigError
 from ..items import check_items, load_items
-from ..rundir import EMBEDDINGS, LABELS, REVIEW_PLAN, ROUTES, locked, read_table
+from ..rundir import EMBEDDINGS, LABELS, REVIEW_PLAN, ROUTES, locked, read_arrow, read_table
 from ._wire import Wire, argilla_errors
-from .records import Suggestion, count_suggestions, iter_records, suggestions_from_labels
+from .records import Suggestion, iter_records, suggestions_from_labels
 from .settings import PublishError, build_settings, ensure_workspace, get_dataset, reconcile_settings
 
 __all__ = ["PublishError", "PublishResult", "log_records", "publish", "read_suggestions", "read_vectors"]
@@ -46,18 +49,51 @@ class PublishResult(BaseModel):
 
 def read_suggestions(config: ProjectConfig, path: Optional[Path] = None) -> Optional[dict[str, list[Suggestion]]]:
     """The labeler's suggestions per item from `labels.parquet` (or `path`); None when there are none."""
-    labels = read_table(path or config.run_path, LABELS, required=path is not None,
-                        columns=["item_id", "question", "label", "confidence", "model", "status"])
-    return None if labels is None else suggestions_from_labels(config, labels)
+    labels = _suggestion_rows(config, path)
+    return None if labels is None else suggestions_from_labels(config, labels.to_pandas())
 
 
 def read_vectors(config: ProjectConfig, path: Optional[Path] = None) -> Optional[dict[str, Sequence[float]]]:
-    """Item vectors from `embeddings.parquet` (or `path`), as the arrays read (a record's list is made when it is
-    sent); None when there are none."""
-    frame = read_table(path or config.run_path, EMBEDDINGS, required=path is not None, columns=["item_id", "vector"])
-    if frame is None:
+    """Item vectors from `embeddings.parquet` (or `path`); None when there are none."""
+    table = _vector_rows(path or config.run_path, required=path is not None)
+    return None if table is None else _vector_map(table)
+
+
+def _suggestion_rows(config: ProjectConfig, path: Optional[Path]) -> Optional[pa.Table]:
+    """The ok rows of `labels.parquet` (or `path`) for the config's questions, as a compact Arrow table."""
+    table = read_arrow(path or config.run_path, LABELS, required=path is not None,
+                       columns=["item_id", "question", "label", "confidence", "model", "status"],
+                       text=("item_id", "question", "model", "status"))
+    if table is None:
         return None
-    return dict(zip(frame["item_id"], frame["vector"]))
+    questions = pa.array([q.name for q in config.questions], pa.string())
+    return table.filter(pc.and_(pc.equal(table["status"], "ok"), pc.is_in(table["question"], value_set=questions)))
+
+
+def _vector_rows(path: Path, *, required: bool) -> Optional[pa.Table]:
+    """`item_id, vector` of an embeddings file as an Arrow table; None when absent or empty."""
+    table = read_arrow(path, EMBEDDINGS, required=required, columns=["item_id", "vector"])
+    return table if table is not None and len(table) else None
+
+
+def _vector_map(table: pa.Table) -> dict[str, Sequence[float]]:
+    return dict(zip(table["item_id"].to_pylist(), table["vector"].to_pylist()))
+
+
+def _rows_of(table: pa.Table, ids: pa.Array) -> pa.Table:
+    return table.filter(pc.is_in(table["item_id"], value_set=ids))
+
+
+def _chunked_records(config: ProjectConfig, items: pd.DataFrame, labels: Optional[pa.Table],
+                     vectors: Optional[pa.Table], suppressed: set[str], chunk: int = 1000) -> Iterator[rg.Record]:
+    """`iter_records` over `items` a chunk at a time: only that chunk's suggestions and vectors are ever Python
+    objects (the run files stay as Arrow tables), so publishing holds one batch of records, not every item's."""
+    for start in range(0, len(items), chunk):
+        part = items.iloc[start:start + chunk]
+        ids = pa.array(part["item_id"].tolist(), pa.string())
+        suggestions = None if labels is None else suggestions_from_labels(config, _rows_of(labels, ids).to_pandas())
+        part_vectors = None if vectors is None else _vector_map(_rows_of(vectors, ids))
+        yield from iter_records(config, part, suggestions=suggestions, vectors=part_vectors, suppressed=suppressed)
 
 
 def publish(
@@ -112,13 +148,15 @@ def _publish(config: ProjectConfig, client: rg.Argilla, *, labels_path: Optional
             raise ConfigError(f"{len(unknown)} item id(s) to publish are not items of {config.name}, e.g. {unknown[:3]}")
         items = items[items["item_id"].isin(wanted)].reset_index(drop=True)
     checked = check_items(config, items)
-    suggestions = read_suggestions(config, labels_path)
-    vectors = read_vectors(config, embeddings_path)
-    dimensions = len(next(iter(vectors.values()))) if vectors else None
-    suggested = sorted({question for rows in (suggestions or {}).values() for question, *_ in rows})
+    suppressed = {str(i) for i in suppressed}
+    labels = _suggestion_rows(config, labels_path)
+    vectors = _vector_rows(embeddings_path or config.run_path, required=embeddings_path is not None)
+    dimensions = len(vectors["vector"][0].as_py()) if vectors is not None else None
+    suggested = [] if labels is None else sorted(pc.unique(labels["question"]).to_pylist())
     settings = build_settings(config, vector_dimensions=dimensions, suggested=suggested)
-    records = iter_records(config, checked.valid, suggestions=suggestions, vectors=vectors, suppressed=suppressed)
-    attached = count_suggestions(checked.valid, suggestions, suppressed)
+    records = _chunked_records(config, checked.valid, labels, vectors, suppressed)
+    wanted = pa.array(sorted(set(checked.valid["item_id"]) - suppressed), pa.string())
+    attached = 0 if labels is None else len(_rows_of(labels, wanted))  # what `iter_records` attaches
     result = log_records(config, client, settings, records, suggestions=attached, recreate=recreate,
                          batch_size=batch_size, progress=progress, total=len(checked.valid))
     result.skipped = dict(checked.problems)
