@@ -16,7 +16,8 @@ process (so its peak RSS, `ru_maxrss`, is that stage's own):
 
 Prints a table (stage, N, seconds, records/s, ours/raw speed ratio, peak RSS MB ours and raw, and the ours/raw
 ratio of CPU seconds: the stage's own process plus the embedded server's, which stays fair when other jobs load the
-machine unevenly between two stages) and writes JSON after every stage. Runs its own embedded server in a temporary home on free ports; asserts nothing beyond sanity checks.
+machine unevenly between two stages) and writes JSON after every stage. Runs its own embedded server in a temporary
+home on free ports; asserts nothing beyond sanity checks.
 
     .venv/bin/python benchmarks/bench_scale.py --n 10000 100000 --json bench_scale_100k.json
 """

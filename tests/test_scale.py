@@ -214,8 +214,9 @@ def test_prefer_on_ray_equals_local(tmp_path, ray_head):
                               progress=lambda done, total: calls.append((done, total)))
     totals = list(dict.fromkeys(total for _, total in calls))
     assert totals == [1, 2] and calls[-1] == (2, 2), calls
+    steps = [("candidates", "candidate_0"), ("candidates", "candidate_1"), ("judge", "classify")]
     replicas = {f"distilabel-curate-{stage}-banking77_support_prefs-{step}-{replica}" for replica in (0, 1)
-                for stage, step in [("candidates", "candidate_0"), ("candidates", "candidate_1"), ("judge", "classify")]}
+                for stage, step in steps}
     assert replicas <= actors.names, actors.names  # both pipelines' model steps ran as 2 Ray actors each
     mine, _ = _ray_assert_same_preferences(tmp_path)
     assert on_ray.report["pairs"] == len(mine) == 3
