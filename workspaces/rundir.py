@@ -53,9 +53,9 @@ __all__ = [
     "STUDENT_LABELS",
     "append_jsonl",
     "locked",
+    "read_arrow",
     "read_json",
     "read_jsonl",
-    "read_arrow",
     "read_table",
     "run_path",
     "write_bytes",
@@ -173,17 +173,17 @@ def read_table(run: Union[str, "os.PathLike[str]"], file: RunFile, *, required: 
     return frame
 
 
-def read_arrow(run: Union[str, "os.PathLike[str]"], file: RunFile, *, required: bool = True,
-               columns: Optional[list[str]] = None, optional: tuple[str, ...] = (),
+def read_arrow(run: Union[str, "os.PathLike[str]"], file: RunFile, *, columns: list[str], required: bool = True,
+               optional: tuple[str, ...] = (),
                text: tuple[str, ...] = ("item_id",)) -> Optional["pa.Table"]:
     """Read only some columns of a parquet run file as an Arrow table (compact: no Python object per value).
 
     Args:
         run: the run directory (or the file itself).
         file: which run file.
-        required: raise when absent (else return None).
         columns: columns the file must have (a missing one is reported as corrupt); read.
-        optional: columns read when the file has them.
+        required: raise when absent (else return None).
+        optional: columns read when the file has them (no other column is read).
         text: columns read as text (`item_id` by default; an empty file's all-null columns too).
 
     Raises `RunFileError` as `read_table` does.
@@ -196,10 +196,10 @@ def read_arrow(run: Union[str, "os.PathLike[str]"], file: RunFile, *, required: 
         return None
     try:
         names = pq.read_schema(path).names
-        absent = [c for c in columns or [] if c not in names]
+        absent = [c for c in columns if c not in names]
         if absent:
             raise ValueError(f"missing column(s) {absent}")
-        table = pq.read_table(path, columns=[*(columns or []), *(c for c in optional if c in names)])
+        table = pq.read_table(path, columns=[*columns, *(c for c in optional if c in names)])
     except Exception as exc:  # pyarrow raises several types for a corrupt file
         raise _corrupt(path, file, exc) from None
     for name in text:
