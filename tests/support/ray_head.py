@@ -7,6 +7,7 @@ cluster; `stop()` ends it and then every process it started, found in /proc by `
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -50,7 +51,8 @@ def command_line(pid: int) -> str:
 class RayHead:
     """`ray start --head --block` on 127.0.0.1 with `num_cpus` CPUs: `start()` waits until it runs, `stop()` ends it.
 
-    The temp dir is short (`/tmp/ray-*`: Ray's unix socket paths have a length limit) and keeps `head.log`.
+    The temp dir is short (`/tmp/ray-*`: Ray's unix socket paths have a length limit) and keeps `head.log` until
+    `stop()` removes it (a head that does not start puts the log's tail in its error).
     """
 
     def __init__(self, *, num_cpus: int = 2) -> None:
@@ -89,7 +91,7 @@ class RayHead:
     def stop(self, grace: float = 60.0) -> List[int]:
         """SIGTERM the head (`ray start --block` stops what it started), give its workers `grace` s to exit on their
         own, then SIGKILL the ones left, by id (kept with their command lines in `killed`), and wait until they are
-        gone. Returns those left-over PIDs ([] on a clean stop)."""
+        gone; then remove the temp dir. Returns those left-over PIDs ([] on a clean stop)."""
         if self.process is None:
             return []
         if self.process.poll() is None:
@@ -111,6 +113,7 @@ class RayHead:
         deadline = time.monotonic() + 30
         while self.processes() and time.monotonic() < deadline:
             time.sleep(0.5)
+        shutil.rmtree(self.temp, ignore_errors=True)  # the session dir, logs and sockets (`ray start` keeps them)
         return leftovers
 
     def __enter__(self) -> "RayHead":
