@@ -39,7 +39,7 @@ from pipelines.embed import default_embedding_model, embedded_texts  # noqa: E40
 from pipelines.student import StudentClassifier, StudentFeatures  # noqa: E402
 from workspaces.config import load_config  # noqa: E402
 from workspaces.items import load_items  # noqa: E402
-from workspaces.review.select import select_batch  # noqa: E402
+from workspaces.review.select import select_batch, uncertainty  # noqa: E402
 from workspaces.rundir import EMBEDDINGS, read_table  # noqa: E402
 
 
@@ -157,9 +157,9 @@ def main() -> None:
             train[gold_rows] = False
             print(f"fine-tuning the encoder on {int(train.sum()):,} non-gold human labels, {args.epochs} epochs")
             tuned = fine_tuned_embeddings(texts, gold, train, epochs=args.epochs, seed=args.seed)
-            tuned_model = StudentClassifier(seed=args.seed).fit(
-                StudentFeatures().build(tuned, texts)[labeled], gold[labeled])
-            tuned_proba = tuned_model.predict_proba(StudentFeatures().build(tuned, texts)[pool])
+            tuned_features = StudentFeatures().build(tuned, texts)
+            tuned_model = StudentClassifier(seed=args.seed).fit(tuned_features[labeled], gold[labeled])
+            tuned_proba = tuned_model.predict_proba(tuned_features[pool])
             tuned_predicted = np.asarray(tuned_model.classes_)[tuned_proba.argmax(axis=1)]
             fine_tune = {"frozen": row, "fine_tuned": ceiling(
                 tuned_proba.max(axis=1), tuned_predicted == gold[pool], precision=args.precision, audit=args.audit,
@@ -168,8 +168,7 @@ def main() -> None:
                   f"{row['pool_accuracy']:.4f}), no human {fine_tune['fine_tuned']['no_human_share']:.1%} (frozen "
                   f"{row['no_human_share']:.1%})")
             break
-        part = np.partition(proba, -2, axis=1) if proba.shape[1] > 1 else np.c_[np.zeros(len(proba)), proba]
-        labeled[pool[np.argsort(part[:, -1] - part[:, -2], kind="stable")[:args.batch]]] = True
+        labeled[pool[np.argsort(-uncertainty(proba, "margin"), kind="stable")[:args.batch]]] = True
 
     best = max(rounds, key=lambda r: r["no_human_share"])
     print(f"\nbest: {best['no_human_share']:.1%} of {n:,} items with no human label ({best['human_labels_total']:,} "

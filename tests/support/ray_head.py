@@ -28,14 +28,13 @@ def ray_processes(session: int, marker: str) -> List[int]:
         if not entry.name.isdigit() or int(entry.name) == os.getpid():
             continue
         try:
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="ignore")
             stat = (entry / "stat").read_text()
         except OSError:
             continue
         fields = stat.rsplit(")", 1)[1].split()
         if fields[0] == "Z":
             continue
-        if int(fields[3]) == session or marker in cmdline:
+        if int(fields[3]) == session or marker in command_line(int(entry.name)):
             found.append(int(entry.name))
     return found
 
