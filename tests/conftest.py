@@ -70,11 +70,11 @@ def argilla_server(embedded_server: "object") -> "object":
 
 @_pytest.fixture(scope="session")
 def argilla_client(argilla_server: "object") -> "_Iterator[object]":
-    """An ``rg.Argilla`` client logged in as the embedded server's owner; the datasets the suite created are deleted
-    at the end of the session."""
-    import argilla as rg
+    """An ``rg.Argilla`` client logged in as the embedded server's owner (built as the CLI builds its own); the
+    datasets the suite created are deleted at the end of the session."""
+    from workspaces.argilla_io.connection import sdk_client
 
-    client = rg.Argilla(api_url=argilla_server.api_url, api_key=argilla_server.api_key)
+    client = sdk_client(argilla_server.api_url, argilla_server.api_key)
     yield client
     for dataset in list(client.datasets):
         dataset.delete()

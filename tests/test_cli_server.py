@@ -87,6 +87,7 @@ def test_annotators_add_list_remove_from_the_command_line(tmp_path: Path, argill
 
     added = _curate("annotators", "add", str(config), "cli-reviewer", env=env)
     assert added.returncode == 0, added.stderr
+    assert "stored nowhere):" in added.stdout, added.stdout + added.stderr
     password = added.stdout.split("stored nowhere):", 1)[1].split()[0]
     assert len(password) >= 12
     import argilla as rg

@@ -162,7 +162,7 @@ def test_annotators_pause_and_resume_from_the_cli(project, argilla_server, argil
     path, config, _, _ = project
     plan = pd.read_parquet(config.run_path / "review_plan.parquet")
     ids = record_ids(argilla_client, get_dataset(argilla_client, config))
-    reviewer = user_client(argilla_client, ensure_user(argilla_client, "cli-reviewer", config.argilla.workspace))
+    reviewer = user_client(argilla_client, ensure_user(argilla_client, "cli-paused", config.argilla.workspace))
 
     def submit(item_id: str):
         return reviewer.api.http_client.post("/api/v1/me/responses/bulk", json={"items": [{
@@ -172,13 +172,13 @@ def test_annotators_pause_and_resume_from_the_cli(project, argilla_server, argil
     def refused(reply) -> bool:
         return reply.status_code >= 400 or all(item.get("error") for item in reply.json()["items"])
 
-    stopped = _curate("annotators", "pause", str(path), "cli-reviewer", "--reason", "spot check", server=argilla_server)
+    stopped = _curate("annotators", "pause", str(path), "cli-paused", "--reason", "spot check", server=argilla_server)
     assert stopped.returncode == 0, stopped.stderr
-    assert paused(config)["cli-reviewer"]["reason"] == "spot check"
+    assert paused(config)["cli-paused"]["reason"] == "spot check"
     assert refused(submit(plan["item_id"].iloc[1])), "a paused annotator's submit must be refused"
     listed = _curate("annotators", "list", str(path), server=argilla_server)
-    assert listed.returncode == 0 and "cli-reviewer" in listed.stdout and "spot check" in listed.stdout
-    resumed = _curate("annotators", "resume", str(path), "cli-reviewer", server=argilla_server)
+    assert listed.returncode == 0 and "cli-paused" in listed.stdout and "spot check" in listed.stdout
+    resumed = _curate("annotators", "resume", str(path), "cli-paused", server=argilla_server)
     assert resumed.returncode == 0, resumed.stderr
-    assert "cli-reviewer" not in paused(config)
+    assert "cli-paused" not in paused(config)
     assert not refused(submit(plan["item_id"].iloc[2])), "a resumed annotator can submit again"

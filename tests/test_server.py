@@ -129,6 +129,89 @@ def _pid_alive(pid: int) -> bool:
     return not (stat.exists() and stat.read_text().rsplit(")", 1)[1].split()[0] == "Z")
 
 
+# ---------------------------------------------------------------------- idle connections
+
+
+def _get_on(sock: Any, host: str, path: str, api_key: str) -> bytes:
+    """One HTTP/1.1 GET on an open socket, keeping the connection; returns the status line (b"" if it was closed)."""
+    sock.sendall(f"GET {path} HTTP/1.1\r\nHost: {host}\r\nX-Argilla-Api-Key: {api_key}\r\n\r\n".encode())
+    head = b""
+    while b"\r\n\r\n" not in head:
+        chunk = sock.recv(65536)
+        if not chunk:
+            return b""
+        head += chunk
+    header, body = head.split(b"\r\n\r\n", 1)
+    length = int(next(line.split(b":", 1)[1] for line in header.split(b"\r\n")
+                      if line.lower().startswith(b"content-length:")))
+    while len(body) < length:
+        body += sock.recv(65536)
+    return header.split(b"\r\n", 1)[0]
+
+
+def test_the_server_keeps_an_idle_connection_longer_than_clients_reuse_it(argilla_server: ServerInfo) -> None:
+    """A connection idle for 6 s still answers (uvicorn's default closes it at 5 s, the very age at which httpx's
+    default pool reuses it: a second `curate publish` waiting on the checkout's lock then failed with ReadError)."""
+    import socket
+    from urllib.parse import urlparse
+
+    url = urlparse(argilla_server.api_url)
+    with socket.create_connection((url.hostname, url.port), timeout=30) as sock:
+        assert _get_on(sock, url.netloc, "/api/v1/me", argilla_server.api_key) == b"HTTP/1.1 200 OK"
+        time.sleep(6)
+        try:
+            again = _get_on(sock, url.netloc, "/api/v1/me", argilla_server.api_key)
+        except ConnectionResetError:
+            again = b"reset"
+        assert again == b"HTTP/1.1 200 OK", again
+
+
+def test_the_client_does_not_reuse_a_connection_idle_past_its_expiry() -> None:
+    """`sdk_client` reuses a fresh connection but opens a new one after `KEEPALIVE_EXPIRY` of idle, below the 5 s
+    after which a stock uvicorn (a standard Argilla server) closes it; counted on a real HTTP/1.1 keep-alive server."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from workspaces.argilla_io.connection import KEEPALIVE_EXPIRY, sdk_client
+
+    connections: List[int] = []
+
+    class KeepAlive(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def setup(self) -> None:
+            super().setup()
+            connections.append(1)
+
+        def do_GET(self) -> None:  # every path answers as /api/v1/me, which the SDK reads when it is built
+            body = json.dumps({"id": "00000000-0000-0000-0000-000000000000", "username": "owner",
+                               "role": "owner"}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), KeepAlive)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        http = sdk_client(f"http://127.0.0.1:{server.server_port}", "key").api.http_client
+        http.get("/one").raise_for_status()
+        time.sleep(0.2)
+        http.get("/two").raise_for_status()
+        assert len(connections) == 1  # reused while fresh
+        time.sleep(KEEPALIVE_EXPIRY + 1)
+        http.get("/three").raise_for_status()
+        assert len(connections) == 2  # the idle one was dropped, not reused
+        assert KEEPALIVE_EXPIRY < 5
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 # ---------------------------------------------------------------------- a dataset with two annotators
 
 

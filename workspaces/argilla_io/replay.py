@@ -19,6 +19,7 @@ from ..config import ProjectConfig, slug
 from ..errors import ArgillaError
 from ..items import load_items, recorded_labels
 from ._wire import Wire, argilla_errors
+from .connection import sdk_client
 from .settings import ensure_workspace, get_dataset
 from .sync import fetch_responses
 
@@ -57,7 +58,7 @@ def ensure_user(client: rg.Argilla, username: str, workspace: str, *, role: str 
 
 def user_client(client: rg.Argilla, user: rg.User) -> rg.Argilla:
     """A client authenticated as `user` (the owner reads the user's API key from the server)."""
-    return rg.Argilla(api_url=str(client.api_url), api_key=Wire(client).api_key_of(user.id))
+    return sdk_client(str(client.api_url), Wire(client).api_key_of(user.id))
 
 
 def record_ids(client: rg.Argilla, dataset: rg.Dataset) -> dict[str, str]:

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, List, Optional
 
 ENGINE_NAME = "sql"
+KEEP_ALIVE = 75  # seconds an idle connection stays open (uvicorn's default, 5 s, races clients that reuse at ~5 s)
 
 
 def _offline_defaults() -> None:
@@ -126,9 +127,10 @@ def run_server(host: str, port: int, workers: int = 1) -> None:
     if workers > 1:
         sys.path.insert(0, str(Path(__file__).resolve().parent))
         uvicorn.run("_launch:create_app", factory=True, workers=workers, host=host, port=port, access_log=access_log,
-                    log_level="info")
+                    log_level="info", timeout_keep_alive=KEEP_ALIVE)
         return
-    uvicorn.run(create_app(), host=host, port=port, access_log=access_log, log_level="info")
+    uvicorn.run(create_app(), host=host, port=port, access_log=access_log, log_level="info",
+                timeout_keep_alive=KEEP_ALIVE)
 
 
 def run_worker() -> None:
