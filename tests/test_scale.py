@@ -42,7 +42,8 @@ def ray_head():
         # Workers exit on their own once the raylet is gone; one that is still busy after the grace period (seen on
         # a loaded machine) is killed by id. What the test asserts is that nothing of the cluster outlives it.
         head.stop()
-        assert not head.processes(), f"ray processes alive after the head stopped and SIGKILL: {head.processes()}"
+        alive = head.processes()
+        assert not alive, f"ray processes alive after the head stopped and SIGKILL: {alive}"
         if head.killed:
             _ray_warnings.warn(f"ray processes needed SIGKILL after the head stopped: {head.killed}")
 

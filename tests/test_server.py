@@ -132,38 +132,29 @@ def _pid_alive(pid: int) -> bool:
 # ---------------------------------------------------------------------- idle connections
 
 
-def _get_on(sock: Any, host: str, path: str, api_key: str) -> bytes:
-    """One HTTP/1.1 GET on an open socket, keeping the connection; returns the status line (b"" if it was closed)."""
-    sock.sendall(f"GET {path} HTTP/1.1\r\nHost: {host}\r\nX-Argilla-Api-Key: {api_key}\r\n\r\n".encode())
-    head = b""
-    while b"\r\n\r\n" not in head:
-        chunk = sock.recv(65536)
-        if not chunk:
-            return b""
-        head += chunk
-    header, body = head.split(b"\r\n\r\n", 1)
-    length = int(next(line.split(b":", 1)[1] for line in header.split(b"\r\n")
-                      if line.lower().startswith(b"content-length:")))
-    while len(body) < length:
-        body += sock.recv(65536)
-    return header.split(b"\r\n", 1)[0]
-
-
 def test_the_server_keeps_an_idle_connection_longer_than_clients_reuse_it(argilla_server: ServerInfo) -> None:
     """A connection idle for 6 s still answers (uvicorn's default closes it at 5 s, the very age at which httpx's
     default pool reuses it: a second `curate publish` waiting on the checkout's lock then failed with ReadError)."""
-    import socket
+    from http.client import HTTPConnection
     from urllib.parse import urlparse
 
     url = urlparse(argilla_server.api_url)
-    with socket.create_connection((url.hostname, url.port), timeout=30) as sock:
-        assert _get_on(sock, url.netloc, "/api/v1/me", argilla_server.api_key) == b"HTTP/1.1 200 OK"
+    connection = HTTPConnection(url.hostname, url.port, timeout=30)
+    headers = {"X-Argilla-Api-Key": argilla_server.api_key}
+    try:
+        connection.request("GET", "/api/v1/me", headers=headers)
+        first = connection.getresponse()
+        first.read()
+        assert first.status == 200 and not first.will_close
+        sock = connection.sock
         time.sleep(6)
-        try:
-            again = _get_on(sock, url.netloc, "/api/v1/me", argilla_server.api_key)
-        except ConnectionResetError:
-            again = b"reset"
-        assert again == b"HTTP/1.1 200 OK", again
+        # http.client reconnects only after closing its own socket: the second request goes out on the same one
+        connection.request("GET", "/api/v1/me", headers=headers)
+        assert connection.sock is sock
+        again = connection.getresponse()  # a closed connection raises RemoteDisconnected (a ConnectionResetError)
+        assert again.status == 200, again.status
+    finally:
+        connection.close()
 
 
 def test_the_client_does_not_reuse_a_connection_idle_past_its_expiry() -> None:
