@@ -2,6 +2,7 @@
 
     python benchmarks/bench_labeler_ceiling.py [--gold 300] [--first 200] [--batch 200] [--max-labels 3400]
                                                [--precision 0.975] [--audit 0.05] [--fine-tune-at N] [--json OUT]
+                                               [--embeddings PATH [PATH ...]]
 
 An upper bound for `bench_triage.py`, not a run of the loop: the same human labels (a random gold set, a k-center
 first batch, then margin batches among the items no human labeled) and the project's student (`StudentFeatures` +
@@ -16,6 +17,9 @@ with no human label whose final accuracy is still >= 0.98.
 With `--fine-tune-at N` the run stops at the first round with at least N human labels and compares, on those labels,
 the frozen encoder with one fine-tuned on them (all-MiniLM-L6-v2 + a linear head, cross-entropy, `--epochs`, gold
 items left out of the fine-tuning so that a calibration on them would stay honest), each under the same student.
+
+`--embeddings` takes precomputed embeddings (parquet: `item_id, vector`, e.g. all-mpnet-base-v2's; several are
+concatenated, as in `bench_triage.py`); the default is the project's all-MiniLM-L6-v2 embeddings.
 
 Prints a table per round and writes `{"rounds": [...], "best": {...}, "fine_tune": {...}}` to `--json`.
 """
@@ -40,7 +44,7 @@ from pipelines.student import StudentClassifier, StudentFeatures  # noqa: E402
 from workspaces.config import load_config  # noqa: E402
 from workspaces.items import load_items  # noqa: E402
 from workspaces.review.select import select_batch, uncertainty  # noqa: E402
-from workspaces.rundir import EMBEDDINGS, read_table  # noqa: E402
+from workspaces.rundir import EMBEDDINGS, read_table, write_table  # noqa: E402
 
 
 def ceiling(confidence: np.ndarray, correct: np.ndarray, *, precision: float, audit: float, labeled: int,
@@ -108,13 +112,22 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=6)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--embeddings", type=Path, nargs="+", default=None,
+                        help="precomputed embeddings (parquet: item_id, vector); several are concatenated")
     args = parser.parse_args()
     started = time.perf_counter()
 
     config = load_config(ROOT / "configs" / "banking77_intents.yaml")
-    run = ROOT / "runs" / "bench" / "ceiling"
+    joined = None
+    if args.embeddings:
+        from bench_triage import joined_embeddings
+
+        joined = joined_embeddings(args.embeddings)
+    run = ROOT / "runs" / "bench" / ("ceiling" if joined is None else f"ceiling-{joined['model'].iloc[0]}")
     run.mkdir(parents=True, exist_ok=True)
     config = config.model_copy(update={"run_dir": run})
+    if joined is not None:
+        write_table(EMBEDDINGS.path(run), joined)
     for source in (ROOT / "runs" / "banking77_intents", ROOT / "runs" / "bench" / "triage"):
         if not EMBEDDINGS.path(run).is_file() and EMBEDDINGS.path(source).is_file():
             shutil.copy(EMBEDDINGS.path(source), EMBEDDINGS.path(run))
@@ -176,8 +189,10 @@ def main() -> None:
           f"{best['human_labels_before']:,} labels; with no audit and final accuracy >= 0.98: "
           f"{max(r['no_human_share_final98_no_audit'] for r in rounds):.1%} ({time.perf_counter() - started:.0f}s)")
     if args.json:
-        args.json.write_text(json.dumps({"settings": {k: (str(v) if isinstance(v, Path) else v)
+        args.json.write_text(json.dumps({"settings": {k: (str(v) if isinstance(v, Path) else
+                                                          [str(x) for x in v] if isinstance(v, list) else v)
                                                       for k, v in vars(args).items()},
+                                         "encoder": str(vectors["model"].iloc[0]),
                                          "items": n, "rounds": rounds, "best": best, "fine_tune": fine_tune},
                                         indent=2) + "\n")
 

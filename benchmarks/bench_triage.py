@@ -1,6 +1,7 @@
 """The calibrated loop on all 13,083 BANKING77 items, the gold column standing in for the human reviewers.
 
     python benchmarks/bench_triage.py [--json OUT] [--gold 500] [--first 300] [--batch 400] [--rounds 12]
+                                      [--embeddings PATH [PATH ...]] [--final-accuracy 0.98] [--seed N]
 
 The humans first label a random gold set (`--gold` items, listed in `hub.gold_ids_path`: the labeler is measured on
 it alone, `calibration.reference_sources: [gold]`, because items chosen by active learning are the hardest ones and
@@ -15,8 +16,15 @@ gives the final dataset: human labels, and the student's labels on `auto` items 
 round's audit items are labeled the audit is checked (`check_audit`): a broken promise closes the gate and no
 label is auto-accepted.
 
+`--embeddings` takes precomputed item embeddings (parquet files of `item_id, vector`, e.g. all-mpnet-base-v2's);
+several are concatenated, each scaled by 1/sqrt(k) so the joined vector keeps unit norm (MiniLM + mpnet). Without it
+the project's embeddings (`--embed-model`, default all-MiniLM-L6-v2) are used. `--final-accuracy F` chooses each
+round's promise so that the final accuracy over all items holds: `judge.promise_for_final_accuracy`,
+1 - (1 - F) items / the most items that can still be auto-accepted (those no human labeled, less the audit share),
+humans taken as right.
+
 Prints the labels spent, the fitted threshold, coverage, promised vs observed precision of the auto-accepted labels
-and the final accuracy against the gold column; writes the JSON of the issue:
+and the final accuracy against the gold column (all items, human + auto) beside it; writes the JSON of the issue:
 `{"items", "human_labels", "auto_accepted", "final_accuracy", "threshold", "promised_precision",
 "observed_auto_precision", "curated"}`.
 """
@@ -37,13 +45,14 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from pipelines.student import run_student  # noqa: E402
-from workspaces.config import load_config  # noqa: E402
+from workspaces.config import EmbeddingsConfig, load_config  # noqa: E402
 from workspaces.curated import build_curated  # noqa: E402
 from workspaces.items import load_items  # noqa: E402
 from workspaces.judge import calibrate, check_audit, human_reference, run_gate  # noqa: E402
+from workspaces.judge.calibrate import promise_for_final_accuracy  # noqa: E402
 from workspaces.review.select import select_batch  # noqa: E402
 from workspaces.review.triage import triage  # noqa: E402
-from workspaces.rundir import EMBEDDINGS, STUDENT_LABELS, read_table  # noqa: E402
+from workspaces.rundir import CALIBRATION_ITEMS, EMBEDDINGS, STUDENT_LABELS, read_table, write_table  # noqa: E402
 
 
 def _annotate(run: Path, answers: dict[str, str]) -> None:
@@ -52,6 +61,20 @@ def _annotate(run: Path, answers: dict[str, str]) -> None:
     pd.DataFrame({"record_id": list(answers), "item_id": list(answers), "question": "intent",
                   "annotator": "reviewer", "value": list(answers.values()), "status": "submitted",
                   "updated_at": now, "paused": False}).to_parquet(run / "annotations.parquet", index=False)
+
+
+def joined_embeddings(paths: list[Path]) -> pd.DataFrame:
+    """Embeddings from parquet files (`item_id, vector`) as one table; several are concatenated per item, each block
+    scaled by 1/sqrt(k) (unit vectors stay unit vectors). Items missing from any file are left out."""
+    tables = [pd.read_parquet(path) for path in paths]
+    common = set(tables[0]["item_id"]).intersection(*(set(t["item_id"]) for t in tables[1:]))
+    ids = [i for i in tables[0]["item_id"] if i in common]
+    blocks = [np.stack([np.asarray(v, dtype=np.float32) for v in t.set_index("item_id").loc[ids, "vector"]])
+              for t in tables]
+    joined = np.hstack(blocks) / np.sqrt(len(blocks))
+    name = "+".join(str(t["model"].iloc[0]) if "model" in t.columns and len(t) else path.stem
+                    for t, path in zip(tables, paths))
+    return pd.DataFrame({"item_id": ids, "vector": list(joined), "model": name, "text_hash": ""})
 
 
 def main() -> None:
@@ -65,6 +88,15 @@ def main() -> None:
     parser.add_argument("--target-precision", type=float, default=None,
                         help="the gate's promised precision (default: the config's gate.target_precision)")
     parser.add_argument("--run-dir", type=Path, default=ROOT / "runs" / "bench" / "triage")
+    parser.add_argument("--final-accuracy", type=float, default=None,
+                        help="choose each round's promise so that this final accuracy holds (overrides "
+                             "--target-precision)")
+    parser.add_argument("--embeddings", type=Path, nargs="+", default=None,
+                        help="precomputed embeddings (parquet: item_id, vector); several are concatenated")
+    parser.add_argument("--per-class-min", type=int, default=None, help="calibration.per_class_min (Mondrian)")
+    parser.add_argument("--embed-model", default=None,
+                        help="embeddings.model of the student (e.g. all-mpnet-base-v2; default: the config's); its "
+                             "embeddings come from runs/<config name>-<model>/embeddings.parquet when there")
     args = parser.parse_args()
     started = time.perf_counter()
 
@@ -77,10 +109,17 @@ def main() -> None:
     config = base.model_copy(update={
         "run_dir": run, "reference": base.reference.model_copy(update={"min_votes": 1}),
         "hub": base.hub.model_copy(update={"gold_ids_path": gold_ids}),
-        "calibration": base.calibration.model_copy(update={"reference_sources": ["gold"]}),
+        "calibration": base.calibration.model_copy(update={"reference_sources": ["gold"],
+                                                           "per_class_min": args.per_class_min}),
         "gate": base.gate.model_copy(update={"target_precision": args.target_precision or base.gate.target_precision})})
-    embeddings = ROOT / "runs" / base.name / EMBEDDINGS.name
-    if embeddings.is_file():
+    if args.embed_model:
+        config = config.model_copy(update={"embeddings": (config.embeddings or EmbeddingsConfig()).model_copy(
+            update={"model": args.embed_model})})
+    cached = f"{base.name}-{args.embed_model}" if args.embed_model else base.name
+    embeddings = ROOT / "runs" / cached / EMBEDDINGS.name
+    if args.embeddings:
+        write_table(EMBEDDINGS.path(run), joined_embeddings(args.embeddings))
+    elif embeddings.is_file():
         shutil.copy(embeddings, run / EMBEDDINGS.name)
     else:
         from pipelines.embed import embed_items
@@ -104,10 +143,17 @@ def main() -> None:
     history = []
     result = None
     for round_no in range(1, args.rounds + 1):
+        if args.final_accuracy is not None:
+            promise = promise_for_final_accuracy(args.final_accuracy, len(ids), len(answers),
+                                                 config.triage.audit_share)
+            config = config.model_copy(update={"gate": config.gate.model_copy(update={"target_precision": promise})})
         _annotate(run, answers)
         reference = human_reference(config, "intent")
         run_student(config, reference.labels, "intent")
         calibration = calibrate(config, "student")
+        measured = set(read_table(run, CALIBRATION_ITEMS)["item_id"])
+        if not measured <= set(answers):  # the guard: thresholds learn only from labels the loop bought
+            raise SystemExit(f"calibration measured {len(measured - set(answers))} item(s) no human labeled")
         [decision] = run_gate(config, "student")
         result = triage(config, "student")
         routes = result.routes.set_index("item_id")
@@ -115,11 +161,18 @@ def main() -> None:
         audit = [i for i in routes.index[routes["route"] == "audit"] if i not in answers]
         review = [i for i in routes.index[routes["route"] == "review"] if i not in answers]
         q = calibration["questions"]["intent"]
+        chosen = next(t for t in q["thresholds"] if abs(t["target_precision"] - config.gate.target_precision) < 1e-9)
         entry = {"round": round_no, "human_labels": len(answers), "kappa": q["kappa"], "gate": decision.decision,
-                 "threshold": decision.threshold, "auto": len(auto), "audit": len(audit), "review": len(review)}
+                 "promise": config.gate.target_precision, "threshold": decision.threshold,
+                 "own_class_thresholds": len(chosen.get("per_class") or {}),
+                 "held_out_precision": chosen["precision"], "held_out_lower": chosen["precision_lower"],
+                 "held_out_coverage": chosen["coverage"], "auto": len(auto), "audit": len(audit),
+                 "review": len(review)}
         history.append(entry)
-        print(f"round {round_no}: {len(answers):,} human labels, kappa {q['kappa']:.3f}, gate {decision.decision}, "
-              f"threshold {decision.threshold}, auto {len(auto):,}, audit {len(audit):,}, review {len(review):,} "
+        print(f"round {round_no}: {len(answers):,} human labels, kappa {q['kappa']:.3f}, promise "
+              f"{config.gate.target_precision:.4f}, gate {decision.decision}, threshold {decision.threshold}, held-out "
+              f"precision {chosen['precision']} (lower {chosen['precision_lower']:.4f}, coverage "
+              f"{chosen['coverage']:.1%}), auto {len(auto):,}, audit {len(audit):,}, review {len(review):,} "
               f"({time.perf_counter() - started:.0f}s)", flush=True)
         answers.update({i: gold[i] for i in audit})  # the audit is always reviewed; a broken promise closes the gate
         _annotate(run, answers)
@@ -159,19 +212,28 @@ def main() -> None:
     curated_path = run / "curated.parquet"
     final = rows[["item_id", "intent", "intent_source"]].rename(columns={"intent": "label", "intent_source": "source"})
     final.to_parquet(curated_path, index=False)
-    summary = {"items": len(ids), "human_labels": len(answers), "auto_accepted": int(len(auto_rows)),
+    summary = {"items": len(ids), "seed": args.seed, "encoder": str(vectors["model"].iloc[0]),
+               "human_labels": len(answers), "auto_accepted": int(len(auto_rows)),
                "final_accuracy": final_accuracy, "threshold": gate.get("threshold"),
                "promised_precision": gate.get("target_precision"), "observed_auto_precision": observed,
                "curated": str(curated_path), "rounds": history,
                "no_human_label_share": len(auto_rows) / len(ids), "excluded": curated.excluded,
-               "audit": {k: final_audit.get(k) for k in ("audited", "errors", "error_low", "error_high", "verdict")},
+               "audit": {k: final_audit.get(k) for k in ("audited", "errors", "error_low", "error_high",
+                                                         "error_upper_sequential", "evidence", "verdict")},
+               "goal_met": bool(len(auto_rows) / len(ids) >= 0.8 and final_accuracy >= 0.98 and observed is not None
+                                and observed >= (gate.get("target_precision") or 1.0)),
+               "settings": {k: (str(v) if isinstance(v, Path) else [str(x) for x in v] if isinstance(v, list) else v)
+                            for k, v in vars(args).items()},
                "seconds": round(time.perf_counter() - started, 1)}
     print(f"\n{len(ids):,} items: {len(answers):,} human labels ({len(answers) / len(ids):.1%}), "
           f"{len(auto_rows):,} auto-accepted ({len(auto_rows) / len(ids):.1%} with no human label)")
     print(f"threshold {gate.get('threshold')}, promised precision {gate.get('target_precision')}, observed precision "
           f"of the auto-accepted labels {observed if observed is None else round(observed, 4)}; "
           f"held-out lower bound at calibration {gate.get('precision_lower')}")
-    print(f"final accuracy of the curated labels against gold: {final_accuracy:.4f}")
+    print(f"final accuracy over all {len(ids):,} items (human + auto) against gold: {final_accuracy:.4f}, beside the "
+          f"observed auto precision {observed if observed is None else round(observed, 4)} (promise "
+          f"{gate.get('target_precision')}); goal (>= 80% no human label, >= 0.98 final, auto >= promise): "
+          f"{'met' if summary['goal_met'] else 'not met'}")
     if args.json:
         args.json.write_text(json.dumps(summary, indent=2, default=str) + "\n")
 

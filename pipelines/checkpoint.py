@@ -1,6 +1,7 @@
 """Checkpoints: every finished batch is a parquet part, folded into the stage's output when the run ends.
 
-A killed run resumes from its parts; `consolidate` writes the output atomically and removes the parts.
+A killed run resumes from its parts; `consolidate` writes the output atomically and removes the parts. A parts folder
+sits in the run directory and, like it, is owner-only (`workspaces.rundir.private_dir`).
 `worker_guard` makes sure a killed run leaves no Distilabel worker process behind.
 """
 
@@ -19,7 +20,7 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence
 
 import pandas as pd
 
-from workspaces.rundir import RUN_FILES, read_table, write_table
+from workspaces.rundir import RUN_FILES, private_dir, read_table, write_table
 
 __all__ = ["PartsWatcher", "WORKERS_FILE", "consolidate", "read_with_parts", "worker_guard", "write_part"]
 
@@ -28,8 +29,14 @@ Progress = Callable[[int, int], None]
 
 def write_part(directory: Path, run_id: str, batch: int, rows: List[Dict[str, Any]]) -> Path:
     """Write one finished batch atomically as `<run_id>-<batch>-<rows>.parquet` (the resume checkpoint)."""
-    final = directory / f"{run_id}-{batch:05d}-{len(rows)}.parquet"
+    final = _parts_folder(directory) / f"{run_id}-{batch:05d}-{len(rows)}.parquet"
     return write_table(final, pd.DataFrame(rows))
+
+
+def _parts_folder(directory: Path) -> Path:
+    """`directory` and the run directory it sits in, both owner-only."""
+    private_dir(directory.parent)
+    return private_dir(directory)
 
 
 class PartsWatcher:
@@ -138,7 +145,9 @@ while os.getppid() == parent:
     now = descendants(before)  # every process seen is kept: one that ended fails the identity check below
     if now.keys() - known.keys():
         known.update(now)
-        with open(state + ".tmp", "w") as f:
+        fd = os.open(state + ".tmp", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.fchmod(fd, 0o600)  # owner-only whatever the umask, as every run file
+        with os.fdopen(fd, "w") as f:
             json.dump(known, f)
         os.replace(state + ".tmp", state)
     time.sleep(0.2)
@@ -190,7 +199,7 @@ def worker_guard(directory: Path) -> Iterator[None]:
     On entry, workers left by an earlier killed run (recorded in `directory/.workers.json`) are stopped; then a
     watchdog process records this process's descendants and stops them if this process dies.
     """
-    directory.mkdir(parents=True, exist_ok=True)
+    _parts_folder(directory)
     kill_leftover_workers(directory)
     watchdog = subprocess.Popen([sys.executable, "-c", _WATCHDOG, str(os.getpid()), str(directory / WORKERS_FILE)],
                                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)

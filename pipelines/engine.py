@@ -14,12 +14,14 @@ Ray node sees at the same path: the checkpoint step writes each finished batch f
 from __future__ import annotations
 
 import contextlib
+import functools
 import ipaddress
 import logging
 import os
 import socket
+import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator, Optional
+from typing import TYPE_CHECKING, Any, Iterable, Iterator, Optional
 
 from workspaces.config import EngineConfig, EngineKind
 from workspaces.errors import ModelError
@@ -45,8 +47,57 @@ def resolve_engine(engine: Optional[EngineConfig], ray_address: Optional[str] = 
     return engine
 
 
+@functools.lru_cache(maxsize=None)
+def _without_recovery_cache(base: type) -> type:
+    """`base` (a Distilabel pipeline class) that writes no recovery cache while it runs.
+
+    Distilabel saves its recovery cache (pipeline.yaml with every step's data, batch manager, stages, and a JSON
+    copy of the batch) after every batch, and recomputes the pipeline's signature (a dump of every step) each time
+    it looks up a cache path: O(batches x items) of CPU in the main process, which a 2-core machine takes from the
+    model. The stages run without Distilabel's cache (`use_cache=False`) in a temporary folder and checkpoint each
+    batch themselves, so nothing reads it: here it is not written, and the cache paths are computed once per run.
+
+    It also sees the steps loaded as soon as they are: Distilabel checks every 2.5 s, so a run whose steps load in
+    0.5 s waited 2.5 s before its first batch.
+    """
+    from distilabel.pipeline.base import _STEP_LOAD_FAILED_CODE, _STEP_UNLOADED_CODE
+
+    class NoRecoveryCache(base):  # type: ignore[misc, valid-type]
+        def run(self, *args: Any, **kwargs: Any) -> Any:
+            self._cache_paths = None
+            return super().run(*args, **kwargs)
+
+        def _run_steps(self, steps: Iterable[str]) -> None:
+            steps = list(steps)
+            super()._run_steps(steps)
+            wanted = {name: self.dag.get_step_replica_count(name) for name in steps}
+            while not self._stop_called:  # Distilabel's own wait follows and finds them settled at its first check
+                with self._steps_load_status_lock:
+                    status = self._get_steps_load_status(steps)
+                if all(status[name] in (_STEP_LOAD_FAILED_CODE, _STEP_UNLOADED_CODE) or status[name] >= count
+                       for name, count in wanted.items()):
+                    return
+                time.sleep(0.02)
+
+        @property
+        def _cache_location(self) -> Any:
+            if getattr(self, "_cache_paths", None) is None:
+                self._cache_paths = base._cache_location.fget(self)  # type: ignore[attr-defined]
+            return self._cache_paths
+
+        def _cache(self) -> None:
+            pass
+
+        def _register_batch(self, batch: Any) -> None:
+            self._batch_manager.register_batch(batch)  # without a JSON copy of every batch in the cache folder
+
+    NoRecoveryCache.__name__ = base.__name__
+    return NoRecoveryCache
+
+
 def new_pipeline(name: str, cache_dir: Path, engine: Optional[EngineConfig]) -> "BasePipeline":
-    """A Distilabel pipeline for `engine`: `Pipeline` (local) or `RayPipeline` (ray). Use it as a context manager."""
+    """A Distilabel pipeline for `engine`: `Pipeline` (local) or `RayPipeline` (ray), without Distilabel's recovery
+    cache (`run_pipeline` never uses it). Use it as a context manager."""
     from distilabel.pipeline import Pipeline
 
     engine = engine or EngineConfig()
@@ -56,8 +107,8 @@ def new_pipeline(name: str, cache_dir: Path, engine: Optional[EngineConfig]) -> 
 
         # No head-node URL: `ray_session` connects first, so RayPipeline reuses that connection (a URL would make
         # Distilabel pass `runtime_env={"pip": ...}`, i.e. installs on the workers).
-        return RayPipeline(name=name, cache_dir=cache_dir)
-    return Pipeline(name=name, cache_dir=cache_dir)
+        return _without_recovery_cache(RayPipeline)(name=name, cache_dir=cache_dir)
+    return _without_recovery_cache(Pipeline)(name=name, cache_dir=cache_dir)
 
 
 def model_resources(engine: Optional[EngineConfig]) -> "StepResources":
@@ -144,9 +195,47 @@ def ray_session(engine: EngineConfig, *, verbose: bool = False) -> Iterator[None
         ray.shutdown()
 
 
+def _end_ray_actors(pipeline: "BasePipeline", *, graceful: bool, grace: float = 60.0) -> None:
+    """End the actors of a finished RayPipeline run while the driver is still connected: the step replicas (a
+    graceful `__ray_terminate__`, queued behind their `run`), then the queues they talk to; one that does not end in
+    `grace` s (or every one when `graceful` is false: the run failed, a replica may wait on its queue forever) is
+    killed.
+
+    Distilabel returns once the last batch is in and leaves its actors to the job's end: `ray.shutdown()` then took
+    the queues away while the replicas were still ending (unload, notify, log through the queues), so both died at
+    once under the job's teardown, and a replica at times with SIGSEGV in `_raylet.so` (issue 26); their names also
+    stayed taken in a session the caller keeps open, so a second run there could not create its actors.
+    """
+    import ray
+    from distilabel.constants import INPUT_QUEUE_ATTR_NAME
+
+    replicas = []
+    for step in pipeline.dag:
+        for replica in range(pipeline.dag.get_step_replica_count(step)):
+            with contextlib.suppress(ValueError):  # never created, or already gone
+                replicas.append(ray.get_actor(f"distilabel-{pipeline.name}-{step}-{replica}"))
+    if graceful and replicas:
+        ray.wait([actor.__ray_terminate__.remote() for actor in replicas], num_returns=len(replicas), timeout=grace)
+    for actor in replicas:  # a no-op on an actor that has exited
+        ray.kill(actor, no_restart=True)
+    queues = [pipeline.dag.get_step(step).get(INPUT_QUEUE_ATTR_NAME) for step in pipeline.dag]
+    queues += [getattr(pipeline, name, None) for name in ("_output_queue", "_load_queue", "_log_queue")]
+    for queue in queues:
+        if queue is not None and hasattr(queue, "shutdown"):
+            queue.shutdown(force=not graceful, grace_period_s=int(grace))
+
+
 def run_pipeline(pipeline: "BasePipeline", engine: Optional[EngineConfig], *, verbose: bool = False) -> None:
-    """Run `pipeline` on `engine` without Distilabel's cache (the stages checkpoint per batch themselves)."""
+    """Run `pipeline` on `engine` without Distilabel's cache (the stages checkpoint per batch themselves). On Ray,
+    its actors end before the session does (`_end_ray_actors`)."""
     engine = engine or EngineConfig()
-    session = ray_session(engine, verbose=verbose) if engine.kind == EngineKind.ray else contextlib.nullcontext()
-    with session:
+    if engine.kind != EngineKind.ray:
         pipeline.run(use_cache=False)
+        return
+    with ray_session(engine, verbose=verbose):
+        try:
+            pipeline.run(use_cache=False)
+        except BaseException:
+            _end_ray_actors(pipeline, graceful=False)
+            raise
+        _end_ray_actors(pipeline, graceful=True)

@@ -32,7 +32,7 @@ import pandas as pd
 from workspaces.config import EngineConfig, LLMConfig, ProjectConfig, QuestionKind, TaskKind
 from workspaces.errors import ConfigError
 from workspaces.items import check_items, load_items
-from workspaces.rundir import LABELS, PROMPT_EXAMPLES, read_json, read_table, write_json
+from workspaces.rundir import LABELS, PROMPT_EXAMPLES, private_dir, read_json, read_table, write_json
 
 from .checkpoint import PartsWatcher, consolidate, read_with_parts, worker_guard, write_part
 from .engine import model_resources, new_pipeline, resolve_engine, run_pipeline
@@ -123,7 +123,7 @@ def run_label_pipeline(rows: List[Dict[str, Any]], spec: LabelSpec, llm: "LLM", 
     from distilabel.steps import LoadDataFromDicts
 
     llm.generation_kwargs = generation_kwargs  # type: ignore[attr-defined]
-    parts_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(parts_dir)
     work = Path(cache_dir) if cache_dir else Path(tempfile.mkdtemp(prefix=".distilabel-", dir=parts_dir.parent))
     try:
         with _quiet_distilabel(verbose), offline_citations():

@@ -36,7 +36,7 @@ from pydantic import Field, PrivateAttr
 from workspaces.config import EngineConfig, LLMConfig, PreferenceConfig, ProjectConfig, TaskKind
 from workspaces.errors import ConfigError
 from workspaces.items import load_items
-from workspaces.rundir import PREFERENCES, PREFERENCES_REPORT, read_table, write_json, write_table
+from workspaces.rundir import PREFERENCES, PREFERENCES_REPORT, private_dir, read_table, write_json, write_table
 
 from .checkpoint import PartsWatcher, consolidate, worker_guard
 from .engine import model_resources, new_pipeline, resolve_engine, run_pipeline
@@ -139,8 +139,7 @@ def _generate_candidates(config: ProjectConfig, items: pd.DataFrame, run: Path, 
     if len(frame):
         frame.loc[frame["config_hash"].isna(), "config_hash"] = config_hash
         frame["temperatures"] = frame["temperatures"].where(frame["temperatures"].notna(), json.dumps(temperatures))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    frame.to_parquet(path, index=False)
+    write_table(path, frame)
     shutil.rmtree(parts, ignore_errors=True)
     rows = []
     for row in frame.to_dict(orient="records"):
@@ -330,7 +329,7 @@ def prefer_items(config: ProjectConfig, *, limit: Optional[int] = None, progress
     if limit is not None:
         items = items.head(limit)
     run = config.run_path
-    run.mkdir(parents=True, exist_ok=True)
+    private_dir(run)
     factory = (lambda: llm.model_copy(deep=True)) if llm is not None else (lambda: build_llm(llm_config))
     engine = resolve_engine(config.engine, ray_address)
     if spec.candidates == "columns":

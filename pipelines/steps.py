@@ -145,32 +145,51 @@ class LabelProbabilities(Step):
         yield [{**row, **self.score(row)} for row in inputs]
 
 
-class WriteLabelCheckpoint(Step):
-    """Appends every finished batch to `<directory>/<run_id>-<n>-<rows>.parquet` (atomic), so a killed run resumes.
-
-    Input columns:
-        - item_id, question, label, confidence, probabilities, model_name, status, error, raw_output.
-
-    Output columns:
-        - (none added; the batch passes through)
-    """
+class _CheckpointSink(Step):
+    """Writes each batch's rows to `<directory>/<run_id>-<n>-<rows>.parquet` (atomic): the stage's resume checkpoint
+    and its output (folded by `checkpoint.consolidate`). The last step of its pipeline, it hands nothing on: the
+    rows are in the parts, so Distilabel neither ships them back to its main process nor writes and reloads them as
+    a Distiset (`engine.run_pipeline` returns none)."""
 
     directory: str
     run_id: str
-    prompt_hash: str
-    extra_columns: List[str] = Field(default_factory=list)
     _count: int = PrivateAttr(default=0)
-
-    @property
-    def inputs(self) -> List[str]:
-        return ["item_id", "question", "label", "confidence", "probabilities", "status", "error"]
 
     @property
     def outputs(self) -> List[str]:
         return []
 
+    def rows(self, inputs: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
+        """The checkpoint rows of one batch."""
+        raise NotImplementedError
+
     def process(self, inputs: StepInput) -> "StepOutput":  # type: ignore[override]
-        rows = [{
+        rows = self.rows(list(inputs))
+        if rows:
+            self._count += 1
+            write_part(Path(self.directory), self.run_id, self._count, rows)
+        yield []
+
+
+class WriteLabelCheckpoint(_CheckpointSink):
+    """Appends every finished batch of labels to `<directory>/<run_id>-<n>-<rows>.parquet`, so a killed run resumes.
+
+    Input columns:
+        - item_id, question, label, confidence, probabilities, model_name, status, error, raw_output.
+
+    Output columns:
+        - (none: the rows are in the checkpoint parts)
+    """
+
+    prompt_hash: str
+    extra_columns: List[str] = Field(default_factory=list)
+
+    @property
+    def inputs(self) -> List[str]:
+        return ["item_id", "question", "label", "confidence", "probabilities", "status", "error"]
+
+    def rows(self, inputs: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
+        return [{
             "item_id": str(row["item_id"]), "question": row["question"], "label": row.get("label"),
             "confidence": row.get("confidence"), "probabilities": row.get("probabilities"),
             "model": row.get("model_name"), "prompt_hash": self.prompt_hash, "raw_output": row.get("raw_output"),
@@ -178,38 +197,23 @@ class WriteLabelCheckpoint(Step):
             "labeled_at": pd.Timestamp.now(tz="UTC").isoformat(),
             **{column: row.get(column) for column in self.extra_columns},
         } for row in inputs]
-        if rows:
-            self._count += 1
-            write_part(Path(self.directory), self.run_id, self._count, rows)
-        yield inputs
 
 
-class WriteRows(Step):
+class WriteRows(_CheckpointSink):
     """Writes each batch's `columns` to `<directory>/<run_id>-<n>-<rows>.parquet` (atomic), for resuming.
 
     Input columns:
         - the `columns` listed.
 
     Output columns:
-        - (none added; the batch passes through)
+        - (none: the rows are in the checkpoint parts)
     """
 
-    directory: str
-    run_id: str
     columns: List[str] = Field(default_factory=list)
-    _count: int = PrivateAttr(default=0)
 
     @property
     def inputs(self) -> List[str]:
         return list(self.columns)
 
-    @property
-    def outputs(self) -> List[str]:
-        return []
-
-    def process(self, inputs: StepInput) -> "StepOutput":  # type: ignore[override]
-        rows = [{column: row.get(column) for column in self.columns} for row in inputs]
-        if rows:
-            self._count += 1
-            write_part(Path(self.directory), self.run_id, self._count, rows)
-        yield inputs
+    def rows(self, inputs: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
+        return [{column: row.get(column) for column in self.columns} for row in inputs]

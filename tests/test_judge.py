@@ -161,6 +161,27 @@ def test_a_weak_labeler_fails_the_gate_with_the_numbers_and_exit_7(tmp_path: Pat
     assert "FAIL" in result.output
 
 
+def test_calibrate_with_no_human_reference_says_so_and_exits_1(tmp_path: Path) -> None:
+    """Issue 26.6: it exited 0 and printed "(0 items; )". Now one line names the question and the cause, as `gate`."""
+    path = _project(tmp_path)
+    config = load_config(path)
+    _hide_gold(config, 0)
+    _write_labels(config, 0.97)
+    result = CliRunner().invoke(app, ["calibrate", str(path)])
+    assert result.exit_code == 1, result.output
+    flat = _flat(result.output)
+    assert "q: no human reference" in flat and "0 items;" not in flat and "Traceback" not in result.output
+    assert json.loads((config.run_path / "calibration.json").read_text())["questions"]["q"]["n"] == 0
+    assert CliRunner().invoke(app, ["gate", str(path)]).exit_code == GateClosedError.exit_code  # and the gate refuses
+    # the reference is there (items 0-199) but the labeler labeled none of it (only items 200-399): named too
+    _project(tmp_path)
+    _hide_gold(config, 200)
+    labels = pd.read_parquet(config.run_path / "labels.parquet")
+    labels[labels["item_id"] >= "item-0200"].to_parquet(config.run_path / "labels.parquet")
+    result = CliRunner().invoke(app, ["calibrate", str(path)])
+    assert result.exit_code == 1 and "labeled none of the 200 reference items" in _flat(result.output), result.output
+
+
 def test_a_changed_prompt_invalidates_the_pass(tmp_path: Path) -> None:
     config = load_config(_project(tmp_path))
     _write_labels(config, 0.97)

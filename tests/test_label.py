@@ -265,6 +265,34 @@ def test_a_corrupt_labels_file_is_named_corrupt_by_the_one_reader(tmp_path):
     assert _calls(log) == []
 
 
+def test_the_pipeline_writes_no_distilabel_recovery_cache(tmp_path, monkeypatch):
+    """Issue 24: Distilabel saved its recovery cache (pipeline.yaml with every item, batch manager, stages) after
+    every batch and re-dumped the whole pipeline for its signature at each cache lookup: CPU per batch growing with
+    the items, taken from the model on 2 cores. `curate label` never reads that cache (its own parts are the resume
+    checkpoint): nothing of it is written, and the signature is computed once per run, however many batches."""
+    from distilabel.pipeline.base import BasePipeline
+
+    from pipelines.label import run_label_pipeline
+    from pipelines.llms import generation_kwargs
+    from workspaces.config import LLMConfig
+
+    signatures = []
+    original = BasePipeline.signature.fget
+    monkeypatch.setattr(BasePipeline, "signature", property(lambda self: signatures.append(1) or original(self)))
+    config = load_config(_project(tmp_path, [f"text {n}" for n in range(12)]))
+    spec = build_label_spec(config, "is_abusive")
+    rows = [{"item_id": f"i{n}", "question": "is_abusive", "text": f"User turn: text {n}"} for n in range(12)]
+    work, parts = tmp_path / "work", tmp_path / "parts"
+    run_label_pipeline(rows, spec, ScriptedLLM(log_path=str(tmp_path / "calls.log")),
+                       generation_kwargs(LLMConfig(), max_new_tokens=8, temperature=0.0), parts_dir=parts,
+                       run_id="r", batch_size=2, cache_dir=work)
+    assert sum(int(p.stem.rsplit("-", 1)[1]) for p in parts.glob("r-*.parquet")) == 12  # 6 batches, all labeled
+    cached = sorted(p.name for p in work.rglob("*") if p.name in {"pipeline.yaml", "batch_manager.json",
+                                                                   "stages.json"} or "steps_data" in p.parts)
+    assert cached == [], cached
+    assert len(signatures) <= 2, f"pipeline signature computed {len(signatures)} times for 6 batches"
+
+
 def test_rerun_is_a_noop_and_new_items_only_are_labeled(tmp_path):
     path = _project(tmp_path, [f"text {n}" for n in range(8)])
     log = tmp_path / "calls.log"

@@ -38,6 +38,26 @@ def test_a_forbidden_arrow_is_caught(tmp_path: Path, monkeypatch) -> None:
     assert import_graph.violations(import_graph.edges()) == ["argilla_io -> judge (workspaces/argilla_io/bad.py)"]
 
 
+def test_no_module_imports_itself_back() -> None:
+    """No import circle between modules, inside a package too (issue 26.7: agreement.report <-> sections)."""
+    graph = import_graph.module_edges()
+    assert "workspaces.agreement.tables" in graph["workspaces.agreement.sections"]  # the check sees real arrows
+    assert import_graph.module_cycles(graph) == []
+
+
+def test_an_import_circle_is_caught_even_when_deferred_into_a_function(tmp_path: Path, monkeypatch) -> None:
+    fake_root = tmp_path / "repo"
+    (fake_root / "workspaces" / "agreement").mkdir(parents=True)
+    (fake_root / "pipelines").mkdir()
+    (fake_root / "workspaces" / "agreement" / "__init__.py").write_text("")
+    (fake_root / "workspaces" / "agreement" / "report.py").write_text("from .sections import BUILDERS\n")
+    (fake_root / "workspaces" / "agreement" / "sections.py").write_text(
+        "def build():\n    from .report import table\n    return table\n")
+    (fake_root / "workspaces" / "agreement" / "leaf.py").write_text("from . import report\n")
+    monkeypatch.setattr(import_graph, "ROOT", fake_root)
+    assert import_graph.module_cycles() == [["workspaces.agreement.report", "workspaces.agreement.sections"]]
+
+
 def test_the_tree_shows_the_loop() -> None:
     for package in ("argilla_io", "judge", "review", "agreement", "curated", "cli"):
         assert (ROOT / "workspaces" / package / "__init__.py").is_file(), package

@@ -6,8 +6,12 @@ Hub tests run the real `datasets` / `huggingface_hub` client code against tests/
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
+import os
+import shutil
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -21,11 +25,12 @@ from typer.testing import CliRunner
 
 from workspaces.agreement import read_report, write_report
 from workspaces.cli import app
-from workspaces.errors import RunFileError
+from workspaces.errors import DataLossError, RunFileError
 from workspaces.config import ProjectConfig, QuestionConfig, load_config
 from workspaces.curated import CurationError, build_curated
 from workspaces.items import load_items, recorded_labels
 from workspaces.curated import PushError, export_argilla_dataset, push
+from workspaces.curated.push import MARKER
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "configs" / "convabuse_demo.yaml"
@@ -322,6 +327,117 @@ def test_push_never_deletes_or_overwrites_files_it_did_not_write(tmp_path: Path)
     assert not (out / "data" / "validation-00000-of-00001.parquet").exists()
 
 
+def _folder_bytes(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_push_refuses_to_overwrite_an_output_file_the_user_changed_unless_forced(tmp_path: Path) -> None:
+    """Issue 26: push keeps the sha256 of every file it wrote in its marker. Re-pushing over unchanged files is fine;
+    a file the user edited since (or one push never wrote, under a name push wants) is refused, naming it, with
+    exit 8 and nothing changed; `--force` replaces it. The folder is the user's to share: usual (umask) modes."""
+    config, _ = _make_run(tmp_path)
+    path = _config_file(config, tmp_path)
+    out = tmp_path / "shared"
+    train = "data/train-00000-of-00001.parquet"
+    first = CliRunner().invoke(app, ["push", str(path), "--to", str(out)])
+    assert first.exit_code == 0, first.output
+    pushed = _folder_bytes(out)
+    written = json.loads((out / MARKER).read_text())["files"]
+    assert written == {name: _sha256(out / name) for name in pushed if name != MARKER}
+    assert train in written and "README.md" in written
+    umask = os.umask(0o022)
+    os.umask(umask)
+    assert {stat.S_IMODE((out / name).stat().st_mode) for name in pushed} == {0o666 & ~umask}
+
+    again = CliRunner().invoke(app, ["push", str(path), "--to", str(out)])  # nothing changed: no --force needed
+    assert again.exit_code == 0 and "no change" in again.output, again.output
+    assert _folder_bytes(out) == pushed
+
+    (out / train).write_bytes(b"my own corrections of the train split")
+    edited = _folder_bytes(out)
+    refused = CliRunner().invoke(app, ["push", str(path), "--to", str(out)])
+    assert refused.exit_code == DataLossError.exit_code == 8, refused.output
+    said = " ".join(refused.output.split())
+    assert f"{train} (changed since curate push wrote it)" in said and "--force" in said, said
+    assert "README.md" not in said and "Traceback" not in said, "only the changed file is named"
+    assert _folder_bytes(out) == edited, "nothing was changed"
+    assert not [p for p in out.rglob(".*.tmp")], "no temporary file is left behind"
+
+    forced = CliRunner().invoke(app, ["push", str(path), "--to", str(out), "--force"])
+    assert forced.exit_code == 0, forced.output
+    assert f"--force: replaced {train}" in " ".join(forced.output.split())
+    assert _folder_bytes(out) == pushed, "the file push writes is back, and the marker records it"
+    assert CliRunner().invoke(app, ["push", str(path), "--to", str(out)]).exit_code == 0
+
+
+def test_push_names_every_file_it_would_overwrite_or_delete_and_force_never_opens_a_foreign_folder(
+        tmp_path: Path) -> None:
+    config, _ = _make_run(tmp_path)
+    path = _config_file(config, tmp_path)
+    no_validation = config.model_copy(update={"hub": config.hub.model_copy(update={"validation_size": 0.0})})
+    out = tmp_path / "shared"
+    push(no_validation, to=out)
+    validation = "data/validation-00000-of-00001.parquet"
+    (out / "README.md").write_text("# my own notes on this dataset\n")  # changed since push wrote it
+    (out / validation).write_bytes(b"a file of mine, under a name push wants")  # never written by push
+    before = _folder_bytes(out)
+    with pytest.raises(DataLossError) as refused:
+        push(config, to=out)
+    assert "README.md (changed since curate push wrote it)" in str(refused.value)
+    assert f"{validation} (not written by curate push)" in str(refused.value)
+    assert _folder_bytes(out) == before
+    assert push(config, to=out, force=True).changed
+    assert set(load_dataset(str(out))) == {"train", "validation", "test", "gold"}
+    assert "my own notes" not in (out / "README.md").read_text()
+
+    (out / validation).write_bytes(b"my edit of the validation split")  # push would delete it: a dropped split
+    with pytest.raises(DataLossError, match=f"{validation} \\(changed since curate push wrote it; it would be "
+                                            "deleted\\)"):
+        push(no_validation, to=out)
+    assert (out / validation).read_bytes() == b"my edit of the validation split"
+    assert push(no_validation, to=out, force=True).changed and not (out / validation).exists()
+
+    fresh = tmp_path / "fresh"  # a refusal in a folder without data/ leaves no data/ behind
+    push(config, to=fresh)
+    shutil.rmtree(fresh / "data")
+    (fresh / "README.md").write_text("mine\n")
+    with pytest.raises(DataLossError, match="README.md"):
+        push(config, to=fresh)
+    assert sorted(p.name for p in fresh.iterdir()) == sorted([MARKER, "README.md"])
+
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "README.md").write_text("mine\n")
+    still = CliRunner().invoke(app, ["push", str(path), "--to", str(foreign), "--force"])
+    assert still.exit_code == PushError.exit_code and "not written by `curate push`" in still.output
+    assert _folder_bytes(foreign) == {"README.md": b"mine\n"}, "--force never opens a folder push did not write"
+    hub = CliRunner().invoke(app, ["push", str(path), "--to", "hub", "--repo-id", "me/x", "--force"])
+    assert hub.exit_code == PushError.exit_code and "--force applies to a folder" in hub.output, hub.output
+
+
+def test_a_file_an_older_push_listed_by_name_only_is_replaced_only_when_forced(tmp_path: Path) -> None:
+    """A marker from before issue 26 lists names without hashes: a change of the user's cannot be ruled out, so a
+    file whose bytes would change is refused; one that already holds push's bytes is taken over with its hash."""
+    config, _ = _make_run(tmp_path)
+    out = tmp_path / "older"
+    push(config, to=out)
+    marker = json.loads((out / MARKER).read_text())
+    (out / MARKER).write_text(json.dumps({**marker, "files": sorted(marker["files"])}))
+    (out / "README.md").write_text("an older card\n")
+    with pytest.raises(DataLossError, match="README.md \\(written by an older curate push that kept no checksum"):
+        push(config, to=out)
+    assert (out / "README.md").read_text() == "an older card\n"
+    assert push(config, to=out, force=True).changed
+    assert json.loads((out / MARKER).read_text())["files"] == marker["files"]
+    (out / MARKER).write_text(json.dumps({**marker, "files": sorted(marker["files"])}))
+    assert not push(config, to=out).changed, "files that already hold push's bytes are no conflict"
+    assert json.loads((out / MARKER).read_text())["files"] == marker["files"]
+
+
 def test_card_states_task_counts_agreement_judge_hashes_and_license(run, tmp_path: Path) -> None:
     config, info = run
     out = tmp_path / "card"
@@ -400,6 +516,14 @@ def test_the_card_is_built_from_the_report_curate_report_wrote(tmp_path: Path) -
     assert f"{report.questions['is_abusive'].alpha:.3f}" in card
 
 
+def _readme_exit_code(meaning: str) -> int:
+    """The exit code the README's table gives for a row whose meaning mentions `meaning`."""
+    rows = [line.split("|") for line in (ROOT / "README.md").read_text(encoding="utf-8").splitlines()
+            if line.startswith("| ") and meaning in line]
+    assert len(rows) == 1, f"one README exit-table row mentions {meaning!r}"
+    return int(rows[0][1])
+
+
 def test_a_push_of_nothing_fails_and_writes_nothing(tmp_path: Path) -> None:
     """Issue 13: a run whose responses are all drafts curates 0 rows: push exits non-zero, it never says "updated"."""
     config, _ = _make_run(tmp_path)
@@ -409,7 +533,7 @@ def test_a_push_of_nothing_fails_and_writes_nothing(tmp_path: Path) -> None:
     (config.run_path / "labels.parquet").unlink()
     out = tmp_path / "nothing"
     result = CliRunner().invoke(app, ["push", str(_config_file(config, tmp_path)), "--to", str(out)])
-    assert result.exit_code == PushError.exit_code, result.output
+    assert result.exit_code == 1 == _readme_exit_code("a push of 0 rows"), result.output  # issue 26.6: it was 6
     assert "nothing to push" in result.output and "updated" not in result.output
     assert not out.exists() and not (config.run_path / "push.json").exists()
 

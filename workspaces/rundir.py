@@ -7,15 +7,23 @@ redaction map) live here and nowhere on the Argilla server.
 Reading a file that is absent raises `RunFileError` naming the command that writes it; a file that cannot be parsed
 raises `RunFileError` saying it is corrupt (and where). Writes go to a unique temporary file in the same folder and
 are renamed over the target, so a reader never sees half a file and two writers never share a temporary name.
+
+A run directory is its owner's alone: every file written here is 0600 and every folder 0700 (the files hold human
+responses, gold labels and which items are audits). A run directory that an earlier version left readable by other
+users is tightened to 0700, with a warning, the next time a stage writes into it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
+import io
 import json
 import os
+import stat
 import tempfile
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Optional, Union
@@ -47,12 +55,17 @@ __all__ = [
     "REVIEW_PLAN",
     "REVIEWER_LOGIN",
     "ROUTES",
+    "RUN_DIR_MODE",
     "RUN_FILES",
+    "RUN_FILE_MODE",
+    "RunDirWarning",
     "RunFile",
     "SELECTION",
     "STUDENT_LABELS",
     "append_jsonl",
+    "file_sha256",
     "locked",
+    "private_dir",
     "read_arrow",
     "read_json",
     "read_jsonl",
@@ -72,7 +85,6 @@ class RunFile:
     name: str
     command: str
     description: str
-    private: bool = False  # owner-only permissions (0600)
 
     def path(self, run: Union[str, "os.PathLike[str]"]) -> Path:
         """The file under run directory `run` (or `run` itself when it already names this file)."""
@@ -104,20 +116,27 @@ ROUTES = RunFile("routes.parquet", "curate triage", "auto / audit / review per l
 SELECTION = RunFile("selection.jsonl", "curate select", "append-only: every batch selected for human review")
 REVIEW_PLAN = RunFile("review_plan.parquet", "curate select",
                       "what each published review item is (selected, honeypot, audit) and whether its suggestion "
-                      "was suppressed; never sent to the server", private=True)
+                      "was suppressed; never sent to the server")
 PAUSED = RunFile("paused_annotators.json", "curate annotators pause", "annotators paused by the honeypot rule")
 REDACTION = RunFile("redaction_map.json", "curate publish", "token -> original value; never published, pushed or "
-                    "logged", private=True)
+                    "logged")
 REDACTION_COUNTS = RunFile("redaction_counts.json", "curate publish",
                            "what redaction replaced per data file, by kind (counts only, no value)")
 PUSH = RunFile("push.json", "curate push", "where the last push went (no credentials)")
-REVIEWER_LOGIN = RunFile("reviewer_login.json", "curate demo", "the demo reviewer's login", private=True)
+REVIEWER_LOGIN = RunFile("reviewer_login.json", "curate demo", "the demo reviewer's login")
 
 RUN_FILES: tuple[RunFile, ...] = (
     ANNOTATIONS, ANNOTATIONS_HISTORY, LABELS, STUDENT_LABELS, EMBEDDINGS, PREFERENCES, PREFERENCES_REPORT, REPORT,
     REPORT_MD, CALIBRATION, CALIBRATION_MD, CALIBRATION_ITEMS, GATE_BASELINE, PROMPT_EXAMPLES, GATE_HISTORY, ROUTES, SELECTION, REVIEW_PLAN, PAUSED, REDACTION, REDACTION_COUNTS, PUSH,
     REVIEWER_LOGIN,
 )
+
+RUN_DIR_MODE = 0o700  # every folder of a run directory: its owner only
+RUN_FILE_MODE = 0o600  # every file of a run directory: its owner only
+
+
+class RunDirWarning(UserWarning):
+    """A run directory was (or still is) open to other users; the CLI shows it as one plain `warning:` line."""
 
 
 def run_path(config: Any) -> Path:
@@ -238,31 +257,61 @@ def read_jsonl(run: Union[str, "os.PathLike[str]"], file: RunFile, *, required: 
     return entries
 
 
-def _private(path: Path) -> bool:
-    return any(f.private and f.name == path.name for f in RUN_FILES)
+def private_dir(path: Union[str, "os.PathLike[str]"]) -> Path:
+    """Make `path` an owner-only folder (`RUN_DIR_MODE`) and return it.
+
+    Every missing folder on the way is created owner-only; an existing `path` that other users may read or enter
+    (an earlier version made run directories 0755) is tightened, with a warning. Folders above an existing one are
+    left as they are.
+    """
+    path = Path(path)
+    missing = []
+    probe = path
+    while not probe.is_dir() and probe != probe.parent:
+        missing.append(probe)
+        probe = probe.parent
+    for folder in reversed(missing):
+        try:
+            folder.mkdir(mode=RUN_DIR_MODE)
+        except FileExistsError:  # made meanwhile by another writer (or a file: the write below names it)
+            continue
+        os.chmod(folder, RUN_DIR_MODE)  # whatever the umask
+    if path in missing:
+        return path
+    mode = stat.S_IMODE(path.stat().st_mode)
+    if mode & 0o077:
+        try:
+            os.chmod(path, RUN_DIR_MODE)
+        except OSError as exc:
+            warnings.warn(f"{path}: other users may read this run folder (mode {mode:04o}) and it could not be made "
+                          f"owner-only ({exc.strerror}); run `chmod 700 {path}`", RunDirWarning, stacklevel=2)
+        else:
+            warnings.warn(f"{path}: other users could read this run folder (mode {mode:04o}); made it owner-only "
+                          f"({RUN_DIR_MODE:04o})", RunDirWarning, stacklevel=2)
+    return path
 
 
 def _temporary(path: Path) -> tuple[int, Path]:
-    """A unique temporary file next to `path` (same folder, so the final rename is atomic): its fd and path."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """A unique owner-only temporary file next to `path` (same folder, so the final rename is atomic): fd and path."""
+    private_dir(path.parent)
     fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     return fd, Path(temporary)
 
 
-def _put_in_place(temporary: Path, path: Path, private: Optional[bool]) -> None:
-    """Give the finished temporary file its mode (owner-only when `private`) and rename it over `path`."""
-    os.chmod(temporary, 0o600 if (_private(path) if private is None else private) else 0o644)
+def _put_in_place(temporary: Path, path: Path) -> None:
+    """Give the finished temporary file the run file mode (owner-only) and rename it over `path`."""
+    os.chmod(temporary, RUN_FILE_MODE)
     os.replace(temporary, path)
 
 
-def write_bytes(path: Union[str, "os.PathLike[str]"], data: bytes, *, private: Optional[bool] = None) -> Path:
-    """Write `data` to `path` atomically (unique temporary file + rename); owner-only when `private`."""
+def write_bytes(path: Union[str, "os.PathLike[str]"], data: bytes) -> Path:
+    """Write `data` to `path` atomically (unique temporary file + rename), owner-only, in an owner-only folder."""
     path = Path(path)
     fd, temporary = _temporary(path)
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
-        _put_in_place(temporary, path, private)
+        _put_in_place(temporary, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temporary)
@@ -274,16 +323,16 @@ class StagedTable:
     """A parquet file written row group by row group under a unique temporary name next to `path`, for outputs too
     large to hold at once.
 
-    `commit()` renames it over `path` (atomic, with the file's mode as in `write_bytes`: a reader sees the old file
+    `commit()` renames it over `path` (atomic, owner-only as in `write_bytes`: a reader sees the old file
     or the new one, never half of one); `discard()` removes it (a no-op after `commit`).
     """
 
-    def __init__(self, path: Path, schema: "pa.Schema", *, private: Optional[bool] = None) -> None:
+    def __init__(self, path: Path, schema: "pa.Schema") -> None:
         import pyarrow.parquet as pq
 
         fd, self.temporary = _temporary(path)
         os.close(fd)
-        self.path, self.schema, self.private, self.rows = path, schema, private, 0
+        self.path, self.schema, self.rows = path, schema, 0
         self._writer: Optional[pq.ParquetWriter] = pq.ParquetWriter(self.temporary, schema)
 
     def write(self, table: "pa.Table") -> None:
@@ -302,7 +351,7 @@ class StagedTable:
 
     def commit(self) -> None:
         self.close()
-        _put_in_place(self.temporary, self.path, self.private)
+        _put_in_place(self.temporary, self.path)
 
     def discard(self) -> None:
         self.close()
@@ -310,31 +359,46 @@ class StagedTable:
             os.unlink(self.temporary)
 
 
-def write_text(path: Union[str, "os.PathLike[str]"], text: str, *, private: Optional[bool] = None) -> Path:
+def write_text(path: Union[str, "os.PathLike[str]"], text: str) -> Path:
     """Write `text` (UTF-8) atomically."""
-    return write_bytes(path, text.encode("utf-8"), private=private)
+    return write_bytes(path, text.encode("utf-8"))
 
 
-def write_json(path: Union[str, "os.PathLike[str]"], payload: Any, *, private: Optional[bool] = None) -> Path:
+def write_json(path: Union[str, "os.PathLike[str]"], payload: Any) -> Path:
     """Write `payload` as indented JSON atomically."""
-    return write_text(path, json.dumps(payload, indent=2, sort_keys=False, default=str) + "\n", private=private)
+    return write_text(path, json.dumps(payload, indent=2, sort_keys=False, default=str) + "\n")
 
 
-def write_table(path: Union[str, "os.PathLike[str]"], frame: pd.DataFrame, *, private: Optional[bool] = None) -> Path:
+def write_table(path: Union[str, "os.PathLike[str]"], frame: pd.DataFrame) -> Path:
     """Write a DataFrame as parquet atomically."""
-    import io
-
     buffer = io.BytesIO()
     frame.to_parquet(buffer, index=False)
-    return write_bytes(path, buffer.getvalue(), private=private)
+    return write_bytes(path, buffer.getvalue())
+
+
+def file_sha256(path: Union[str, "os.PathLike[str]"]) -> str:
+    """The sha256 (hex) of a file's bytes, read in chunks (never whole)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _owner_only(path: Path) -> "io.BufferedWriter":
+    """`path` opened for appending (bytes), created owner-only; one an earlier version left open is tightened."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, RUN_FILE_MODE)
+    if stat.S_IMODE(os.fstat(fd).st_mode) != RUN_FILE_MODE:  # whatever the umask, or an earlier version, made it
+        os.fchmod(fd, RUN_FILE_MODE)
+    return os.fdopen(fd, "ab")
 
 
 @contextlib.contextmanager
 def locked(path: Union[str, "os.PathLike[str]"]) -> Iterator[None]:
     """An exclusive advisory lock next to `path` (`.<name>.lock`), for read-modify-write of a run file."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path.parent / f".{path.name}.lock", "a") as handle:
+    private_dir(path.parent)
+    with _owner_only(path.parent / f".{path.name}.lock") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield
@@ -347,8 +411,8 @@ def append_jsonl(path: Union[str, "os.PathLike[str]"], entry: dict[str, Any]) ->
     path = Path(path)
     line = json.dumps(entry, sort_keys=False, default=str) + "\n"
     with locked(path):
-        with open(path, "a", encoding="utf-8") as handle:
-            handle.write(line)
+        with _owner_only(path) as handle:
+            handle.write(line.encode("utf-8"))
             handle.flush()
             os.fsync(handle.fileno())
     return path

@@ -10,7 +10,8 @@ Example (notebook)::
 from .alpha import AgreementError, AlphaResult, AnnotatorAgreement, annotator_agreement, krippendorff_alpha, \
     read_tidy_table
 from .render import MarkdownTable
-from .report import AlphaBlock, JudgeBlock, Report, build_report, human_table, read_report, write_report
+from .report import AlphaBlock, JudgeBlock, Report, build_report, read_report, write_report
+from .tables import human_table
 
 __all__ = [
     "AgreementError",

@@ -24,6 +24,8 @@ from ..votes import vote_table
 from .alpha import AlphaResult, AnnotatorAgreement, annotator_agreement, krippendorff_alpha
 from .render import MarkdownTable
 from .render import fmt as _fmt
+from .sections import SECTION_BUILDERS, SECTION_RENDERERS
+from .tables import human_table
 
 __all__ = [
     "AlphaBlock",
@@ -33,7 +35,6 @@ __all__ = [
     "RedactionBlock",
     "Report",
     "build_report",
-    "human_table",
     "read_report",
     "write_report",
 ]
@@ -151,8 +152,6 @@ class Report(BaseModel):
 
 def section_tables(report: Report) -> list[MarkdownTable]:
     """The tables of the report's optional sections, by their registered renderers."""
-    from .sections import SECTION_RENDERERS
-
     tables: list[MarkdownTable] = []
     for name, section in report.sections.items():
         renderer = SECTION_RENDERERS.get(name)
@@ -162,16 +161,6 @@ def section_tables(report: Report) -> list[MarkdownTable]:
 
 
 # ---- building --------------------------------------------------------------------------------------------------
-
-def human_table(annotations: pd.DataFrame, question: QuestionConfig) -> pd.DataFrame:
-    """Submitted values for one question as `unit, annotator, value`, typed for the question's scale."""
-    rows = annotations[(annotations["question"] == question.name) & (annotations["status"] == "submitted")]
-    table = pd.DataFrame({"unit": rows["item_id"].astype(str), "annotator": rows["annotator"].astype(str),
-                          "value": rows["value"]})
-    if question.kind == QuestionKind.rating:
-        table["value"] = table["value"].astype(float).astype(int)
-    return table.reset_index(drop=True)
-
 
 def _alpha_block(table: pd.DataFrame, question: QuestionConfig, bootstrap: int, seed: int) -> AlphaBlock:
     domain = question.allowed_values or None
@@ -252,8 +241,6 @@ def write_report(config: ProjectConfig, *, bootstrap: int = 1000, seed: int = 0,
             raise RunFileError(f"{run}: redaction_counts.json is corrupt ({exc.errors()[0]['msg']}); move it away "
                                "and run `curate publish CONFIG` again (it is rewritten whenever items are loaded)"
                                ) from None
-    from .sections import SECTION_BUILDERS
-
     for name, build in SECTION_BUILDERS.items():
         section = build(config, annotations)
         if section:

@@ -12,6 +12,7 @@ import pandas as pd
 
 from ..config import ProjectConfig
 from .render import MarkdownTable
+from .tables import human_table
 
 __all__ = ["SECTION_BUILDERS", "SECTION_RENDERERS", "section"]
 
@@ -54,7 +55,6 @@ def _consensus(config: ProjectConfig, annotations: pd.DataFrame) -> Optional[dic
     """Dawid-Skene next to the majority, per label question, on the submitted responses (paused annotators out)."""
     from ..config import QuestionKind
     from .consensus import dawid_skene
-    from .report import human_table
 
     if "paused" in annotations.columns:
         annotations = annotations[~annotations["paused"].fillna(False).astype(bool)]

@@ -12,7 +12,8 @@ import typer.core
 
 from ..config import ProjectConfig, load_config
 from ..errors import CurateError
-from .console import print_error
+from ..rundir import RunDirWarning
+from .console import print_error, warn
 
 __all__ = ["ConfigArg", "app", "command", "load", "server_app", "annotators_app"]
 
@@ -24,10 +25,21 @@ class CurateCommand(typer.core.TyperCommand):
         try:
             with warnings.catch_warnings():
                 warnings.filterwarnings("ignore", message=r".*(Workspace|Dataset|User) with name .* not found")
+                warnings.showwarning = _plain_run_dir_warning(warnings.showwarning)
                 return super().invoke(ctx)
         except CurateError as exc:
             print_error(str(exc))
             raise typer.Exit(exc.exit_code) from None
+
+
+def _plain_run_dir_warning(show: Any) -> Any:
+    """`warnings.showwarning` that prints a `RunDirWarning` as one `warning:` line (others as `show` does)."""
+    def showwarning(message: Any, category: Any, *args: Any, **kwargs: Any) -> None:
+        if issubclass(category, RunDirWarning):
+            warn(str(message))
+        else:
+            show(message, category, *args, **kwargs)
+    return showwarning
 
 
 app = typer.Typer(

@@ -19,12 +19,16 @@ def push_command(
     repo_id: Optional[str] = typer.Option(None, "--repo-id", help="Hub dataset repo ORG/NAME (default hub.repo_id)."),
     private: Optional[bool] = typer.Option(None, "--private/--public", help="Visibility of a new Hub repo "
                                                                             "(default hub.private)."),
+    force: bool = typer.Option(False, "--force", help="Folder only: replace or delete files there that push did "
+                                                      "not write, or that changed since it wrote them (without it: "
+                                                      "refused, exit 8, nothing changed). A non-empty folder push "
+                                                      "never wrote is refused even so."),
 ) -> None:
     """Publish the curated splits and their dataset card to the Hugging Face Hub or a local folder."""
     from ..curated import push
 
     project = load(config)
-    result = push(project, to=to, repo_id=repo_id, private=private)
+    result = push(project, to=to, repo_id=repo_id, private=private, force=force)
     rows = [[split, str(n), ", ".join(f"{s} {c}" for s, c in result.by_source.get(split, {}).items())]
             for split, n in result.rows.items()]
     print_table(f"{project.name}: curated dataset", ["split", "rows", "by source"], rows)

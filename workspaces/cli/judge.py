@@ -42,12 +42,16 @@ def student_command(
 
 @command(app, "calibrate")
 def calibrate_command(config: Path = ConfigArg, labeler: Optional[str] = LabelerOption) -> None:
-    """Measure a labeler on the human reference and fit its confidence thresholds -> calibration.json / .md."""
-    from ..judge import calibrate
+    """Measure a labeler on the human reference and fit its confidence thresholds -> calibration.json / .md.
+
+    Exits 1 when a question has no reference item the labeler labeled (nothing was measured).
+    """
+    from ..judge import calibrate, require_reference
 
     project = load(config)
     with console.status("Calibrating..."):
         result = calibrate(project, labeler or project.triage.labeler)
+    require_reference(result)
     for question, q in result["questions"].items():
         print_table(f"{question}: {result['labeler']} vs the human reference ({q['n']} items; "
                     + ", ".join(f"{k} {v}" for k, v in q["reference"]["sources"].items()) + ")",

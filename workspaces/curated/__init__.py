@@ -4,11 +4,12 @@ Hugging Face Hub or a local folder (push). A label no human gave is published on
 from ..items import load_gold_ids
 from .build import SOURCES, SPLITS, CuratedDataset, CurationError, build_curated, curated_features
 from .card import card_body, card_metadata, render_card
-from .push import PushError, PushResult, export_argilla_dataset, push
+from .push import NothingToPushError, PushError, PushResult, export_argilla_dataset, push
 
 __all__ = [
     "CuratedDataset",
     "CurationError",
+    "NothingToPushError",
     "PushError",
     "PushResult",
     "SOURCES",

@@ -13,6 +13,7 @@ from typing import Any, Optional
 
 from ..agreement import Report
 from ..config import ProjectConfig, QuestionKind
+from ..encoders import NAMED_ENCODERS, NamedEncoder
 from .build import SPLITS, CuratedDataset
 
 __all__ = ["card_body", "card_metadata", "render_card"]
@@ -182,6 +183,7 @@ def _provenance_section(config: ProjectConfig, curated: CuratedDataset) -> list[
     out = ["## Provenance", "",
            f"- Guideline version (hash of the guidelines and questions): `{config.guideline_hash}`",
            f"- Human annotators with submitted responses: {len(curated.annotators)}"]
+    out += [f"- Embedding model: {encoder.describe()}" for encoder in _named_encoders_used(config, curated)]
     if curated.llm:
         out += ["- LLM labels:", "", "  | question | model | prompt hash |", "  |---|---|---|"]
         out += [f"  | `{m['question']}` | `{m['model']}` | `{m['prompt_hash']}` |" for m in curated.llm]
@@ -193,6 +195,15 @@ def _provenance_section(config: ProjectConfig, curated: CuratedDataset) -> list[
             "differs from the LLM's). Per item: `source`, `agreement` (of the primary question), `annotators`, "
             "`n_annotators`, `guideline_hash`, `first_annotated_at` / `last_annotated_at` (UTC).", ""]
     return out
+
+
+def _named_encoders_used(config: ProjectConfig, curated: CuratedDataset) -> list[NamedEncoder]:
+    """The named encoders (workspaces/encoders.py) behind this dataset: the config's `embeddings.model`, and any a
+    labeler's identity names (the student's `student:...@<encoder>[+...]`)."""
+    names = {config.embeddings.model} if config.embeddings is not None else set()
+    for m in curated.llm:
+        names.update(re.split(r"[@+]", str(m["model"]))[1:])
+    return [encoder for name, encoder in NAMED_ENCODERS.items() if name in names]
 
 
 def _license_section(config: ProjectConfig) -> list[str]:

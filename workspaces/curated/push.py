@@ -4,18 +4,19 @@
   files are not committed (`huggingface_hub` compares them with the remote's), so re-pushing the same content creates
   no commit; `push_to_hub` deletes the split files it did not write, so a dropped split disappears.
 - Folder: the Hub's layout (`data/{split}-00000-of-00001.parquet` + README.md) that `load_dataset(DIR)` reads back;
-  files are only rewritten when their bytes change and a dropped split's file is removed.
+  files are only rewritten when their bytes change and a dropped split's file is removed. `MARKER` keeps the sha256
+  of every file push wrote: a file there that push did not write, or that changed since, is never replaced or
+  deleted without `force` (`DataLossError` naming it; every file is staged first, so nothing has changed then).
+  The folder is the user's to share: its files get the user's usual mode (umask), not the run directory's 0600.
 
 The token is never printed, logged, written to the run directory or put in the card.
 """
 
 from __future__ import annotations
 
-import contextlib
-import filecmp
 import json
 import os
-import tempfile
+import uuid
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -23,12 +24,12 @@ from typing import Any, Callable, Iterator, Literal, Optional, Union
 
 from ..agreement import Report, read_report
 from ..config import ProjectConfig
-from ..errors import HubError
-from ..rundir import PUSH, write_json
+from ..errors import CurateError, DataLossError, HubError
+from ..rundir import PUSH, file_sha256, write_json
 from .build import CuratedDataset, build_curated
 from .card import card_body, card_metadata, render_card
 
-__all__ = ["MARKER", "PushError", "PushResult", "export_argilla_dataset", "push"]
+__all__ = ["MARKER", "NothingToPushError", "PushError", "PushResult", "export_argilla_dataset", "push"]
 
 _DATA_DIR = "data"
 MARKER = ".curate-dataset.json"  # written into every folder push creates; push writes only into such folders
@@ -36,6 +37,10 @@ MARKER = ".curate-dataset.json"  # written into every folder push creates; push 
 
 class PushError(HubError):
     """A push could not be done (no/invalid token, no repo id, unreachable Hub, unsafe folder). Never holds a token."""
+
+
+class NothingToPushError(CurateError):
+    """No item has a curated label, so there is no dataset to push: the loop refuses (exit 1), not the Hub."""
 
 
 @dataclass
@@ -55,7 +60,7 @@ class PushResult:
 
 
 def push(config: ProjectConfig, *, to: Union[str, Path, None] = None, repo_id: Optional[str] = None,
-         private: Optional[bool] = None, token: Optional[str] = None) -> PushResult:
+         private: Optional[bool] = None, token: Optional[str] = None, force: bool = False) -> PushResult:
     """Build the curated dataset of the run and publish it.
 
     Args:
@@ -65,26 +70,35 @@ def push(config: ProjectConfig, *, to: Union[str, Path, None] = None, repo_id: O
         repo_id: the Hub dataset repo (`ORG/NAME`); default `hub.repo_id`.
         private: create the Hub repo private; default `hub.private`.
         token: Hugging Face token; default `HF_TOKEN` or the stored login.
+        force: (folder only) replace or delete files there that push did not write, or that changed since it
+            wrote them.
 
     Raises:
+        NothingToPushError: no item has a curated label (exit 1); nothing was written.
         CurationError: the run lacks `annotations.parquet` (run `curate sync` first) or holds unreadable files.
-        PushError: no repo id, no or invalid token, unreachable Hub, or an unsafe target folder.
+        PushError: no repo id, no or invalid token, unreachable Hub, an unsafe target folder, or a flag that does
+            not apply to the target (`private` for a folder, `force` for the Hub).
+        DataLossError: (folder, without `force`) the push would replace or delete a file it did not write, or one
+            changed since it wrote it; nothing was changed.
     """
     curated = build_curated(config)
     report = read_report(config, required=False)
     if sum(curated.rows.values()) == 0:
         excluded = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in curated.excluded.items() if v) or "none"
-        raise PushError(f"nothing to push: no item of {config.name} has a curated label (excluded: {excluded}); "
+        raise NothingToPushError(f"nothing to push: no item of {config.name} has a curated label (excluded: {excluded}); "
                         "sync human responses first (`curate sync`)")
     to_hub = to == "hub" or (to is None and repo_id is not None)
     if to_hub:
+        if force:
+            raise PushError("--force applies to a folder; the Hub keeps every earlier version in the repo's history, "
+                            "so a push there replaces nothing for good (drop the flag)")
         result = _push_hub(config, curated, report, repo_id, private, token)
     else:
         if private is not None:
             raise PushError("--private/--public applies to a Hub repo; a folder has no visibility "
                             "(use --to hub --repo-id ORG/NAME, or drop the flag)")
         folder = Path(to) if to is not None else (config.hub.local_dir or config.run_path / "curated")
-        result = _push_dir(config, curated, report, folder)
+        result = _push_dir(config, curated, report, folder, force)
     _record(config, result)
     return result
 
@@ -213,70 +227,115 @@ def _scrub(text: str, token: Optional[str]) -> str:
 
 # ---- local folder ------------------------------------------------------------------------------------------------
 
-def _push_dir(config: ProjectConfig, curated: CuratedDataset, report: Optional[Report],
-              folder: Path) -> PushResult:
+def _push_dir(config: ProjectConfig, curated: CuratedDataset, report: Optional[Report], folder: Path,
+              force: bool) -> PushResult:
+    """Stage every file next to its target, then (no conflict, or `force`) rename the changed ones into place."""
     folder = folder.resolve()
     _claim_folder(folder, config)
     from datasets.utils import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
 
-    written: list[str] = []
-    changed = False
+    recorded = _recorded_files(folder)
+    new_data_dir = not (folder / _DATA_DIR).exists()
+    staged: dict[str, Path] = {}  # file -> the temporary holding its new bytes
     quiet = are_progress_bars_disabled()
     disable_progress_bars()
-    try:  # one split at a time, streamed by `datasets` into a file next to its target: no split is held as bytes
-        for split in curated.tables:
-            relative = f"{_DATA_DIR}/{split}-00000-of-00001.parquet"
+    try:
+        for split in curated.tables:  # one at a time, streamed by `datasets` to disk: no split is held as bytes
             split_set = curated.to_dataset(config, split)
-            changed |= _put_if_changed(folder / relative, lambda path: split_set.to_parquet(str(path)))
-            written.append(relative)
+            relative = f"{_DATA_DIR}/{split}-00000-of-00001.parquet"
+            staged[relative] = _stage(folder / relative, lambda path: split_set.to_parquet(str(path)))
             del split_set
+        card = render_card(config, curated, report).encode("utf-8")
+        staged["README.md"] = _stage(folder / "README.md", lambda path: path.write_bytes(card))
+        new = {relative: file_sha256(temporary) for relative, temporary in staged.items()}
+        stale = [relative for relative in (f"{_DATA_DIR}/{path.name}" for path in sorted(
+            (folder / _DATA_DIR).glob("*.parquet"))) if relative in recorded and relative not in new]  # dropped splits
+        current = {relative: file_sha256(folder / relative) for relative in [*new, *stale]
+                   if (folder / relative).is_file()}
+        conflicts = _conflicts(current, new, recorded)
+        if conflicts and not force:
+            if new_data_dir:
+                _discard(staged)
+                (folder / _DATA_DIR).rmdir()
+            raise DataLossError(f"{folder}: curate push would overwrite or delete "
+                                + "; ".join(f"{name} ({why})" for name, why in conflicts.items())
+                                + ". Nothing was changed. Move them away, or pass --force to replace them.")
+        changed = bool(stale)
+        for relative, temporary in staged.items():
+            if current.get(relative) != new[relative]:
+                os.replace(temporary, folder / relative)
+                changed = True
+        for relative in stale:
+            (folder / relative).unlink(missing_ok=True)
+        _write_marker(folder, config, new)
     finally:
         if not quiet:
             enable_progress_bars()
-    card = render_card(config, curated, report).encode("utf-8")
-    changed |= _put_if_changed(folder / "README.md", lambda path: path.write_bytes(card))
-    written.append("README.md")
-    owned = _owned_files(folder)
-    for stale in sorted((folder / _DATA_DIR).glob("*.parquet")):
-        relative = f"{_DATA_DIR}/{stale.name}"
-        if relative not in written and relative in owned:  # only files an earlier push wrote
-            stale.unlink()
-            changed = True
-    _write_marker(folder, config, sorted(written))
+        _discard(staged)
+    notes = list(curated.notes) + [f"--force: replaced {name} ({why})" for name, why in conflicts.items()]
     return PushResult(target="dir", location=str(folder), rows=curated.rows, excluded=curated.excluded,
-                      changed=changed, by_source=curated.counts_by_source(), notes=list(curated.notes))
+                      changed=changed, by_source=curated.counts_by_source(), notes=notes)
 
 
-def _put_if_changed(target: Path, write: Callable[[Path], Any]) -> bool:
-    """`write(path)` into a temporary file next to `target`; rename it over `target` only when its bytes differ
-    (compared in chunks, never read whole). Returns whether `target` changed."""
+def _conflicts(current: dict[str, str], new: dict[str, str],
+               recorded: dict[str, Optional[str]]) -> dict[str, str]:
+    """The files present that push would replace or delete but may not (file -> why): not written by push, changed
+    since it wrote them, or listed by an older push that kept no sha256. A file that already holds the new bytes is
+    no conflict."""
+    conflicts = {}
+    for relative, digest in current.items():
+        if new.get(relative) == digest:
+            continue
+        if relative not in recorded:
+            why = "not written by curate push"
+        elif recorded[relative] is None:
+            why = "written by an older curate push that kept no checksum, so a change of yours cannot be ruled out"
+        elif recorded[relative] != digest:
+            why = "changed since curate push wrote it"
+        else:
+            continue
+        conflicts[relative] = why if relative in new else f"{why}; it would be deleted"
+    return conflicts
+
+
+def _discard(staged: dict[str, Path]) -> None:
+    """Remove the temporaries not renamed into place."""
+    for temporary in staged.values():
+        temporary.unlink(missing_ok=True)
+
+
+def _stage(target: Path, write: Callable[[Path], Any]) -> Path:
+    """A new temporary file next to `target` (same folder: the rename into place is atomic), filled by `write(path)`.
+
+    It gets the user's usual mode (0666 less the umask), not the run directory's 0600: the folder is theirs to share.
+    """
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
-    temporary = Path(name)
+    temporary = target.parent / f".{target.name}.{uuid.uuid4().hex}.tmp"
+    os.close(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
     try:
         write(temporary)
-        if target.is_file() and filecmp.cmp(temporary, target, shallow=False):
-            return False
-        os.chmod(temporary, 0o644)
-        os.replace(temporary, target)
-        return True
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            temporary.unlink()
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+    return temporary
 
 
-def _owned_files(folder: Path) -> set[str]:
+def _recorded_files(folder: Path) -> dict[str, Optional[str]]:
+    """What earlier pushes wrote into `folder`: file -> sha256 (None: listed by name only, by an older push)."""
     try:
-        return set(json.loads((folder / MARKER).read_text(encoding="utf-8")).get("files", []))
+        files = json.loads((folder / MARKER).read_text(encoding="utf-8")).get("files", {})
     except (OSError, ValueError, AttributeError):
-        return set()
+        return {}
+    if isinstance(files, list):
+        return {str(name): None for name in files}
+    return {str(name): str(digest) for name, digest in files.items()} if isinstance(files, dict) else {}
 
 
 def _claim_folder(folder: Path, config: ProjectConfig) -> None:
     """Write only into a new or empty folder, or one an earlier `curate push` wrote (it carries `MARKER`).
 
-    Anything else (a project root, a folder with its own `data/`) is refused before a byte is written.
+    Anything else (a project root, a folder with its own `data/`) is refused before a byte is written, even with
+    `--force`.
     """
     if folder.exists() and not folder.is_dir():
         raise PushError(f"{folder}: exists and is not a folder; choose a new folder for the curated dataset")
@@ -287,14 +346,15 @@ def _claim_folder(folder: Path, config: ProjectConfig) -> None:
                         "there so nothing of yours is overwritten or deleted. Choose a new or empty folder.")
 
 
-def _write_marker(folder: Path, config: ProjectConfig, files: list[str]) -> None:
-    payload = {"written_by": "curate push", "project": config.name, "files": files}
-    try:
-        if json.loads((folder / MARKER).read_text(encoding="utf-8")) == payload:
-            return
-    except (OSError, ValueError):
-        pass
-    write_json(folder / MARKER, payload)
+def _write_marker(folder: Path, config: ProjectConfig, files: dict[str, str]) -> None:
+    """`MARKER`: this folder is curate push's, and the sha256 of every file it wrote (rewritten only on change)."""
+    payload = {"written_by": "curate push", "project": config.name, "files": dict(sorted(files.items()))}
+    text = (json.dumps(payload, indent=2) + "\n").encode("utf-8")
+    marker = folder / MARKER
+    if marker.is_file() and marker.read_bytes() == text:
+        return
+    temporary = _stage(marker, lambda path: path.write_bytes(text))
+    os.replace(temporary, marker)
 
 
 def _record(config: ProjectConfig, result: PushResult) -> None:

@@ -6,7 +6,8 @@ Reads labels (`labels.parquet`, `student_labels.parquet`) and the human referenc
 """
 
 from .audit import check_audit
-from .calibrate import calibrate, clopper_pearson_lower, expected_calibration_error, fit_threshold, labeler_questions
+from .calibrate import (NoReferenceError, calibrate, clopper_pearson_lower, expected_calibration_error, fit_threshold,
+                        labeler_questions, require_reference)
 from .drift import run_drift
 from .gate import GateDecision, GateState, gate_state, history, run_gate
 from .labeler import LABELERS, LabelerLabels, load_labeler
@@ -17,6 +18,7 @@ __all__ = [
     "GateState",
     "LABELERS",
     "LabelerLabels",
+    "NoReferenceError",
     "Reference",
     "calibrate",
     "check_audit",
@@ -30,6 +32,7 @@ __all__ = [
     "leave_one_out",
     "labeler_questions",
     "load_labeler",
+    "require_reference",
     "run_drift",
     "run_gate",
 ]

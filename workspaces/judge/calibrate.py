@@ -14,10 +14,27 @@ to the held-out fold, and the held-out accepted items give the coverage, the pre
 predicted label with at least `calibration.min_per_label` reference items gets its own threshold (fitted to reach the
 target's point precision on its own items, never below the global threshold; a label that cannot reach it is never
 accepted); others use the global one.
+
+Class-conditional (Mondrian) thresholds, with `calibration.per_class_min` (default None: off): a predicted class with
+at least that many reference items gets its own threshold, the smallest whose accepted items of that class alone have
+a one-sided 95% Clopper-Pearson lower bound at or above the target; it may be below or above the shared threshold. A
+class with fewer items, or whose own items cannot certify any threshold, uses the shared one. The promise is made on
+the pooled accepted items, not on each class: the per-class bounds are only the fitting rule (a class needs real
+evidence of its own to leave the shared threshold), and what the gate checks is the cross-fitted held-out precision
+of every accepted item pooled over the classes, with its one exact lower bound. One bound on one quantity: no union
+over classes is claimed, so none has to be paid for (a per-class promise would need a Bonferroni split, alpha / the
+number of classes, and more evidence than a gold set of a few hundred items gives 77 classes).
+
+Audit evidence (`calibration.audit_evidence`, default off): the items routed `audit` under a pass of the labeler being
+calibrated (same identity) are a random sample of the items it accepts, never used to fit a threshold. With a human
+label they are pooled with the held-out accepted reference items above the threshold they were audited at, and the
+bound on the pooled precision is a betting confidence sequence (`sequential_error_upper`), valid however often it is
+recomputed as audit labels accumulate over rounds.
 """
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timezone
 from typing import Any, Optional
 
@@ -30,13 +47,17 @@ from sklearn.model_selection import KFold
 
 from ..agreement import krippendorff_alpha
 from ..config import ProjectConfig, QuestionKind
-from ..errors import ConfigError
-from ..rundir import CALIBRATION, CALIBRATION_ITEMS, CALIBRATION_MD, write_json, write_table, write_text
+from ..errors import ConfigError, CurateError
+from ..rundir import (CALIBRATION, CALIBRATION_ITEMS, CALIBRATION_MD, GATE_HISTORY, ROUTES, read_jsonl, read_table,
+                      write_json, write_table, write_text)
+from ..votes import human_label
 from .labeler import LabelerLabels, load_labeler
 from .reference import Reference, human_reference, human_votes
 
 __all__ = [
+    "NoReferenceError",
     "Policy",
+    "audit_items",
     "calibrate",
     "calibration_items",
     "clopper_pearson_lower",
@@ -44,7 +65,10 @@ __all__ = [
     "expected_calibration_error",
     "fit_threshold",
     "labeler_questions",
+    "promise_for_final_accuracy",
     "reliability_table",
+    "sequential_error_upper",
+    "sequential_evidence",
     "wilson_interval",
 ]
 
@@ -61,6 +85,69 @@ def clopper_pearson_lower(successes: Any, n: Any, confidence: float = 0.95) -> A
         lower = beta.ppf(1 - confidence, successes, n - successes + 1)
     lower = np.where((successes <= 0) | (n <= 0), 0.0, lower)
     return float(lower) if lower.ndim == 0 else lower
+
+
+_BETS = (np.arange(1, 41) - 0.5) / 40  # the mixture's bets: the share of wealth staked on each item, 0 < c < 1
+
+
+def _log_mixture(wins: float, losses: float, gain: float) -> float:
+    """log of the mean over the bets c of (1 + c * gain)^wins * (1 - c)^losses."""
+    logs = wins * np.log1p(_BETS * gain) + losses * np.log1p(-_BETS)
+    top = logs.max()
+    return float(top + np.log(np.exp(logs - top).mean()))
+
+
+def sequential_evidence(errors: int, n: int, null_error: float) -> float:
+    """The wealth of a bettor against "the error rate is at most `null_error`" after `n` audited items, `errors` wrong.
+
+    A test supermartingale (Waudby-Smith & Ramdas 2023, testing by betting): each item multiplies the wealth by
+    `1 + lam (x - null_error)` (x = 1 for a wrong label), averaged over a fixed grid of bets `lam = c / null_error`.
+    Each fixed bet gives a product that depends only on (n, errors), so the order the labels arrive in does not matter
+    and neither does how often it is looked at: by Ville's inequality, under the null the wealth ever reaching
+    1/alpha has probability at most alpha. Wealth >= 20 is evidence at the 95% level that the promise is broken.
+    """
+    if n <= 0:
+        return 1.0
+    null_error = float(np.clip(null_error, 1e-9, 1 - 1e-9))
+    return float(np.exp(_log_mixture(errors, n - errors, (1 - null_error) / null_error)))
+
+
+def sequential_error_upper(errors: int, n: int, confidence: float = 0.95) -> float:
+    """An upper confidence sequence of an error rate: valid at every n at once (anytime-valid), not only at a fixed n.
+
+    The smallest e at which a bettor against "the error rate is at least e" (each item multiplies the wealth by
+    `1 - lam (x - e)`, the same grid of fixed bets as `sequential_evidence`) reaches 1/(1 - confidence); 1 when n is 0.
+    Wider than a fixed-n Clopper-Pearson bound (about 20% at a few hundred items), the price of being allowed to look
+    after every round.
+    """
+    if n <= 0:
+        return 1.0
+    threshold = np.log(1 / (1 - confidence))
+    low, high = errors / n, 1.0
+    if errors >= n:
+        return 1.0
+    if _log_mixture(n - errors, errors, low / (1 - low)) >= threshold:
+        return float(low)
+    for _ in range(50):  # the wealth grows with e: bisect
+        mid = (low + high) / 2
+        if mid >= 1 or _log_mixture(n - errors, errors, mid / (1 - mid)) >= threshold:
+            high = mid
+        else:
+            low = mid
+    return float(high)
+
+
+def promise_for_final_accuracy(final_accuracy: float, items: int, human_labels: int, audit_share: float) -> float:
+    """The least precision to promise for auto-accepted labels so that the final accuracy over all items holds.
+
+    With h items labeled by humans (taken as right) and at most a = (items - h) (1 - audit_share) auto-accepted, the
+    final accuracy is at least 1 - (1 - p) a / items, so p = 1 - (1 - final_accuracy) items / a keeps it at
+    `final_accuracy` whatever share the threshold accepts.
+    """
+    most_auto = (items - human_labels) * (1 - audit_share)
+    if most_auto <= 0:
+        return final_accuracy
+    return float(min(max(1 - (1 - final_accuracy) * items / most_auto, 0.5 + 1e-6), 1 - 1e-6))
 
 
 def wilson_interval(successes: int, n: int, confidence: float = 0.95) -> tuple[Optional[float], Optional[float]]:
@@ -120,53 +207,100 @@ def fit_threshold(confidence: np.ndarray, correct: np.ndarray, target: float, *,
 
 
 class Policy:
-    """Which labels are accepted: a global threshold and per-label thresholds (None: that label is never accepted)."""
+    """Which labels are accepted: a shared threshold and per-label thresholds (None: that label is never accepted).
 
-    def __init__(self, threshold: Optional[float], per_label: Optional[dict[str, Optional[float]]] = None) -> None:
+    `own` lists the labels whose threshold is their own class-conditional (Mondrian) one: those are accepted at it
+    even when no shared threshold reaches the target (then every other label is refused).
+    """
+
+    def __init__(self, threshold: Optional[float], per_label: Optional[dict[str, Optional[float]]] = None,
+                 own: Optional[set[str]] = None) -> None:
         self.threshold = threshold
         self.per_label = per_label or {}
+        self.own = set(own or ())
 
     def accepts(self, labels: np.ndarray, confidence: np.ndarray) -> np.ndarray:
-        if self.threshold is None:
+        if self.threshold is None and not any(v is not None for v in self.per_label.values()):
             return np.zeros(len(labels), dtype=bool)
-        cut = np.array([self.per_label.get(str(label), self.threshold) if str(label) in self.per_label
-                        else self.threshold for label in labels], dtype=object)
-        blocked = np.array([c is None for c in cut])
+        cut = np.array([self.per_label[str(label)] if str(label) in self.per_label else self.threshold
+                        for label in labels], dtype=object)
+        blocked = np.array([c is None for c in cut], dtype=bool)
         cut = np.where(blocked, np.inf, cut).astype(float)
         return (confidence >= cut) & ~blocked
 
     @classmethod
     def fit(cls, labels: np.ndarray, confidence: np.ndarray, correct: np.ndarray, target: float,
-            min_per_label: int) -> "Policy":
+            min_per_label: int, per_class_min: Optional[int] = None) -> "Policy":
         threshold = fit_threshold(confidence, correct, target, bound=True)
         per_label: dict[str, Optional[float]] = {}
-        if threshold is not None:
-            for label in sorted({str(v) for v in labels}):
-                mask = labels == label
-                if mask.sum() >= min_per_label:
-                    own = fit_threshold(confidence[mask], correct[mask], target, bound=False)
-                    per_label[label] = None if own is None else max(own, threshold)
-        return cls(threshold, per_label)
+        own: set[str] = set()
+        for label in sorted({str(v) for v in labels}):
+            mask = labels == label
+            if per_class_min is not None and mask.sum() >= per_class_min:
+                mine = fit_threshold(confidence[mask], correct[mask], target, bound=True)
+                if mine is not None:  # the class certifies a threshold of its own
+                    per_label[label] = mine
+                    own.add(label)
+                    continue
+            if threshold is not None and mask.sum() >= min_per_label:
+                fitted = fit_threshold(confidence[mask], correct[mask], target, bound=False)
+                per_label[label] = None if fitted is None else max(fitted, threshold)
+        return cls(threshold, per_label, own)
+
+
+def _accepted_figures(hits: int, kept: int) -> dict[str, Any]:
+    return {"accepted": kept, "precision": hits / kept if kept else None,
+            "precision_lower": clopper_pearson_lower(hits, kept) if kept else 0.0}
 
 
 def cross_fitted(labels: np.ndarray, confidence: np.ndarray, correct: np.ndarray, target: float, *, folds: int,
-                 min_per_label: int, seed: int) -> dict[str, Any]:
+                 min_per_label: int, seed: int, per_class_min: Optional[int] = None,
+                 audit: Optional[pd.DataFrame] = None) -> dict[str, Any]:
     """Fit the policy on k-1 folds, apply it to the held-out fold; the held-out accepted items give the honest
-    coverage, precision and lower bound. The policy reported is the one fitted on every item."""
+    coverage, precision and lower bound. The policy reported is the one fitted on every item.
+
+    With `per_class_min`, class-conditional thresholds (see the module docstring); `per_class` then gives each class
+    with its own threshold its held-out figures, and the pooled figures stay the promise's evidence. With `audit`
+    (label, confidence, correct, threshold: audited items of this labeler and the threshold they were audited at),
+    the audited items the final policy accepts, at a threshold no lower than theirs, are pooled with the held-out
+    accepted items in `audit`, bounded by the betting confidence sequence.
+    """
     n = len(labels)
     accepted = np.zeros(n, dtype=bool)
     if n >= folds * 2:
         for train, test in KFold(n_splits=folds, shuffle=True, random_state=seed).split(labels):
-            policy = Policy.fit(labels[train], confidence[train], correct[train], target, min_per_label)
+            policy = Policy.fit(labels[train], confidence[train], correct[train], target, min_per_label,
+                                per_class_min)
             accepted[test] = policy.accepts(labels[test], confidence[test])
-    final = Policy.fit(labels, confidence, correct, target, min_per_label)
+    final = Policy.fit(labels, confidence, correct, target, min_per_label, per_class_min)
     hits = int(correct[accepted].sum())
     kept = int(accepted.sum())
-    return {"target_precision": target, "threshold": final.threshold,
-            "per_label": {k: v for k, v in final.per_label.items()},
-            "coverage": kept / n if n else 0.0, "accepted": kept,
-            "precision": hits / kept if kept else None,
-            "precision_lower": clopper_pearson_lower(hits, kept) if kept else 0.0}
+    result = {"target_precision": target, "threshold": final.threshold,
+              "per_label": {k: v for k, v in final.per_label.items()},
+              "coverage": kept / n if n else 0.0, **_accepted_figures(hits, kept)}
+    if per_class_min is not None:
+        result["per_class"] = {label: {"threshold": final.per_label[label], **_accepted_figures(
+            int(correct[accepted & (labels == label)].sum()), int((accepted & (labels == label)).sum()))}
+            for label in sorted(final.own)}
+    if audit is not None:
+        result["audit"] = _audit_evidence(final, audit, hits, kept)
+    return result
+
+
+def _audit_evidence(policy: Policy, audit: pd.DataFrame, hits: int, kept: int) -> dict[str, Any]:
+    """The audited items as evidence for `policy`: those it accepts at a cut no lower than the one they were drawn
+    above (a random sample of its accepted items there), pooled with the held-out accepted reference items."""
+    labels = audit["label"].astype(str).to_numpy()
+    confidence = audit["confidence"].astype(float).to_numpy()
+    cut = np.array([policy.per_label.get(label, policy.threshold) for label in labels], dtype=object)
+    covered = np.array([c is not None and c >= drawn for c, drawn in zip(cut, audit["threshold"].astype(float))],
+                       dtype=bool)
+    use = covered & policy.accepts(labels, confidence)
+    right = int(audit["correct"].to_numpy()[use].sum())
+    pooled_n, pooled_errors = kept + int(use.sum()), (kept - hits) + int(use.sum()) - right
+    return {"audited": int(use.sum()), "audited_errors": int(use.sum()) - right, "pooled": pooled_n,
+            "pooled_errors": pooled_errors,
+            "precision_lower": 1 - sequential_error_upper(pooled_errors, pooled_n) if pooled_n else 0.0}
 
 
 # ---- calibration -----------------------------------------------------------------------------------------------
@@ -238,10 +372,64 @@ def question_metrics(config: ProjectConfig, question: str, items: pd.DataFrame, 
         block["mae"] = float(mean_absolute_error(human.astype(float), guess.astype(float)))
         block["mse"] = float(mean_squared_error(human.astype(float), guess.astype(float)))
     targets = sorted({*config.calibration.target_precisions, config.gate.target_precision})
+    audit = None
+    if config.calibration.audit_evidence:
+        audit = audit_items(config, question, votes, labeler=identity)
+        audit = audit[~audit["item_id"].isin(set(items["item_id"]))]  # an item is evidence once
     block["thresholds"] = [cross_fitted(guess, confidence, correct, target, folds=config.calibration.folds,
-                                        min_per_label=config.calibration.min_per_label, seed=config.calibration.seed)
+                                        min_per_label=config.calibration.min_per_label, seed=config.calibration.seed,
+                                        per_class_min=config.calibration.per_class_min, audit=audit)
                            for target in targets]
     return block
+
+
+def audit_items(config: ProjectConfig, question: str, votes: pd.DataFrame,
+                labeler: Optional[dict[str, Any]] = None) -> pd.DataFrame:
+    """The items routed `audit` (in `routes.parquet`) that humans have labeled: item_id, gate_id, label, confidence,
+    threshold (the cut the item was drawn above: its label's threshold in the gate entry, else the shared one),
+    human, correct. With `labeler`, only items routed under that labeler identity."""
+    columns = ["item_id", "gate_id", "label", "confidence", "threshold", "human", "correct"]
+    routes = read_table(config.run_path, ROUTES, required=False)
+    if routes is None:
+        return pd.DataFrame(columns=columns)
+    rows = routes[(routes["route"] == "audit") & (routes["question"] == question)]
+    if labeler is not None:
+        rows = rows[rows["labeler"] == json.dumps(labeler, sort_keys=True)]
+    spec = config.question(question)
+    mine = votes[votes["question"] == question]
+    humans = {item: group["value"].tolist() for item, group in mine.groupby("item_id")}
+    gates = {entry.get("id"): entry for entry in read_jsonl(config.run_path, GATE_HISTORY)}
+    out = []
+    for row in rows.itertuples(index=False):
+        vote = human_label(spec, humans.get(row.item_id, []))
+        if vote.label is None:
+            continue
+        per_label = (gates.get(row.gate_id) or {}).get("per_label") or {}
+        cut = per_label.get(str(row.label), row.threshold)
+        out.append({"item_id": row.item_id, "gate_id": row.gate_id, "label": str(row.label),
+                    "confidence": float(row.confidence), "threshold": float("inf") if cut is None else float(cut),
+                    "human": str(vote.label), "correct": str(vote.label) == str(row.label)})
+    return pd.DataFrame(out, columns=columns)
+
+
+class NoReferenceError(CurateError):
+    """`curate calibrate` had nothing to measure the labeler on: no item with both a human reference label and a
+    label from the labeler (exit 1). The calibration written records 0 items, so the gate refuses."""
+
+
+def require_reference(calibration: dict[str, Any]) -> None:
+    """Raise `NoReferenceError` naming every question measured on 0 items (and why), else return."""
+    empty = []
+    for name, q in calibration["questions"].items():
+        if q["n"]:
+            continue
+        reference = q["reference"]["n"]
+        empty.append(f"{name}: no human reference (no submitted response or gold label)" if not reference else
+                     f"{name}: the {calibration['labeler']} labeler labeled none of the {reference} reference items")
+    if empty:
+        raise NoReferenceError("calibrate: nothing to measure the labeler on (" + "; ".join(empty) + "). "
+                               "calibration.json records 0 items, so the gate refuses the labeler: sync submitted "
+                               "responses (`curate sync`) or label the reference items, then calibrate again")
 
 
 def calibrate(config: ProjectConfig, labeler: str = "llm") -> dict[str, Any]:

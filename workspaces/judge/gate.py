@@ -110,10 +110,17 @@ def _decide(config: ProjectConfig, question: str, block: dict[str, Any], identit
     decision = GateDecision(decision="fail", question=question, metric=gate.metric, value=value, min=gate.min,
                             target_precision=gate.target_precision, n=n, labeler=identity, labeler_kind=labeler,
                             reference_hash=reference_hash)
+    audit = (chosen or {}).get("audit") or {}
     if chosen is not None:
         decision.threshold, decision.per_label = chosen["threshold"], chosen.get("per_label") or {}
         decision.precision, decision.precision_lower = chosen["precision"], chosen["precision_lower"]
         decision.coverage = chosen["coverage"]
+        if audit.get("audited"):  # audited items of this labeler came back: the pooled, anytime-valid bound
+            decision.precision_lower = audit["precision_lower"]
+            decision.details = {"audit_evidence": audit}
+    lower = decision.precision_lower
+    certified = chosen is not None and (chosen["threshold"] is not None
+                                        or any(v is not None for v in (chosen.get("per_label") or {}).values()))
     reasons = []
     if json.dumps(block.get("labeler"), sort_keys=True) != json.dumps(identity, sort_keys=True):
         reasons.append("the calibration is of another labeler version than the labels on disk: run `curate "
@@ -123,18 +130,22 @@ def _decide(config: ProjectConfig, question: str, block: dict[str, Any], identit
     if value is None or value < gate.min:
         shown = "n/a" if value is None else f"{value:.3f}"
         reasons.append(f"{gate.metric} {shown} is below the minimum {gate.min:g}")
-    if chosen is None or chosen["threshold"] is None:
+    if not certified:
         reasons.append(f"no confidence threshold reaches precision {gate.target_precision:g} with evidence")
-    elif (chosen["precision_lower"] or 0.0) < gate.target_precision:
-        reasons.append(f"the held-out precision's 95% lower bound {chosen['precision_lower']:.3f} is below the "
+    elif (lower or 0.0) < gate.target_precision:
+        reasons.append(f"the held-out precision's 95% lower bound {lower or 0.0:.3f} is below the "
                        f"target {gate.target_precision:g}")
     if reasons:
         decision.reason = "; ".join(reasons)
     else:
+        assert chosen is not None
+        shared = "none (class thresholds only)" if chosen["threshold"] is None else f"{chosen['threshold']:.3f}"
+        own = len(chosen.get("per_class") or {})
         decision.decision = "pass"
         decision.reason = (f"{gate.metric} {value:.3f} >= {gate.min:g} on {n} reference items; threshold "
-                           f"{chosen['threshold']:.3f} keeps precision >= {gate.target_precision:g} "
-                           f"(held-out {chosen['precision']:.3f}, lower bound {chosen['precision_lower']:.3f}, "
+                           f"{shared}{f' ({own} class(es) with their own)' if own else ''} keeps precision >= "
+                           f"{gate.target_precision:g} (held-out {chosen['precision']:.3f}, lower bound "
+                           f"{lower:.3f}{' with the audit evidence' if audit.get('audited') else ''}, "
                            f"coverage {chosen['coverage']:.1%})")
     return decision
 

@@ -111,7 +111,7 @@ def plan_batch(config: ProjectConfig, selection: Selection, *, seed: int = 0) ->
 def record_batch(config: ProjectConfig, batch: ReviewBatch, selection: Selection) -> None:
     """Append the batch to `review_plan.parquet` and the selection to `selection.jsonl` (after publishing)."""
     plan = pd.concat([read_plan(config), batch.plan], ignore_index=True)
-    write_table(REVIEW_PLAN.path(config.run_path), plan, private=True)
+    write_table(REVIEW_PLAN.path(config.run_path), plan)
     scores = dict(zip(selection.item_ids, selection.scores))
     append_jsonl(SELECTION.path(config.run_path), {
         "batch": batch.batch, "time": selection.created, "strategy": selection.strategy, "seed": selection.seed,

@@ -1,0 +1,20 @@
+"""The human responses of one question as a coder table (`unit, annotator, value`): what alpha, the annotators'
+agreement and Dawid-Skene read. A leaf of the package: the report and its sections both import it."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from ..config import QuestionConfig, QuestionKind
+
+__all__ = ["human_table"]
+
+
+def human_table(annotations: pd.DataFrame, question: QuestionConfig) -> pd.DataFrame:
+    """Submitted values for one question as `unit, annotator, value`, typed for the question's scale."""
+    rows = annotations[(annotations["question"] == question.name) & (annotations["status"] == "submitted")]
+    table = pd.DataFrame({"unit": rows["item_id"].astype(str), "annotator": rows["annotator"].astype(str),
+                          "value": rows["value"]})
+    if question.kind == QuestionKind.rating:
+        table["value"] = table["value"].astype(float).astype(int)
+    return table.reset_index(drop=True)
