@@ -17,6 +17,7 @@ import json
 import os
 import re
 import shutil
+import time
 from pathlib import Path
 from typing import Any
 
@@ -27,8 +28,9 @@ from typer.testing import CliRunner
 
 from pipelines.embed import embed_texts, embedded_texts
 from support.annotator_view import annotator_records, annotator_settings, record_shape
+from support.hostile_text import HOSTILE_TEXTS, source_texts, visible_form, write_project
 from workspaces.argilla_io.annotators import add_annotator
-from workspaces.argilla_io.publish import get_dataset
+from workspaces.argilla_io.publish import get_dataset, publish
 from workspaces.argilla_io.replay import user_client
 from workspaces.cli import app
 from workspaces.config import load_config
@@ -70,6 +72,15 @@ def _browser_paths() -> tuple[str, str]:
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory: pytest.TempPathFactory) -> Any:
     """Headless Chromium (system packages, no driver download) that can reach 127.0.0.1 only."""
+    driver_ = _chrome(tmp_path_factory)
+    try:
+        yield driver_
+    finally:
+        driver_.quit()
+
+
+def _chrome(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """A new headless Chromium with its own profile (see `browser`)."""
     chromium, driver = _browser_paths()
     os.environ.setdefault("SE_OFFLINE", "true")  # never let Selenium Manager look for a driver online
     from selenium import webdriver
@@ -85,10 +96,7 @@ def browser(tmp_path_factory: pytest.TempPathFactory) -> Any:
         options.add_argument(arg)
     driver_ = webdriver.Chrome(options=options, service=Service(executable_path=driver))
     driver_.set_page_load_timeout(60)
-    try:
-        yield driver_
-    finally:
-        driver_.quit()
+    return driver_
 
 
 def _wait(driver: Any, condition: Any, timeout: float = 30) -> Any:
@@ -441,3 +449,108 @@ def test_no_score_or_confidence_tells_audit_items_from_review_items(walk, roles,
     view = annotator_records(user_client(argilla_client, reviewer), get_dataset(argilla_client, config).id)
     for item_id in audit:
         assert not view[item_id].get("suggestions") and "llm_confidence_tone" not in (view[item_id].get("metadata") or {})
+
+
+# ------------------------------------------------------------------------------ text fidelity (issue 26, point 1)
+FIDELITY_REVIEWER = "fidelity-reviewer"
+_FIELD_JS = """
+const field = document.querySelector('.record__wrapper .fields .markdown-render');
+return {
+  index: document.querySelector("[aria-label='Current Record']").textContent.trim(),
+  text: field.innerText,
+  html: field.innerHTML,
+  tags: [...field.querySelectorAll('*')].map(el => el.tagName.toLowerCase()),
+};
+"""
+_RAN_JS = "return {pwned: window.__pwned === undefined ? null : window.__pwned, title: document.title}"
+
+
+def _sign_in_and_open(browser: Any, server: Any, username: str, password: str, dataset: str) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as EC
+
+    browser.get(f"{server.api_url}/sign-in")
+    _wait(browser, EC.element_to_be_clickable((By.NAME, "Username"))).send_keys(username)
+    browser.find_element(By.NAME, "Password").send_keys(password)
+    _wait(browser, EC.element_to_be_clickable((By.CSS_SELECTOR, "form button[type=submit]"))).click()
+    _wait(browser, lambda d: "/sign-in" not in d.current_url)
+    _open(browser, server, dataset)
+
+
+def _open(browser: Any, server: Any, dataset: str) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as EC
+
+    browser.get(f"{server.api_url}/")
+    _wait(browser, EC.element_to_be_clickable((By.PARTIAL_LINK_TEXT, dataset))).click()
+    _wait(browser, lambda d: "annotation-mode" in d.current_url)
+
+
+@pytest.fixture(scope="module")
+def fidelity(tmp_path_factory: pytest.TempPathFactory, argilla_server: Any, argilla_client: Any) -> Any:
+    """HOSTILE_TEXTS and PROSE published by the project's `publish` (dataset `fidelity-markdown`), a plain-field
+    dataset of two hostile texts as they are (`fidelity-plain`, what `use_markdown=False` would publish), a reviewer
+    of both, and a browser of its own; both datasets are deleted afterwards."""
+    import argilla as rg
+
+    config = load_config(write_project(tmp_path_factory.mktemp("fidelity"), "fidelity-markdown", "fidelity-browser"))
+    assert publish(config, argilla_client).records == len(source_texts())
+    plain = rg.Dataset(name="fidelity-plain", workspace=config.argilla.workspace, client=argilla_client,
+                       settings=rg.Settings(fields=[rg.TextField(name="text", use_markdown=False)],
+                                            questions=[rg.LabelQuestion(name="q", labels=["a", "b"])]))
+    plain.create()
+    plain.records.log([{"text": HOSTILE_TEXTS[1]}, {"text": HOSTILE_TEXTS[0]}])  # innerHTML, then the frame
+    annotator = add_annotator(argilla_client, config, FIDELITY_REVIEWER)
+    driver = _chrome(tmp_path_factory)
+    try:
+        yield driver, annotator.password
+    finally:
+        driver.quit()
+        get_dataset(argilla_client, config).delete()
+        plain.delete()
+
+
+@pytest.fixture(scope="module")
+def fidelity_walk(fidelity: Any, argilla_server: Any) -> dict[str, Any]:
+    """Every record of `fidelity-markdown` as the reviewer's page shows it, and whether anything ran meanwhile."""
+    from selenium.webdriver.common.by import By
+
+    browser, password = fidelity
+    _sign_in_and_open(browser, argilla_server, FIDELITY_REVIEWER, password, "fidelity-markdown")
+    _wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, ".record__wrapper .fields .markdown-render"))
+    seen: list[dict[str, Any]] = []
+    while True:
+        seen.append(browser.execute_script(_FIELD_JS))
+        following = browser.find_element(By.CSS_SELECTOR, "button[aria-label='Next (→)']")
+        if following.get_attribute("disabled"):
+            break
+        following.click()
+        _wait(browser, lambda d: (lambda now: now["index"] != seen[-1]["index"] and now["text"] != seen[-1]["text"])(
+            d.execute_script(_FIELD_JS)))
+    time.sleep(2)  # an image's onerror or a frame's script would have run by now
+    return {"records": seen, **browser.execute_script(_RAN_JS)}
+
+
+def test_reviewer_sees_each_hostile_text_as_written_and_none_runs(fidelity_walk: dict[str, Any]) -> None:
+    expected = sorted(visible_form(text) for text in source_texts().values())
+    shown = [visible_form(record["text"]) for record in fidelity_walk["records"]]
+    assert len(shown) == len(expected), "the walk saw every record once"
+    missing = [text for text in expected if text not in shown]
+    assert not missing, (missing, [s for s in shown if s not in expected])
+    for record in fidelity_walk["records"]:
+        assert set(record["tags"]) <= {"p", "br"}, f"{record['text']!r} became markup: {record['html']}"
+    assert fidelity_walk["pwned"] is None and not fidelity_walk["title"].startswith("PWNED"), fidelity_walk
+
+
+def test_a_plain_field_would_run_the_text(fidelity_walk: dict[str, Any], fidelity: Any, argilla_server: Any) -> None:
+    """Why `display_text` and not a plain field: the same texts in a `use_markdown=False` field run in the
+    reviewer's page (Argilla 2.8 shows such a field as raw HTML)."""
+    from selenium.webdriver.common.by import By
+
+    browser, _ = fidelity
+    _open(browser, argilla_server, "fidelity-plain")
+    ran = lambda d: set(d.execute_script(_RAN_JS)["pwned"] or [])  # noqa: E731
+    _wait(browser, lambda d: ran(d))  # the first record (the server's order) ran
+    browser.find_element(By.CSS_SELECTOR, "button[aria-label='Next (→)']").click()
+    _wait(browser, lambda d: ran(d) == {"img", "script"})  # `innerHTML` ran the image's, the frame the script
+    assert browser.title.startswith("PWNED-")

@@ -160,7 +160,7 @@ def test_hh_rlhf_pairs_judged_compared_with_humans_and_published(tmp_path, argil
     import argilla as rg
 
     from workspaces.argilla_io.preference import publish_preferences
-    from workspaces.argilla_io.records import display_text
+    from workspaces.argilla_io.records import display_text, source_text
 
     config = load_config(_copy(HH, tmp_path))
     run = prefer_items(config, limit=3)
@@ -188,6 +188,7 @@ def test_hh_rlhf_pairs_judged_compared_with_humans_and_published(tmp_path, argil
         assert rating.score == pytest.approx(expected["confidence_a"], abs=1e-6)
         assert record.suggestions["preference"].value == expected["preference"]
         assert record.fields["response_a"] == display_text(expected["response_a"])  # escaped: shown as written
+        assert source_text(record.fields["response_a"]) == expected["response_a"]  # and back, byte for byte
         assert record.metadata["human_preferred"] == expected["human_preferred"]
     assert isinstance(dataset.settings.questions["preference"], rg.LabelQuestion)
     # Publishing again updates in place.

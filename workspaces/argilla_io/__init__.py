@@ -7,7 +7,7 @@ as plain arguments (which items to publish, which to publish without a suggestio
 
 from .connection import connect
 from .publish import PublishError, PublishResult, publish
-from .records import build_records, display_text
+from .records import build_records, display_text, source_text
 from .settings import build_settings, ensure_workspace, get_dataset
 from .sync import SyncError, SyncResult, sync
 
@@ -23,5 +23,6 @@ __all__ = [
     "ensure_workspace",
     "get_dataset",
     "publish",
+    "source_text",
     "sync",
 ]

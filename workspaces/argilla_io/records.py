@@ -1,10 +1,13 @@
-"""Argilla records from a project's items: fields (escaped), labeler suggestions, metadata and vectors.
+"""Argilla records from a project's items: fields (as Markdown that shows the text as written), labeler suggestions,
+metadata and vectors.
 
-Data is untrusted. Argilla 2.8's UI runs a plain text field inside an unsandboxed frame, so a `<script>` in an item
-would run with the reviewer's rights; Markdown fields are sanitised. Every field is therefore published as Markdown
-with every character Markdown or HTML could interpret escaped (`display_text`), so the reviewer sees the text exactly
-as written and nothing in it executes. The record id is the item id; nothing else about an item's role in the loop
-(honeypot, audit, suppressed) is ever put on a record.
+Data is untrusted. Argilla 2.8's UI shows a plain (non-Markdown) text field as raw HTML: `innerHTML` of a `<div>`, or
+an unsandboxed `<iframe srcdoc>` when the text holds a closed tag pair, so an `<img onerror=...>` or a `<script>` in an
+item would run with the reviewer's rights. A Markdown field goes through `marked` and then DOMPurify. Every field is
+therefore published as Markdown, with only what `marked` (GFM, line breaks on, KaTeX) or HTML would act on escaped
+(`display_text`): ordinary prose is stored exactly as given, and `source_text` turns any stored field back into the
+source text, byte for byte. The record id is the item id; nothing else about an item's role in the loop (honeypot,
+audit, suppressed) is ever put on a record.
 """
 
 from __future__ import annotations
@@ -19,29 +22,90 @@ import pandas as pd
 from ..config import ProjectConfig, QuestionKind
 from .settings import VECTOR_NAME, confidence_metadata_name
 
-__all__ = ["Suggestion", "build_records", "count_suggestions", "display_text", "iter_records",
+__all__ = ["Suggestion", "build_records", "count_suggestions", "display_text", "iter_records", "source_text",
            "suggestions_from_labels"]
 
 Suggestion = tuple[str, Any, Optional[float], str]  # question, value, score, agent
 
-# CommonMark lets a backslash escape any ASCII punctuation; these are the ones Markdown or HTML could act on.
-_SPECIAL = re.compile(r"([\\`*_{}\[\]()<>#+\-.!|~&=:@$])")
+# What Argilla 2.8's Markdown renderer (marked with GFM, `breaks`, KaTeX; then DOMPurify) turns into markup, and how
+# `display_text` keeps it literal. A backslash before ASCII punctuation is a Markdown escape; every backslash of the
+# text is escaped itself, so the only other backslash-punctuation pairs are the escapes added here, and the only
+# unescaped `&name;` are the spacing entities added here: `source_text` undoes both without knowing the rules.
+_PUNCTUATION = r"!-/:-@\[-`{-~"
+_ENTITIES = {" ": "&nbsp;", "\t": "&emsp;"}  # keep the width of indentation and runs (HTML collapses white space)
+_BLANK = "&#8203;"  # starts a blank line Markdown would drop (a leading one, or the second of a run)
+_UNDO = re.compile(rf"\\([{_PUNCTUATION}])|&nbsp;|&emsp;|&#8203;")
+_UNDONE = {"&nbsp;": " ", "&emsp;": "\t", _BLANK: ""}
+_ANYWHERE = re.compile(
+    r"[\\|]"  # an escape, a table cell
+    r"|<(?=[A-Za-z/!?])"  # an HTML tag, comment or autolink (`a < b` stays)
+    r"|&(?=#?[A-Za-z0-9_]+;)"  # an entity (`R&D`, `fish & chips` stay)
+    r"|(?i:(?<=https)|(?<=http)|(?<=ftp)):(?=//)"  # a bare URL (GFM autolink)
+    r"|(?i:(?<=\bwww))\."  # www.example.org (GFM autolink)
+    r"|(?<=[A-Za-z0-9._+-])@(?=[A-Za-z0-9_-]+\.[A-Za-z0-9_.-]*[A-Za-z0-9])"  # an e-mail address (GFM autolink)
+)
+_PAIRED = "*_~`$"  # emphasis, strikethrough, code spans and fences, math: markup only with two of them in the text
+_LINK = re.compile(r"\][(\[:]")  # `[a](b)`, `![a](b)`, `[a][b]`, `[a]: b`: brackets are markup only with one of these
+_LINE_START = re.compile(  # the character escaped at the start of a line (after its indentation)
+    r"#(?=#{0,5}(?:[ \t]|$))"  # an ATX heading
+    r"|>"  # a block quote
+    r"|[-+*](?=[ \t]|$|[-+*])"  # a list item, a rule, a setext underline
+    r"|=(?==*[ \t]*$)"  # a setext underline
+)
+_ORDERED = re.compile(r"\d{1,9}[.)](?=[ \t]|$)")  # an ordered list item: its `.` or `)` is escaped
+# inside a line: three or more blanks, or a tab (two spaces between sentences show as one, as in any web page)
+_RUN = re.compile(r"(?<=\S)(?: [ \t]{2,}| ?\t[ \t]*)(?=\S)")
+_LINE_BREAK = re.compile(r"(\r\n|\r|\n)")  # marked's line endings
+
+
+def _escape_line(line: str, special: str) -> str:
+    """One non-blank line: its markup characters escaped, its indentation and inner runs of blanks as entities."""
+    body = line.lstrip(" \t")
+    indent = line[:len(line) - len(body)]
+    marks = {m.start() for m in _ANYWHERE.finditer(body)}
+    marks.update(n for n, char in enumerate(body) if char in special)
+    ordered = _ORDERED.match(body)
+    if ordered:
+        marks.add(ordered.end() - 1)
+    elif body[:1] in "#>-+*=" and _LINE_START.match(body):
+        marks.add(0)
+    escaped = "".join("\\" + char if n in marks else char for n, char in enumerate(body))
+    spaced = _RUN.sub(lambda m: (" " if m.group(0)[0] == " " else _ENTITIES["\t"])
+                      + "".join(_ENTITIES[c] for c in m.group(0)[1:]), escaped)
+    return "".join(_ENTITIES[c] for c in indent) + spaced
 
 
 def display_text(text: str) -> str:
-    """`text` as Markdown that renders exactly as written: punctuation escaped, line breaks and spacing kept.
+    """`text` as the Markdown Argilla's UI shows exactly as written, with nothing in it turned into markup.
 
-    Every ASCII punctuation character Markdown or HTML could act on gets a backslash; each line break becomes a hard
-    break; runs of spaces and leading indentation keep their width with no-break spaces (so nothing turns into a code
-    block or collapses).
+    Escapes only what the UI's renderer would act on (HTML tags and entities, paired emphasis/code/math characters,
+    links, bare URLs and e-mail addresses, headings, lists, quotes and rules at a line's start, table pipes,
+    backslashes) and keeps indentation, runs of blanks, tabs and blank lines visible with entities; line endings
+    stay as they are. Ordinary prose comes back unchanged, and `source_text(display_text(t)) == t` for every `t`.
     """
-    lines = []
-    for line in text.replace("\r\n", "\n").replace("\r", "\n").split("\n"):
-        escaped = _SPECIAL.sub(r"\\\1", line)
-        escaped = re.sub(r" {2,}", lambda m: " " + "\u00a0" * (len(m.group(0)) - 1), escaped)
-        escaped = re.sub(r"^ ", "\u00a0", escaped).replace("\t", "\u00a0" * 4)
-        lines.append(escaped)
-    return "\\\n".join(lines)
+    special = "".join(c for c in _PAIRED if text.count(c) >= 2) + ("[]" if _LINK.search(text) else "")
+    parts = _LINE_BREAK.split(text)
+    lines, endings = parts[0::2], parts[1::2] + [""]
+    last = max((n for n, line in enumerate(lines) if line.strip(" \t")), default=-1)
+    out, seen, blank_before = [], False, False
+    for n, (line, ending) in enumerate(zip(lines, endings)):
+        if line.strip(" \t"):
+            out.append(_escape_line(line, special) + ending)
+            seen, blank_before = True, False
+        else:  # Markdown drops a leading blank line and all but the first of a run: those show as an empty line
+            dropped = n < last and (not seen or blank_before)
+            out.append((_BLANK if dropped else "") + line + ending)
+            blank_before = True
+    return "".join(out)
+
+
+def source_text(shown: str) -> str:
+    """The source text of a field `display_text` wrote: its escapes and spacing entities undone (the inverse).
+
+    Every project path that reads a field's text back from Argilla applies this; a text read through the SDK or
+    `dataset.to_datasets()` directly is the display form.
+    """
+    return _UNDO.sub(lambda m: m.group(1) if m.group(1) is not None else _UNDONE[m.group(0)], shown)
 
 
 def _clean(value: Any) -> Any:

@@ -72,8 +72,9 @@ def build_settings(config: ProjectConfig, *, vector_dimensions: Optional[int] = 
                    suggested: Optional[list[str]] = None) -> rg.Settings:
     """Argilla settings for a project: fields, questions, metadata (+ labeler confidence), vectors, guideline, overlap.
 
-    Every text field is rendered as Markdown because Argilla's UI sanitises Markdown but runs plain text fields in an
-    unsandboxed frame; `records.display_text` escapes the text so it still shows exactly as written.
+    Every text field is rendered as Markdown because Argilla's UI sanitises Markdown but shows a plain text field as
+    raw HTML (`innerHTML`, or an unsandboxed `<iframe srcdoc>`); `records.display_text` escapes only what the
+    renderer would act on, so the text shows exactly as written, and `records.source_text` gives it back.
     `suggested` names the questions that get labeler suggestions (each gets a confidence metadata property; by
     default the `llm.questions`).
     """

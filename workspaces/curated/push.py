@@ -108,8 +108,9 @@ def export_argilla_dataset(client: Any, config: ProjectConfig, repo_id: Optional
                            with_records: bool = True) -> str:
     """Export the project's Argilla dataset itself (settings + records with responses and suggestions) to the Hub.
 
-    For teams that keep Argilla as the source of truth: `rg.Dataset.from_hub(repo_id)` restores it. Returns the
-    repo URL.
+    For teams that keep Argilla as the source of truth: `rg.Dataset.from_hub(repo_id)` restores it. The fields hold
+    the form stored in Argilla (Markdown with what the UI would render escaped, so the restored dataset stays safe in
+    the UI); `workspaces.argilla_io.source_text` turns a field back into the source text. Returns the repo URL.
     """
     repo_id = _repo_id(config, repo_id)
     token = _checked_token(token, repo_id)
