@@ -4,6 +4,9 @@
 # `curate label` / `prefer` / `embed` on Distilabel's RayPipeline against a real Ray head on 127.0.0.1 that this
 # module starts (2 CPUs, dashboard and usage statistics off) and stops; the model step runs as 2 Ray actors. Outputs
 # must equal the local pipeline's for the deterministic labeler / judge (SmolLM2 GGUF, greedy) and the embedder.
+# Every test on the head runs its body in a child pytest (tests/support/isolated.py) against this process's head: a
+# crash of Ray's native code in the driver (SIGSEGV in _raylet.so, issue 26) is that test failing with the crash
+# report, never the whole run dying with exit 139.
 import os as _ray_os
 import subprocess as _ray_subprocess
 import sys as _ray_sys
@@ -15,16 +18,23 @@ from pathlib import Path as _RayPath
 import numpy as _ray_np
 import pytest as _ray_pytest
 import yaml as _ray_yaml
+from support.isolated import in_child as _ray_in_child
+from support.isolated import isolated as _ray_isolated
 
 _RAY_ROOT = _RayPath(__file__).resolve().parents[1]
 _RAY_COLUMNS = ["item_id", "question", "label", "status", "error", "model", "prompt_hash", "raw_output"]
+_RAY_HEAD_ENV = "CURATE_TEST_RAY_HEAD"  # the address of the parent's head, for the isolated tests' child pytest
 
 
 @_ray_pytest.fixture(scope="module")
 def ray_head():
     """A Ray head on 127.0.0.1 (tests/support/ray_head.py), listening on loopback only; every process it started is
-    gone afterwards."""
+    gone afterwards. In an isolated test's child pytest: the parent's head (the parent checks and stops it)."""
     import importlib.util
+
+    if _ray_in_child() and _ray_os.environ.get(_RAY_HEAD_ENV):
+        yield _ray_os.environ[_RAY_HEAD_ENV]
+        return
 
     if importlib.util.find_spec("ray") is None:
         _ray_pytest.skip("ray is not installed: pip install 'curate[ray]'")
@@ -37,8 +47,10 @@ def ray_head():
         ours = [line.split()[3].rpartition(":") for line in listening if any(f"pid={p}," in line for p in pids)]
         hosts = {host.strip("[]").removeprefix("::ffff:") for host, _, _ in ours}
         assert str(head.port) in {p for _, _, p in ours} and hosts == {"127.0.0.1"}, ours  # loopback only
+        _ray_os.environ[_RAY_HEAD_ENV] = head.address
         yield head.address
     finally:
+        _ray_os.environ.pop(_RAY_HEAD_ENV, None)
         # Workers exit on their own once the raylet is gone; one that is still busy after the grace period (seen on
         # a loaded machine) is killed by id. What the test asserts is that nothing of the cluster outlives it.
         head.stop()
@@ -96,6 +108,7 @@ def _ray_assert_same_distributions(mine, theirs) -> None:
 
 
 @_ray_pytest.mark.slow
+@_ray_isolated()
 def test_label_on_ray_equals_local_with_two_replicas_and_resumes(tmp_path, ray_head):
     from pipelines.label import label_items, read_labels
     from workspaces.config import load_config
@@ -123,6 +136,7 @@ def test_label_on_ray_equals_local_with_two_replicas_and_resumes(tmp_path, ray_h
 
 
 @_ray_pytest.mark.slow
+@_ray_isolated()
 def test_label_on_ray_keeps_failed_rows_with_their_reason_through_the_cli(tmp_path, ray_head):
     from pipelines.label import read_labels
 
@@ -138,6 +152,7 @@ def test_label_on_ray_keeps_failed_rows_with_their_reason_through_the_cli(tmp_pa
 
 
 @_ray_pytest.mark.slow
+@_ray_isolated()
 def test_embed_on_ray_equals_local(tmp_path, ray_head):
     from pipelines.embed import embed_items, read_embeddings
     from workspaces.config import load_config
@@ -203,6 +218,7 @@ def _ray_assert_same_preferences(tmp_path: _RayPath):
 
 
 @_ray_pytest.mark.slow
+@_ray_isolated()
 def test_prefer_on_ray_equals_local(tmp_path, ray_head):
     from pipelines.prefer import prefer_items
     from workspaces.config import load_config
@@ -229,6 +245,7 @@ def test_prefer_on_ray_equals_local(tmp_path, ray_head):
 
 
 @_ray_pytest.mark.slow
+@_ray_isolated()
 def test_prefer_on_ray_equals_local_on_human_pairs(tmp_path, ray_head):
     """HH-RLHF's chosen / rejected replies judged locally and on Ray: the same rows, and not all of them ties, so
     chosen / rejected / chosen_response are compared for real."""
