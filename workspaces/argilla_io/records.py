@@ -34,8 +34,8 @@ Suggestion = tuple[str, Any, Optional[float], str]  # question, value, score, ag
 _PUNCTUATION = r"!-/:-@\[-`{-~"
 _ENTITIES = {" ": "&nbsp;", "\t": "&emsp;"}  # keep the width of indentation and runs (HTML collapses white space)
 _BLANK = "&#8203;"  # starts a blank line Markdown would drop (a leading one, or the second of a run)
-_UNDO = re.compile(rf"\\([{_PUNCTUATION}])|&nbsp;|&emsp;|&#8203;")
-_UNDONE = {"&nbsp;": " ", "&emsp;": "\t", _BLANK: ""}
+_UNDONE = {**{entity: char for char, entity in _ENTITIES.items()}, _BLANK: ""}  # what `source_text` undoes
+_UNDO = re.compile(rf"\\([{_PUNCTUATION}])|" + "|".join(map(re.escape, _UNDONE)))
 _ANYWHERE = re.compile(
     r"[\\|]"  # an escape, a table cell
     r"|<(?=[A-Za-z/!?])"  # an HTML tag, comment or autolink (`a < b` stays)

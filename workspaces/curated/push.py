@@ -85,8 +85,8 @@ def push(config: ProjectConfig, *, to: Union[str, Path, None] = None, repo_id: O
     report = read_report(config, required=False)
     if sum(curated.rows.values()) == 0:
         excluded = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in curated.excluded.items() if v) or "none"
-        raise NothingToPushError(f"nothing to push: no item of {config.name} has a curated label (excluded: {excluded}); "
-                        "sync human responses first (`curate sync`)")
+        raise NothingToPushError(f"nothing to push: no item of {config.name} has a curated label (excluded: "
+                                 f"{excluded}); sync human responses first (`curate sync`)")
     to_hub = to == "hub" or (to is None and repo_id is not None)
     if to_hub:
         if force:

@@ -34,9 +34,9 @@ def check_audit(config: ProjectConfig, *, close: bool = True) -> Optional[dict[s
     entries = {e.id: e for e in history(config)}
     section: dict[str, Any] = {"questions": {}}
     for question, rows in routes[routes["route"] == "audit"].groupby("question"):
-        reviewed = audit_items(config, str(question), votes)  # the audit items humans have labeled
-        audited, errors = len(reviewed), int((~reviewed["correct"].astype(bool)).sum())
-        examples = reviewed.loc[~reviewed["correct"].astype(bool), "item_id"].tolist()
+        reviewed = audit_items(config, str(question), votes, routes=routes)  # the audit items humans have labeled
+        wrong = ~reviewed["correct"].astype(bool)
+        audited, errors, examples = len(reviewed), int(wrong.sum()), reviewed.loc[wrong, "item_id"].tolist()
         gate_ids = [g for g in rows["gate_id"].dropna().unique()]
         gate = entries.get(gate_ids[-1]) if gate_ids else None
         promised = None if gate is None or gate.target_precision is None else 1 - gate.target_precision

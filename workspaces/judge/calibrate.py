@@ -384,12 +384,14 @@ def question_metrics(config: ProjectConfig, question: str, items: pd.DataFrame, 
 
 
 def audit_items(config: ProjectConfig, question: str, votes: pd.DataFrame,
-                labeler: Optional[dict[str, Any]] = None) -> pd.DataFrame:
+                labeler: Optional[dict[str, Any]] = None, *, routes: Optional[pd.DataFrame] = None) -> pd.DataFrame:
     """The items routed `audit` (in `routes.parquet`) that humans have labeled: item_id, gate_id, label, confidence,
     threshold (the cut the item was drawn above: its label's threshold in the gate entry, else the shared one),
-    human, correct. With `labeler`, only items routed under that labeler identity."""
+    human, correct. With `labeler`, only items routed under that labeler identity. `routes`: the table when the
+    caller has read it already (else read here)."""
     columns = ["item_id", "gate_id", "label", "confidence", "threshold", "human", "correct"]
-    routes = read_table(config.run_path, ROUTES, required=False)
+    if routes is None:
+        routes = read_table(config.run_path, ROUTES, required=False)
     if routes is None:
         return pd.DataFrame(columns=columns)
     rows = routes[(routes["route"] == "audit") & (routes["question"] == question)]
