@@ -79,6 +79,7 @@ class QuestionKind(str, Enum):
     label = "label"
     rating = "rating"
     text = "text"
+    multi_label = "multi_label"
 
 
 class FieldConfig(_Strict):
@@ -110,10 +111,23 @@ class QuestionConfig(_Strict):
     values: Optional[list[int]] = None
     level: Optional[AlphaLevel] = None
     required: bool = True
+    min: Optional[int] = Field(None, ge=0, description="multi_label: the fewest labels a response may pick")
+    max: Optional[int] = Field(None, ge=1, description="multi_label: the most labels a response may pick")
 
     @model_validator(mode="after")
     def _check_kind(self) -> "QuestionConfig":
-        if self.kind == QuestionKind.label:
+        if (self.min is not None or self.max is not None) and self.kind != QuestionKind.multi_label:
+            raise ValueError("`min`/`max` picks are for multi_label questions")
+        if self.kind == QuestionKind.multi_label:
+            if not self.labels or len(self.labels) < 2:
+                raise ValueError("a multi_label question needs `labels` with at least two entries")
+            if self.values is not None:
+                raise ValueError("`values` is for rating questions; a multi_label question takes `labels`")
+            if self.min is not None and self.max is not None and self.min > self.max:
+                raise ValueError(f"`min` ({self.min}) is more than `max` ({self.max})")
+            if self.max is not None and self.max > len(self.labels):
+                raise ValueError(f"`max` ({self.max}) is more than the {len(self.labels)} labels")
+        elif self.kind == QuestionKind.label:
             if not self.labels or len(self.labels) < 2:
                 raise ValueError("a label question needs `labels` with at least two entries")
             if self.values is not None:
@@ -139,7 +153,7 @@ class QuestionConfig(_Strict):
     @property
     def allowed_values(self) -> list[Union[str, int]]:
         """Every value a response may take, in scale order."""
-        if self.kind == QuestionKind.label:
+        if self.kind in (QuestionKind.label, QuestionKind.multi_label):
             return list(self.labels or {})
         if self.kind == QuestionKind.rating:
             return list(self.values or [])

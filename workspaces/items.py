@@ -11,8 +11,9 @@ from typing import Any, Optional, Union
 import numpy as np
 import pandas as pd
 
-from .config import ConfigError, ProjectConfig
+from .config import ConfigError, ProjectConfig, QuestionKind
 from .redaction import redact_items
+from .shapes import ShapeValueError, shape_of
 
 __all__ = [
     "ItemCheck",
@@ -119,7 +120,17 @@ def recorded_labels(config: ProjectConfig, items: pd.DataFrame) -> pd.DataFrame:
                 if raw is None or (isinstance(raw, float) and pd.isna(raw)):
                     continue
                 value = mapping.map.get(raw, mapping.map.get(str(raw))) if mapping.map else raw
-                allowed = config.question(question_name).allowed_values
+                question = config.question(question_name)
+                if question.kind == QuestionKind.multi_label:  # a list of labels, checked by its shape
+                    try:
+                        value = list(shape_of(question).parse(value))
+                    except ShapeValueError as exc:
+                        raise ConfigError(f"{config.source_path}: human_labels.values.{question_name}: item "
+                                          f"{item_id}: {exc}") from None
+                    rows.append({"item_id": item_id, "question": question_name, "annotator": annotator,
+                                 "value": value})
+                    continue
+                allowed = question.allowed_values
                 if value is None or (allowed and value not in allowed):
                     raise ConfigError(f"{config.source_path}: human_labels.values.{question_name}: item {item_id} "
                                       f"has {mapping.key}={raw!r}, which maps to none of {allowed}")

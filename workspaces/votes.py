@@ -8,7 +8,11 @@ always describe the label that is pushed.
   half of the votes share; ties and pluralities give no label (`no_majority`);
 - rating questions at the ordinal/interval/ratio level: the **lower median** of the votes (for an even count the
   lower of the two middle values), so the label stays on the scale; always defined when there is a vote;
+- multi-label questions: the **per-label strict majority**, each label that more than half of the votes hold (a set,
+  possibly empty; `workspaces.shapes.MultiLabelShape`);
 - text questions: never voted on.
+
+The rules live in `workspaces.shapes` (one shape per question kind); this module applies them to votes and tables.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from typing import Any, Iterable, Optional, Sequence, Union
 import pandas as pd
 
 from .config import AlphaLevel, QuestionConfig, QuestionKind
+from .shapes import shape_of
 
 __all__ = ["HumanLabel", "human_label", "human_labels", "strict_majority", "vote_table"]
 
@@ -58,6 +63,10 @@ def _by_median(question: QuestionConfig) -> bool:
 def human_label(question: QuestionConfig, values: Iterable[Any]) -> HumanLabel:
     """The humans' label for `values` (one vote per annotator), by the question's rule (module docstring)."""
     votes = [v for v in values if v is not None and not (isinstance(v, float) and pd.isna(v))]
+    if question.kind == QuestionKind.multi_label:
+        shape = shape_of(question)
+        vote = shape.consensus([shape.parse(v) for v in votes])
+        return HumanLabel(label=vote.label, votes=vote.votes, agreement=vote.agreement, no_majority=vote.no_majority)
     if question.kind == QuestionKind.text or not votes:
         return HumanLabel(label=None, votes=len(votes), agreement=None)
     if _by_median(question):
@@ -86,6 +95,11 @@ def vote_table(table: pd.DataFrame, question: QuestionConfig, *, keys: Sequence[
     frame = frame[frame["_value"].notna()].dropna(subset=keys)
     if frame.empty:
         return pd.DataFrame({c: pd.Series(dtype=object) for c in columns})
+    if question.kind == QuestionKind.multi_label:  # sets: one consensus per group (no vectorised majority of sets)
+        rows = [(*(key if isinstance(key, tuple) else (key,)), human_label(question, group.tolist()))
+                for key, group in frame.groupby(keys, sort=True, observed=True)["_value"]]
+        return pd.DataFrame([(*r[:-1], r[-1].label, r[-1].votes, r[-1].agreement, r[-1].no_majority) for r in rows],
+                            columns=columns)
     if question.kind == QuestionKind.rating:
         frame["_value"] = frame["_value"].astype(float).astype(int)
     votes = frame.groupby(keys, sort=True, observed=True).size().rename("votes").reset_index()

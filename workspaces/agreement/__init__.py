@@ -8,6 +8,7 @@ Example (notebook)::
 """
 
 from .alpha import AgreementError, AlphaResult, AnnotatorAgreement, annotator_agreement, krippendorff_alpha, \
+    masi_alpha, \
     read_tidy_table
 from .render import MarkdownTable
 from .report import AlphaBlock, JudgeBlock, Report, build_report, read_report, write_report
@@ -25,6 +26,7 @@ __all__ = [
     "build_report",
     "human_table",
     "krippendorff_alpha",
+    "masi_alpha",
     "read_report",
     "read_tidy_table",
     "write_report",

@@ -12,6 +12,7 @@ Example (notebook)::
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any, Optional, Sequence, Union
 
@@ -22,6 +23,7 @@ from pydantic import BaseModel
 
 from ..config import AlphaLevel, QuestionConfig
 from ..errors import ConfigError
+from ..shapes import masi_distance, shape_of
 from ..votes import vote_table
 
 __all__ = [
@@ -30,6 +32,7 @@ __all__ = [
     "AnnotatorAgreement",
     "annotator_agreement",
     "krippendorff_alpha",
+    "masi_alpha",
     "read_tidy_table",
 ]
 
@@ -54,6 +57,7 @@ class AlphaResult(BaseModel):
     units: int
     annotators: int
     pairable: int
+    distance: Optional[str] = None  # set-valued alpha: the distance it used ("masi")
 
 
 class AnnotatorAgreement(BaseModel):
@@ -211,6 +215,48 @@ def krippendorff_alpha(
                        pairable=int(counts.sum()))
 
 
+def masi_alpha(table: pd.DataFrame, *, bootstrap: int = 1000, seed: int = 0) -> AlphaResult:
+    """Krippendorff's alpha of label sets with the MASI distance (Passonneau 2006), by the `krippendorff` package.
+
+    `value` holds one label set per row (a JSON list, or a list/tuple). Each distinct set is one value of the domain
+    and the distance between two is `workspaces.shapes.masi_distance`; the CI is a percentile bootstrap over the
+    pairable units, each resample given to `krippendorff.alpha` again.
+    """
+    missing = [c for c in ("unit", "annotator", "value") if c not in table.columns]
+    if missing:
+        raise AgreementError(f"missing column(s) {missing}; expected columns unit, annotator, value")
+    table = table.dropna(subset=["value"])
+    sets = [tuple(sorted(json.loads(v) if isinstance(v, str) else v)) for v in table["value"]]
+    domain = sorted(set(sets))
+    keyed = pd.DataFrame({"unit": table["unit"].to_numpy(), "annotator": table["annotator"].to_numpy(),
+                          "value": [json.dumps(list(s)) for s in sets]})
+    keys = [json.dumps(list(s)) for s in domain]
+    counts, units, annotators = _value_counts(keyed, keys)
+    distances = np.array([[masi_distance(a, b) for b in domain] for a in domain])
+
+    def metric(v1: Any, v2: Any, i1: np.ndarray, i2: np.ndarray, n_v: Any = None, dtype: Any = np.float64) -> Any:
+        return distances[i1, i2].astype(dtype)
+
+    def alpha_of(matrix: np.ndarray) -> Optional[float]:
+        if matrix.shape[0] == 0 or np.count_nonzero(matrix.sum(axis=0)) < 2:
+            return None
+        value = krippendorff.alpha(value_counts=matrix, value_domain=list(range(len(domain))),
+                                   level_of_measurement=metric)
+        return None if np.isnan(value) else float(value)
+
+    alpha = alpha_of(counts)
+    ci95 = None
+    if alpha is not None and bootstrap > 0 and units >= 2:
+        rng = np.random.default_rng(seed)
+        draws = [alpha_of(counts[rng.integers(0, units, units)]) for _ in range(bootstrap)]
+        finite = np.array([d for d in draws if d is not None])
+        if finite.size:
+            low, high = np.percentile(finite, [2.5, 97.5])
+            ci95 = (float(low), float(high))
+    return AlphaResult(alpha=alpha, ci95=ci95, level=AlphaLevel.nominal, units=units, annotators=annotators,
+                       pairable=int(counts.sum()), distance="masi")
+
+
 def annotator_agreement(table: pd.DataFrame, question: Optional[QuestionConfig] = None) -> list[AnnotatorAgreement]:
     """Per annotator: the share of their units where they match the human label of the *other* annotators.
 
@@ -228,7 +274,8 @@ def annotator_agreement(table: pd.DataFrame, question: Optional[QuestionConfig] 
     majority = vote_table(others, rule, keys=("unit", "annotator"))
     majority = majority[majority["label"].notna()]
     compared = pairs.merge(majority[["unit", "annotator", "label"]], on=["unit", "annotator"], how="inner")
-    compared["agreed"] = compared["value"] == compared["label"].map(str)
+    text = shape_of(rule).dump if rule.kind == "multi_label" else str  # a label set compares as its stored text
+    compared["agreed"] = compared["value"] == compared["label"].map(text)
     per_pair = rows.groupby(["unit", "annotator"], sort=False).size().rename("rows").reset_index()
     compared = compared.merge(per_pair, on=["unit", "annotator"])  # every row of the pair counts, as before
     totals = rows.groupby("annotator", sort=True).size()

@@ -8,10 +8,12 @@ stages add their sections (audit, honeypots, anchoring, consensus, redaction) as
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Optional, Union
 
+import numpy as np
 import pandas as pd
 from pydantic import BaseModel, Field, ValidationError
 from sklearn.metrics import accuracy_score, cohen_kappa_score
@@ -19,9 +21,10 @@ from sklearn.metrics import accuracy_score, cohen_kappa_score
 from ..config import AlphaLevel, ProjectConfig, QuestionConfig, QuestionKind
 from ..errors import RunFileError
 from ..redaction import read_redaction_counts
+from ..shapes import shape_of
 from ..rundir import ANNOTATIONS, LABELS, REPORT, REPORT_MD, read_json, read_table, write_json, write_text
 from ..votes import vote_table
-from .alpha import AlphaResult, AnnotatorAgreement, annotator_agreement, krippendorff_alpha
+from .alpha import AlphaResult, AnnotatorAgreement, annotator_agreement, krippendorff_alpha, masi_alpha
 from .render import MarkdownTable
 from .render import fmt as _fmt
 from .sections import SECTION_BUILDERS, SECTION_RENDERERS
@@ -46,6 +49,10 @@ class AlphaBlock(AlphaResult):
     """Alpha for one question at its level, plus interval alpha for rating questions (for comparison)."""
 
     alpha_interval: Optional[float] = None
+    per_label: dict[str, AlphaResult] = Field(default_factory=dict,
+                                              description="multi_label: nominal alpha of each label's yes/no")
+    invalid: int = Field(0, description="submitted values that break the question (unknown label, min/max picks), "
+                                        "left out of alpha and counted here")
 
 
 class JudgeBlock(BaseModel):
@@ -97,11 +104,24 @@ class Report(BaseModel):
         rows = []
         for name, q in self.questions.items():
             ci = "n/a" if q.ci95 is None else f"[{q.ci95[0]:.3f}, {q.ci95[1]:.3f}]"
-            rows.append([name, q.level.value, _fmt(q.alpha), ci, _fmt(q.alpha_interval), str(q.units),
+            rows.append([name, q.distance or q.level.value, _fmt(q.alpha), ci, _fmt(q.alpha_interval), str(q.units),
                          str(q.annotators), str(q.pairable)])
         return MarkdownTable(title="Krippendorff's alpha (submitted responses)",
                              columns=["question", "level", "alpha", "95% CI", "interval alpha", "units",
                                       "annotators", "pairable values"], rows=rows)
+
+    def per_label_tables(self) -> list[MarkdownTable]:
+        """Multi-label questions: each label's nominal alpha (does a response hold it), and the invalid count."""
+        tables = []
+        for name, q in self.questions.items():
+            if not q.per_label:
+                continue
+            rows = [[label, _fmt(r.alpha), "n/a" if r.ci95 is None else f"[{r.ci95[0]:.3f}, {r.ci95[1]:.3f}]",
+                     str(r.units)] for label, r in q.per_label.items()]
+            tables.append(MarkdownTable(title=f"{name}: alpha per label ({q.invalid} response(s) that break the "
+                                              f"question left out)",
+                                        columns=["label", "alpha", "95% CI", "units"], rows=rows))
+        return tables
 
     def annotator_tables(self) -> list[MarkdownTable]:
         return [MarkdownTable(title=f"{name}: agreement with the other annotators' label",
@@ -131,7 +151,7 @@ class Report(BaseModel):
 
     def tables(self) -> list[MarkdownTable]:
         """Every table of the report, in order (sections add theirs through `section_tables`)."""
-        tables = [self.alpha_table(), *self.annotator_tables()]
+        tables = [self.alpha_table(), *self.per_label_tables(), *self.annotator_tables()]
         judge = self.judge_table()
         if judge is not None:
             tables.append(judge)
@@ -162,7 +182,22 @@ def section_tables(report: Report) -> list[MarkdownTable]:
 
 # ---- building --------------------------------------------------------------------------------------------------
 
+def _multi_label_block(table: pd.DataFrame, question: QuestionConfig, bootstrap: int, seed: int) -> AlphaBlock:
+    """MASI alpha of the label sets, and a nominal alpha per label (does the response hold it: yes/no)."""
+    invalid = int(table["value"].isna().sum())
+    table = table.dropna(subset=["value"])
+    block = AlphaBlock(**masi_alpha(table, bootstrap=bootstrap, seed=seed).model_dump(), invalid=invalid)
+    sets = [set(json.loads(v)) for v in table["value"]]
+    for label in question.labels or {}:
+        held = table.assign(value=["yes" if label in s else "no" for s in sets])
+        block.per_label[label] = krippendorff_alpha(held, AlphaLevel.nominal, value_domain=["no", "yes"],
+                                                    bootstrap=bootstrap, seed=seed)
+    return block
+
+
 def _alpha_block(table: pd.DataFrame, question: QuestionConfig, bootstrap: int, seed: int) -> AlphaBlock:
+    if question.kind == QuestionKind.multi_label:
+        return _multi_label_block(table, question, bootstrap, seed)
     domain = question.allowed_values or None
     result = krippendorff_alpha(table, question.alpha_level, value_domain=domain, bootstrap=bootstrap, seed=seed)
     interval = None
@@ -185,6 +220,15 @@ def _judge_block(table: pd.DataFrame, labels: pd.DataFrame, question: QuestionCo
     pairs = reference.merge(judged[["unit", "value"]], on="unit", how="inner")
     block = JudgeBlock(labelled=len(rows), ok=len(ok), failed=len(rows) - len(ok), n=len(pairs),
                        models=sorted(ok["model"].dropna().astype(str).unique().tolist()))
+    if question.kind == QuestionKind.multi_label:  # label sets: exact-set accuracy and MASI alpha with the judge
+        shape = shape_of(question)
+        if len(pairs):
+            block.accuracy = float(np.mean([shape.parse(v) == tuple(h) for v, h in zip(pairs["value"],
+                                                                                       pairs["label"])]))
+        judged = judged[judged["unit"].isin(set(table["unit"]))]
+        with_judge = pd.concat([table.dropna(subset=["value"]), judged], ignore_index=True)
+        block.alpha_with_judge = masi_alpha(with_judge, bootstrap=0).alpha
+        return block
     if len(pairs):
         human, llm = pairs["label"].map(str).tolist(), pairs["value"].tolist()
         block.accuracy = float(accuracy_score(human, llm))

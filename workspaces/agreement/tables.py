@@ -6,6 +6,7 @@ from __future__ import annotations
 import pandas as pd
 
 from ..config import QuestionConfig, QuestionKind
+from ..shapes import ShapeValueError, shape_of
 
 __all__ = ["human_table"]
 
@@ -17,4 +18,14 @@ def human_table(annotations: pd.DataFrame, question: QuestionConfig) -> pd.DataF
                           "value": rows["value"]})
     if question.kind == QuestionKind.rating:
         table["value"] = table["value"].astype(float).astype(int)
+    if question.kind == QuestionKind.multi_label:  # one canonical text per label set; a value that breaks the
+        table["value"] = [_canonical(question, v) for v in table["value"]]  # question is None (counted: `invalid`)
     return table.reset_index(drop=True)
+
+
+def _canonical(question: QuestionConfig, value: object) -> object:
+    shape = shape_of(question)
+    try:
+        return shape.dump(shape.parse(value)) if value is not None else None
+    except ShapeValueError:
+        return None

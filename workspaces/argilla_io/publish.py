@@ -62,7 +62,7 @@ def read_vectors(config: ProjectConfig, path: Optional[Path] = None) -> Optional
 def _suggestion_rows(config: ProjectConfig, path: Optional[Path]) -> Optional[pa.Table]:
     """The ok rows of `labels.parquet` (or `path`) for the config's questions, as a compact Arrow table."""
     table = read_arrow(path or config.run_path, LABELS, required=path is not None,
-                       columns=["item_id", "question", "label", "confidence", "model", "status"],
+                       columns=["item_id", "question", "label", "confidence", "model", "status"], optional=("probabilities",),
                        text=("item_id", "question", "model", "status"))
     if table is None:
         return None

@@ -12,6 +12,7 @@ audit, suppressed) is ever put on a record.
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from typing import Any, Iterable, Iterator, Mapping, Optional, Sequence
@@ -20,12 +21,13 @@ import argilla as rg
 import pandas as pd
 
 from ..config import ProjectConfig, QuestionKind
+from ..shapes import shape_of
 from .settings import VECTOR_NAME, confidence_metadata_name
 
 __all__ = ["Suggestion", "build_records", "count_suggestions", "display_text", "iter_records", "source_text",
            "suggestions_from_labels"]
 
-Suggestion = tuple[str, Any, Optional[float], str]  # question, value, score, agent
+Suggestion = tuple[str, Any, Any, str]  # question, value, score (a float, or one per label of a list value), agent
 
 # What Argilla 2.8's Markdown renderer (marked with GFM, `breaks`, KaTeX; then DOMPurify) turns into markup, and how
 # `display_text` keeps it literal. A backslash before ASCII punctuation is a Markdown escape; every backslash of the
@@ -116,6 +118,17 @@ def _clean(value: Any) -> Any:
     return value
 
 
+def _label_scores(row: Any) -> dict[str, float]:
+    """Per-label probabilities of a labels row (`probabilities`, a JSON object or a mapping), when it has them."""
+    raw = getattr(row, "probabilities", None)
+    if isinstance(raw, str):
+        try:
+            raw = json.loads(raw)
+        except json.JSONDecodeError:
+            return {}
+    return {str(k): float(v) for k, v in raw.items()} if isinstance(raw, dict) else {}
+
+
 def suggestions_from_labels(config: ProjectConfig, labels: pd.DataFrame) -> dict[str, list[Suggestion]]:
     """`{item_id: [(question, value, score, agent)]}` from a labels table (ok rows of known questions only)."""
     known = {q.name: q for q in config.questions}
@@ -123,9 +136,17 @@ def suggestions_from_labels(config: ProjectConfig, labels: pd.DataFrame) -> dict
     by_item: dict[str, list[Suggestion]] = {}
     for row in ok.itertuples(index=False):
         value: Any = row.label
-        if known[row.question].kind == QuestionKind.rating:
+        score: Any = _clean(row.confidence)
+        question = known[row.question]
+        if question.kind == QuestionKind.rating:
             value = int(float(value))
-        by_item.setdefault(str(row.item_id), []).append((row.question, value, _clean(row.confidence), str(row.model)))
+        elif question.kind == QuestionKind.multi_label:  # a list of labels, one score per label (Argilla 2.8)
+            value = list(shape_of(question).parse(value))
+            if not value:
+                continue  # Argilla takes no empty suggestion: "no label applies" is shown as no suggestion
+            scores = _label_scores(row)
+            score = [scores.get(label, score) for label in value]
+        by_item.setdefault(str(row.item_id), []).append((row.question, value, score, str(row.model)))
     return by_item
 
 
@@ -197,8 +218,9 @@ def iter_records(
                 for question, value, score, agent in suggestions.get(item_id, []):
                     record_suggestions.append(rg.Suggestion(question_name=question, value=value, score=score,
                                                             agent=agent, type="model"))
-                    if score is not None:
-                        metadata[confidence_metadata_name(question)] = float(score)
+                    if score is not None:  # a multi-label suggestion: its least sure picked label
+                        metadata[confidence_metadata_name(question)] = float(min(score) if isinstance(score, list)
+                                                                             else score)
             vector = vectors.get(item_id) if vectors else None
             record_vectors = {VECTOR_NAME: [float(x) for x in vector]} if vector is not None else None
             yield rg.Record(id=item_id, fields=fields, metadata=metadata or None,

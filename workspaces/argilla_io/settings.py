@@ -33,6 +33,9 @@ class PublishError(ConfigError):
     """The dataset cannot be published as configured (e.g. its labels changed after records were logged)."""
 
 
+QUESTION_DESCRIPTION_LIMIT = 1000  # argilla-server 2.8: the longest question description it accepts
+
+
 def confidence_metadata_name(question: str) -> str:
     """Metadata property that carries the labeler's confidence for `question` (sortable/filterable in the UI)."""
     return f"llm_confidence_{question}"
@@ -41,10 +44,37 @@ def confidence_metadata_name(question: str) -> str:
 def _question_description(question: QuestionConfig) -> Optional[str]:
     """The question's description, followed (label questions) by each label's description, so that a changed label
     description reaches the reviewers as a changed question description."""
-    if question.kind == QuestionKind.label:
-        labels = "\n".join(f"- **{k}**: {v}" for k, v in (question.labels or {}).items() if v)
-        return "\n\n".join(part for part in (question.description, labels) if part) or None
-    return question.description
+    labels = _label_descriptions(question)
+    if labels and len(labels) + len(question.description or "") + 60 > QUESTION_DESCRIPTION_LIMIT:
+        labels = "The labels are described in the guidelines."  # Argilla takes 1,000 characters here
+    return "\n\n".join(part for part in (question.description, labels) if part) or None
+
+
+def _label_descriptions(question: QuestionConfig) -> Optional[str]:
+    if question.kind not in (QuestionKind.label, QuestionKind.multi_label):
+        return None
+    return "\n".join(f"- **{k}**: {v}" for k, v in (question.labels or {}).items() if v) or None
+
+
+def _guidelines(config: ProjectConfig) -> Optional[str]:
+    """The guidelines, followed by the label descriptions of every question whose description could not hold
+    them (so a reviewer always sees them, and a changed one still changes what the server holds)."""
+    parts = [config.guidelines or ""]
+    for question in config.questions:
+        labels = _label_descriptions(question)
+        if labels and len(labels) + len(question.description or "") + 60 > QUESTION_DESCRIPTION_LIMIT:
+            parts.append(f"**{question.title or question.name}**: the labels\n\n{labels}")
+    return "\n\n".join(p for p in parts if p) or None
+
+
+def _picks_note(question: QuestionConfig, description: Optional[str]) -> Optional[str]:
+    """A multi-label question's description, ending with how many labels to pick (Argilla does not enforce it;
+    sync and curation do, counting each response that breaks it)."""
+    low, high = question.min, question.max
+    note = (f"Pick {low} to {high} labels." if low is not None and high is not None else
+            f"Pick at least {low} label(s)." if low is not None else
+            f"Pick at most {high} label(s)." if high is not None else None)
+    return "\n\n".join(part for part in (description, note) if part) or None
 
 
 def _question(question: QuestionConfig) -> Any:
@@ -53,6 +83,9 @@ def _question(question: QuestionConfig) -> Any:
     if question.kind == QuestionKind.label:
         return rg.LabelQuestion(name=question.name, title=title, labels=list(question.labels or {}),
                                 description=description, required=question.required)
+    if question.kind == QuestionKind.multi_label:
+        return rg.MultiLabelQuestion(name=question.name, title=title, labels=list(question.labels or {}),
+                                     description=_picks_note(question, description), required=question.required)
     if question.kind == QuestionKind.rating:
         return rg.RatingQuestion(name=question.name, title=title, values=list(question.values or []),
                                  description=description, required=question.required)
@@ -91,7 +124,7 @@ def build_settings(config: ProjectConfig, *, vector_dimensions: Optional[int] = 
         questions=[_question(q) for q in config.questions],
         metadata=metadata,
         vectors=vectors,
-        guidelines=config.guidelines or None,
+        guidelines=_guidelines(config),
         allow_extra_metadata=config.argilla.allow_extra_metadata,
         distribution=rg.TaskDistribution(min_submitted=config.argilla.min_submitted),
     )

@@ -38,6 +38,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..config import ConfigError, ProjectConfig, QuestionConfig, QuestionKind
+from ..shapes import PickCountError, ShapeValueError, shape_of
 from ..errors import RunFileError
 from ..items import load_gold_ids, load_items, recorded_labels
 from ..redaction import restore_items
@@ -52,7 +53,7 @@ __all__ = ["CuratedDataset", "CurationError", "SOURCES", "SPLITS", "build_curate
 SOURCES = ("gold", "human-consensus", "human-single", "llm-reviewed", "auto-accepted", "unverified")
 SPLITS = ("train", "validation", "test", "gold")
 
-_Value = Union[str, int]
+_Value = Union[str, int, tuple[str, ...]]
 
 
 class CurationError(RunFileError):
@@ -123,13 +124,13 @@ def build_curated(config: ProjectConfig) -> CuratedDataset:
     excluded = {"no_majority": 0, "unreviewed": 0, "unlabeled": 0, "unknown_item_annotations": 0,
                 "gold_without_labels": 0}
     is_known = pc.is_in(annotations["item_id"], value_set=pa.array(sorted(known), pa.string()))
-    unknown = _prepare_annotations(annotations.filter(pc.invert(is_known)), config, run)
+    unknown = _prepare_annotations(annotations.filter(pc.invert(is_known)), config, run, {})
     excluded["unknown_item_annotations"] = len(unknown)
     unknown_gold = sorted(gold_ids - known)
     notes = [f"{len(unknown_gold)} gold id(s) are not items of this project and were ignored"] if unknown_gold else []
     gold_ids &= known
 
-    models = (_dawid_skene(config, _prepare_annotations(annotations, config, run))
+    models = (_dawid_skene(config, _prepare_annotations(annotations, config, run, {}))  # counted below
               if config.consensus.method == "dawid-skene" else {})
     primary = _primary_question(config)
     by_question = {q.name: 0 for q in config.questions}
@@ -137,10 +138,11 @@ def build_curated(config: ProjectConfig) -> CuratedDataset:
     columns = schema.names
     chunks: list[pa.Table] = []
     models_seen: set[tuple[str, str, str]] = set()
+    invalid: dict[str, list[str]] = {}  # question -> why each response that breaks it was left out
     for chunk in _item_chunks(items.sort_values("item_id")):
         ids = pa.array(chunk["item_id"].tolist(), pa.string())
         humans = _group_values(_prepare_annotations(
-            annotations.filter(pc.is_in(annotations["item_id"], value_set=ids)), config, run))
+            annotations.filter(pc.is_in(annotations["item_id"], value_set=ids)), config, run, invalid))
         llm_labels = _llm_labels(llm_table, ids, config, run)
         auto = _accepted_for(accepted, ids)
         models_seen |= _llm_models(llm_labels)
@@ -164,6 +166,8 @@ def build_curated(config: ProjectConfig) -> CuratedDataset:
                     no_majority = True
                     by_question[question.name] += 1
                 labeled = labeled or cell[question.name] is not None
+                if question.kind == QuestionKind.multi_label:
+                    _as_class_indices(question, cell)
                 row.update(cell)
             if no_majority and config.hub.exclude_no_majority:
                 excluded["no_majority"] += 1
@@ -179,6 +183,9 @@ def build_curated(config: ProjectConfig) -> CuratedDataset:
         chunks.append(pa.Table.from_pandas(pd.DataFrame(rows, columns=columns), schema=schema, preserve_index=False))
         del rows, humans, llm_labels, auto, gold_values
 
+    for name, reasons in invalid.items():
+        notes.append(f"{len(reasons)} response(s) to {name!r} break the question and were left out (not guessed), "
+                     f"e.g. {reasons[0]}")
     table = pa.concat_tables(chunks) if chunks else schema.empty_table()
     del chunks
     thin = table.select(["source", primary]).to_pandas()  # what the splits are drawn on, one row per curated item
@@ -198,12 +205,13 @@ def build_curated(config: ProjectConfig) -> CuratedDataset:
 
 def curated_features(config: ProjectConfig) -> "Any":
     """The `datasets.Features` of a curated row: item fields, per-question label + provenance, item provenance."""
-    from datasets import Features, List, Value
+    from datasets import ClassLabel, Features, List, Value
 
     features: dict[str, Any] = {"item_id": Value("string")}
     features.update({f.name: Value("string") for f in config.fields})
     for q in config.questions:
-        kind = Value("int64") if q.kind == QuestionKind.rating else Value("string")
+        kind = (Value("int64") if q.kind == QuestionKind.rating else
+                List(ClassLabel(names=list(q.labels or {}))) if q.kind == QuestionKind.multi_label else Value("string"))
         features.update({
             q.name: kind,
             f"{q.name}_source": Value("string"),
@@ -247,13 +255,33 @@ def _read_annotations(run: Path, config: ProjectConfig) -> pa.Table:
     return table.select(["item_id", "question", "annotator", "value", "updated_at"])
 
 
-def _prepare_annotations(table: pa.Table, config: ProjectConfig, run: Path) -> pd.DataFrame:
-    """Rows of `_read_annotations` as typed values, one per (item, question, annotator): the latest submitted."""
+def _prepare_annotations(table: pa.Table, config: ProjectConfig, run: Path,
+                         invalid: Optional[dict[str, list[str]]] = None) -> pd.DataFrame:
+    """Rows of `_read_annotations` as typed values, one per (item, question, annotator): the latest submitted.
+
+    A value the server could not hold (an unknown label, a rating off the scale) is an error naming the file. With
+    `invalid`, a response that breaks a rule Argilla does not enforce (a multi-label answer outside `min`/`max`) is
+    left out and its reason kept there, per question; without it, that is an error too."""
     path = ANNOTATIONS.path(run)
     frame = table.to_pandas()
     frame["annotator"] = frame["annotator"].astype(str)
     frame["updated_at"] = pd.to_datetime(frame["updated_at"], utc=True, errors="coerce")
-    frame["value"] = [_coerce(config.question(q), v, path) for q, v in zip(frame["question"], frame["value"])]
+    values, keep = [], []
+    for question, value, item_id, annotator in zip(frame["question"], frame["value"], frame["item_id"],
+                                                   frame["annotator"]):
+        try:
+            values.append(shape_of(config.question(question)).parse(value))
+            keep.append(True)
+        except PickCountError as exc:
+            if invalid is None:
+                raise CurationError(f"{path}: {exc}") from None
+            invalid.setdefault(question, []).append(f"item {item_id}, {annotator}: {exc}")
+            values.append(None)
+            keep.append(False)
+        except ShapeValueError as exc:  # a value the server could not hold: the file is wrong
+            raise CurationError(f"{path}: {exc}") from None
+    frame["value"] = pd.Series(values, index=frame.index, dtype=object)
+    frame = frame[pd.Series(keep, index=frame.index, dtype=bool)]
     frame = frame.sort_values(["item_id", "question", "annotator", "updated_at"], na_position="first")
     return frame.drop_duplicates(["item_id", "question", "annotator"], keep="last").reset_index(drop=True)
 
@@ -293,20 +321,11 @@ def _llm_labels(table: Optional[pa.Table], ids: pa.Array, config: ProjectConfig,
 
 
 def _coerce(question: QuestionConfig, value: Any, path: Path) -> _Value:
-    """A stored value (strings in annotations.parquet) as the question's type, checked against its scale."""
-    if question.kind == QuestionKind.rating:
-        try:
-            number = float(value)
-        except (TypeError, ValueError):
-            raise CurationError(f"{path}: question {question.name!r}: {value!r} is not a rating") from None
-        if not number.is_integer() or int(number) not in question.allowed_values:
-            raise CurationError(f"{path}: question {question.name!r}: {value!r} is not one of "
-                                f"{question.allowed_values}")
-        return int(number)
-    text = str(value)
-    if question.kind == QuestionKind.label and text not in question.allowed_values:
-        raise CurationError(f"{path}: question {question.name!r}: {text!r} is not one of {question.allowed_values}")
-    return text
+    """A stored value (strings in annotations.parquet) as the question's type, checked by its shape."""
+    try:
+        return shape_of(question).parse(value)
+    except ShapeValueError as exc:
+        raise CurationError(f"{path}: {exc}") from None
 
 
 def _group_values(annotations: pd.DataFrame) -> dict[tuple[str, str], list[tuple[str, _Value, Any]]]:
@@ -451,7 +470,7 @@ def _resolve(question: QuestionConfig, entries: list[tuple[str, _Value, Any]], l
         source = "llm-reviewed" if llm else ("human-consensus" if len(values) >= 2 else "human-single")
     elif auto is not None:  # a label no human gave, under a gate that is open now
         source, gate_id = "auto-accepted", auto["gate_id"]
-        final = int(float(auto["label"])) if question.kind == QuestionKind.rating else str(auto["label"])
+        final = shape_of(question).parse(auto["label"])
     elif llm and keep_unverified:
         source, final = "unverified", llm["label"]
     else:
@@ -472,6 +491,19 @@ def _resolve(question: QuestionConfig, entries: list[tuple[str, _Value, Any]], l
         f"{name}_llm_overridden": (llm["label"] != final) if llm and values and final is not None else None,
         "_no_majority": no_majority,
     }
+
+
+def _as_class_indices(question: QuestionConfig, cell: dict[str, Any]) -> None:
+    """A multi-label cell's label sets as `Sequence(ClassLabel)` indices (the Hub feature), in label order."""
+    position = {label: i for i, label in enumerate(question.labels or {})}
+    name = question.name
+
+    def indices(value: Any) -> Optional[list[int]]:
+        return None if value is None else [position[label] for label in value]
+
+    cell[name] = indices(cell[name])
+    cell[f"{name}_values"] = [indices(v) for v in cell[f"{name}_values"]]
+    cell[f"{name}_llm_label"] = indices(cell[f"{name}_llm_label"])
 
 
 def _final_value(question: QuestionConfig, values: list[_Value]) -> tuple[Optional[_Value], bool]:

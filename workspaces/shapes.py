@@ -1,0 +1,268 @@
+"""Question shapes: what a question's value is, how a stored value is read back, how votes become a human label,
+and how far two values are apart.
+
+A shape is one small object per question kind, as a scikit-learn estimator is one object per model: stages ask the
+shape (`shape_of(question)`) instead of assuming a single label. The shape is core (no Argilla, no `datasets`); each
+stage keeps its own room and maps the shape's plain facts onto its tool (an Argilla question, a Hub feature).
+
+Stored values are text, as `annotations.parquet` keeps them: a label `"yes"`, a rating `"3"`, a multi-label answer a
+JSON list `'["anger", "joy"]'`. `Shape.parse` turns one back into the question's value type, or raises
+`ShapeValueError` naming the question and the value: nothing is guessed.
+
+Shapes:
+- `LabelShape` (`label`): one label; the human label is the strict majority; nominal distance.
+- `RatingShape` (`rating`): an integer on the scale; the lower median (ordinal) or the strict majority (nominal).
+- `TextShape` (`text`): free text, never voted on.
+- `MultiLabelShape` (`multi_label`): a set of labels, within `min`/`max` picks; the human label is the per-label
+  strict majority (a label is in when more than half of the votes hold it); distance is MASI (Passonneau 2006).
+
+Example::
+
+    from workspaces.shapes import shape_of
+    shape = shape_of(question)                 # a QuestionConfig
+    votes = [shape.parse(v) for v in stored]   # stored text -> values, checked
+    shape.consensus(votes).label
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from typing import TYPE_CHECKING, Any, ClassVar, Optional, Sequence, Union
+
+from .errors import ConfigError
+
+if TYPE_CHECKING:  # the config module imports nothing from here
+    from .config import QuestionConfig
+
+__all__ = ["LabelShape", "MultiLabelShape", "PickCountError", "RatingShape", "Shape", "ShapeValueError", "TextShape", "masi_distance",
+           "shape_of"]
+
+Value = Union[str, int, tuple[str, ...]]
+
+
+class ShapeValueError(ConfigError):
+    """A stored or suggested value does not fit its question (an unknown label, a rating off the scale, too many
+    picks); the message names the question and the value."""
+
+
+class PickCountError(ShapeValueError):
+    """A well-formed multi-label answer with fewer than `min` or more than `max` labels: a rule the Argilla server
+    does not enforce, so a reviewer can break it. Stages leave such a response out and count it."""
+
+
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and value != value)
+
+
+class Shape:
+    """The contract every question shape implements.
+
+    Attributes:
+        kind: the config's `kind` this shape implements.
+        question: the question it serves.
+    """
+
+    kind: ClassVar[str]
+
+    def __init__(self, question: "QuestionConfig") -> None:
+        self.question = question
+
+    @property
+    def voted(self) -> bool:
+        """Whether responses are voted on (False for free text)."""
+        return True
+
+    def parse(self, stored: Any) -> Value:
+        """A stored value (text) as the question's value type; `ShapeValueError` when it does not fit."""
+        raise NotImplementedError
+
+    def dump(self, value: Value) -> str:
+        """The stored text of a value (the inverse of `parse`)."""
+        return str(value)
+
+    def consensus(self, votes: Sequence[Value]) -> "HumanVote":
+        """The humans' label of one item from its parsed votes (one per annotator)."""
+        raise NotImplementedError
+
+    def distance(self, a: Value, b: Value) -> float:
+        """How far two values are apart, in [0, 1] (0: the same)."""
+        return 0.0 if a == b else 1.0
+
+    def _error(self, stored: Any, why: str) -> ShapeValueError:
+        return ShapeValueError(f"question {self.question.name!r}: {stored!r} {why}")
+
+
+class HumanVote:
+    """What `Shape.consensus` gives: the label (None: none), the number of votes, the share of votes equal to the
+    label, and whether there were votes but no majority. `workspaces.votes.HumanLabel` is built from it."""
+
+    __slots__ = ("label", "votes", "agreement", "no_majority")
+
+    def __init__(self, label: Optional[Value], votes: int, agreement: Optional[float], no_majority: bool = False):
+        self.label, self.votes, self.agreement, self.no_majority = label, votes, agreement, no_majority
+
+
+def _strict_majority(votes: Sequence[Value]) -> HumanVote:
+    value, count = Counter(votes).most_common(1)[0]
+    if count * 2 > len(votes):
+        return HumanVote(value, len(votes), count / len(votes))
+    return HumanVote(None, len(votes), None, no_majority=True)
+
+
+class LabelShape(Shape):
+    """One label of `labels`; the human label is the strict majority."""
+
+    kind = "label"
+
+    def parse(self, stored: Any) -> Value:
+        text = str(stored)
+        if text not in (self.question.labels or {}):
+            raise self._error(stored, f"is not one of {list(self.question.labels or {})}")
+        return text
+
+    def consensus(self, votes: Sequence[Value]) -> HumanVote:
+        return _strict_majority(votes) if votes else HumanVote(None, 0, None)
+
+
+class RatingShape(Shape):
+    """An integer of `values`; the human label is the lower median (ordinal and above) or the strict majority."""
+
+    kind = "rating"
+
+    def parse(self, stored: Any) -> Value:
+        try:
+            number = float(stored)
+        except (TypeError, ValueError):
+            raise self._error(stored, "is not a rating") from None
+        if not number.is_integer() or int(number) not in (self.question.values or []):
+            raise self._error(stored, f"is not one of {list(self.question.values or [])}")
+        return int(number)
+
+    def consensus(self, votes: Sequence[Value]) -> HumanVote:
+        if not votes:
+            return HumanVote(None, 0, None)
+        numbers = [int(v) for v in votes]
+        if self.question.alpha_level.value == "nominal":
+            return _strict_majority(numbers)
+        label = sorted(numbers)[(len(numbers) - 1) // 2]
+        return HumanVote(label, len(numbers), numbers.count(label) / len(numbers))
+
+    def distance(self, a: Value, b: Value) -> float:
+        scale = self.question.values or [0, 1]
+        return abs(int(a) - int(b)) / max(1, max(scale) - min(scale))
+
+
+class TextShape(Shape):
+    """Free text: kept as provenance, never voted on."""
+
+    kind = "text"
+
+    @property
+    def voted(self) -> bool:
+        return False
+
+    def parse(self, stored: Any) -> Value:
+        return str(stored)
+
+    def consensus(self, votes: Sequence[Value]) -> HumanVote:
+        return HumanVote(None, len(votes), None)
+
+
+def masi_distance(a: Sequence[str], b: Sequence[str]) -> float:
+    """MASI distance of two label sets (Passonneau 2006): 1 - Jaccard x monotonicity, where monotonicity is 1 for
+    equal sets, 2/3 when one holds the other, 1/3 when they only overlap and 0 when they are disjoint. Two empty
+    sets are equal (distance 0)."""
+    x, y = set(a), set(b)
+    if x == y:
+        return 0.0
+    common = len(x & y)
+    if not common:
+        return 1.0
+    monotonicity = 2 / 3 if (x <= y or y <= x) else 1 / 3
+    return 1.0 - common / len(x | y) * monotonicity
+
+
+class MultiLabelShape(Shape):
+    """A set of labels of `labels`, with between `min` and `max` picks.
+
+    Values are sorted tuples (hashable, in one canonical order); stored as a JSON list. The human label keeps each
+    label that more than half of the votes hold (the per-label strict majority); a label set can be empty. Its
+    agreement is the share of votes equal to that set.
+    """
+
+    kind = "multi_label"
+
+    def parse(self, stored: Any) -> Value:
+        picks: Any = stored
+        if isinstance(stored, str):
+            try:
+                picks = json.loads(stored)
+            except json.JSONDecodeError:
+                raise self._error(stored, "is not a JSON list of labels") from None
+        if hasattr(picks, "tolist"):
+            picks = picks.tolist()
+        if not isinstance(picks, (list, tuple)) or not all(isinstance(p, str) for p in picks):
+            raise self._error(stored, "is not a list of labels")
+        labels = self.question.labels or {}
+        unknown = sorted({p for p in picks if p not in labels})
+        if unknown:
+            raise self._error(stored, f"holds unknown label(s) {unknown}; the labels are {list(labels)}")
+        if len(set(picks)) != len(picks):
+            raise self._error(stored, "names a label more than once")
+        low, high = self.question.min, self.question.max
+        if low is not None and len(picks) < low:
+            raise PickCountError(f"question {self.question.name!r}: {stored!r} has {len(picks)} label(s); at least "
+                                 f"{low} must be picked")
+        if high is not None and len(picks) > high:
+            raise PickCountError(f"question {self.question.name!r}: {stored!r} has {len(picks)} label(s); at most "
+                                 f"{high} may be picked")
+        order = {label: i for i, label in enumerate(labels)}
+        return tuple(sorted(picks, key=order.__getitem__))
+
+    def dump(self, value: Value) -> str:
+        return json.dumps(list(value), ensure_ascii=False)
+
+    def decide(self, probabilities: dict[str, float], thresholds: Optional[dict[str, float]] = None
+               ) -> tuple[Value, float]:
+        """A labeler's item-level decision from one probability per label: the labels whose p reaches their
+        threshold (0.5 unless `thresholds` says otherwise), topped up with the likeliest others to reach `min` and
+        cut to the likeliest `max`; and its confidence, the least sure of the label decisions (max(p, 1 - p)), so
+        that an item counts as sure only when **every** label's decision is."""
+        labels = list(self.question.labels or {})
+        p = {label: float(probabilities.get(label, 0.0)) for label in labels}
+        cut = thresholds or {}
+        picked = [label for label in labels if p[label] >= cut.get(label, 0.5)]
+        ranked = sorted(labels, key=lambda label: -p[label])
+        low, high = self.question.min or 0, self.question.max
+        for label in ranked:
+            if len(picked) >= low:
+                break
+            if label not in picked:
+                picked.append(label)
+        if high is not None and len(picked) > high:
+            picked = [label for label in ranked if label in picked][:high]
+        chosen = set(picked)
+        sure = min((p[label] if label in chosen else 1.0 - p[label]) for label in labels)
+        return tuple(label for label in labels if label in chosen), sure
+
+    def consensus(self, votes: Sequence[Value]) -> HumanVote:
+        if not votes:
+            return HumanVote(None, 0, None)
+        held = Counter(label for vote in votes for label in set(vote))
+        order = list(self.question.labels or {})
+        label = tuple(name for name in order if held[name] * 2 > len(votes))
+        return HumanVote(label, len(votes), sum(tuple(v) == label for v in votes) / len(votes))
+
+    def distance(self, a: Value, b: Value) -> float:
+        return masi_distance(a, b)  # type: ignore[arg-type]
+
+
+_SHAPES: dict[str, type[Shape]] = {shape.kind: shape for shape in (LabelShape, RatingShape, TextShape,
+                                                                    MultiLabelShape)}
+
+
+def shape_of(question: "QuestionConfig") -> Shape:
+    """The shape that serves `question` (by its `kind`)."""
+    kind = getattr(question.kind, "value", question.kind)
+    return _SHAPES[kind](question)
