@@ -36,7 +36,7 @@ if TYPE_CHECKING:  # the config module imports nothing from here
     from .config import QuestionConfig
 
 __all__ = ["LabelShape", "MultiLabelShape", "PickCountError", "RatingShape", "Shape", "ShapeValueError", "TextShape", "masi_distance",
-           "shape_of"]
+           "shape_of", "strict_majority"]
 
 Value = Union[str, int, tuple[str, ...]]
 
@@ -81,8 +81,8 @@ class Shape:
         """The stored text of a value (the inverse of `parse`)."""
         return str(value)
 
-    def consensus(self, votes: Sequence[Value]) -> "HumanVote":
-        """The humans' label of one item from its parsed votes (one per annotator)."""
+    def consensus(self, votes: Sequence[Any]) -> "HumanVote":
+        """The humans' label of one item from its votes (one per annotator; stored text or values)."""
         raise NotImplementedError
 
     def distance(self, a: Value, b: Value) -> float:
@@ -103,11 +103,19 @@ class HumanVote:
         self.label, self.votes, self.agreement, self.no_majority = label, votes, agreement, no_majority
 
 
-def _strict_majority(votes: Sequence[Value]) -> HumanVote:
-    value, count = Counter(votes).most_common(1)[0]
-    if count * 2 > len(votes):
-        return HumanVote(value, len(votes), count / len(votes))
-    return HumanVote(None, len(votes), None, no_majority=True)
+def strict_majority(values: Sequence[Any]) -> Optional[Any]:
+    """The value more than half of `values` share, or None (ties and pluralities are no majority)."""
+    if not values:
+        return None
+    value, count = Counter(values).most_common(1)[0]
+    return value if count * 2 > len(values) else None
+
+
+def _strict_majority(votes: Sequence[Any]) -> HumanVote:
+    value = strict_majority(votes)
+    if value is None:
+        return HumanVote(None, len(votes), None, no_majority=True)
+    return HumanVote(value, len(votes), list(votes).count(value) / len(votes))
 
 
 class LabelShape(Shape):
@@ -142,7 +150,7 @@ class RatingShape(Shape):
     def consensus(self, votes: Sequence[Value]) -> HumanVote:
         if not votes:
             return HumanVote(None, 0, None)
-        numbers = [int(v) for v in votes]
+        numbers = [int(float(v)) for v in votes]
         if self.question.alpha_level.value == "nominal":
             return _strict_majority(numbers)
         label = sorted(numbers)[(len(numbers) - 1) // 2]
@@ -249,6 +257,7 @@ class MultiLabelShape(Shape):
     def consensus(self, votes: Sequence[Value]) -> HumanVote:
         if not votes:
             return HumanVote(None, 0, None)
+        votes = [self.parse(v) for v in votes]
         held = Counter(label for vote in votes for label in set(vote))
         order = list(self.question.labels or {})
         label = tuple(name for name in order if held[name] * 2 > len(votes))

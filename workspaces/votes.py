@@ -17,14 +17,13 @@ The rules live in `workspaces.shapes` (one shape per question kind); this module
 
 from __future__ import annotations
 
-from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Iterable, Optional, Sequence, Union
 
 import pandas as pd
 
 from .config import AlphaLevel, QuestionConfig, QuestionKind
-from .shapes import shape_of
+from .shapes import shape_of, strict_majority
 
 __all__ = ["HumanLabel", "human_label", "human_labels", "strict_majority", "vote_table"]
 
@@ -48,14 +47,6 @@ class HumanLabel:
     no_majority: bool = False
 
 
-def strict_majority(values: Sequence[Any]) -> Optional[Any]:
-    """The value more than half of `values` share, or None (ties and pluralities are no majority)."""
-    if not values:
-        return None
-    value, count = Counter(values).most_common(1)[0]
-    return value if count * 2 > len(values) else None
-
-
 def _by_median(question: QuestionConfig) -> bool:
     return question.kind == QuestionKind.rating and question.alpha_level != AlphaLevel.nominal
 
@@ -63,23 +54,8 @@ def _by_median(question: QuestionConfig) -> bool:
 def human_label(question: QuestionConfig, values: Iterable[Any]) -> HumanLabel:
     """The humans' label for `values` (one vote per annotator), by the question's rule (module docstring)."""
     votes = [v for v in values if v is not None and not (isinstance(v, float) and pd.isna(v))]
-    if question.kind == QuestionKind.multi_label:
-        shape = shape_of(question)
-        vote = shape.consensus([shape.parse(v) for v in votes])
-        return HumanLabel(label=vote.label, votes=vote.votes, agreement=vote.agreement, no_majority=vote.no_majority)
-    if question.kind == QuestionKind.text or not votes:
-        return HumanLabel(label=None, votes=len(votes), agreement=None)
-    if _by_median(question):
-        ordered = sorted(int(float(v)) for v in votes)
-        label: Optional[Value] = ordered[(len(ordered) - 1) // 2]
-        numeric = [int(float(v)) for v in votes]
-        return HumanLabel(label=label, votes=len(votes), agreement=numeric.count(label) / len(votes))
-    if question.kind == QuestionKind.rating:
-        votes = [int(float(v)) for v in votes]
-    label = strict_majority(votes)
-    if label is None:
-        return HumanLabel(label=None, votes=len(votes), agreement=None, no_majority=True)
-    return HumanLabel(label=label, votes=len(votes), agreement=votes.count(label) / len(votes))
+    vote = shape_of(question).consensus(votes)
+    return HumanLabel(label=vote.label, votes=vote.votes, agreement=vote.agreement, no_majority=vote.no_majority)
 
 
 def vote_table(table: pd.DataFrame, question: QuestionConfig, *, keys: Sequence[str] = ("unit",)) -> pd.DataFrame:
