@@ -118,20 +118,15 @@ class QuestionConfig(_Strict):
     def _check_kind(self) -> "QuestionConfig":
         if (self.min is not None or self.max is not None) and self.kind != QuestionKind.multi_label:
             raise ValueError("`min`/`max` picks are for multi_label questions")
-        if self.kind == QuestionKind.multi_label:
+        if self.kind in (QuestionKind.label, QuestionKind.multi_label):
             if not self.labels or len(self.labels) < 2:
-                raise ValueError("a multi_label question needs `labels` with at least two entries")
+                raise ValueError(f"a {self.kind.value} question needs `labels` with at least two entries")
             if self.values is not None:
-                raise ValueError("`values` is for rating questions; a multi_label question takes `labels`")
+                raise ValueError(f"`values` is for rating questions; a {self.kind.value} question takes `labels`")
             if self.min is not None and self.max is not None and self.min > self.max:
                 raise ValueError(f"`min` ({self.min}) is more than `max` ({self.max})")
             if self.max is not None and self.max > len(self.labels):
                 raise ValueError(f"`max` ({self.max}) is more than the {len(self.labels)} labels")
-        elif self.kind == QuestionKind.label:
-            if not self.labels or len(self.labels) < 2:
-                raise ValueError("a label question needs `labels` with at least two entries")
-            if self.values is not None:
-                raise ValueError("`values` is for rating questions; a label question takes `labels`")
         elif self.kind == QuestionKind.rating:
             if not self.values or len(self.values) < 2:
                 raise ValueError("a rating question needs `values` with at least two entries (e.g. [1, 2, 3, 4, 5])")
