@@ -554,3 +554,53 @@ def test_a_plain_field_would_run_the_text(fidelity_walk: dict[str, Any], fidelit
     browser.find_element(By.CSS_SELECTOR, "button[aria-label='Next (→)']").click()
     _wait(browser, lambda d: ran(d) == {"img", "script"})  # `innerHTML` ran the image's, the frame the script
     assert browser.title.startswith("PWNED-")
+
+
+# ------------------------------------------------------------------------------------------ a multi-label question
+TAGS_REVIEWER = "tags-reviewer"
+
+
+@pytest.fixture(scope="module")
+def tags_project(tmp_path_factory: pytest.TempPathFactory, argilla_server: Any, argilla_client: Any) -> Any:
+    """Three GoEmotions comments published as `configs/goemotions_tags.yaml` (a multi_label question), a reviewer
+    and a browser of its own; the dataset is deleted afterwards."""
+    folder = tmp_path_factory.mktemp("tags")
+    raw = yaml.safe_load((ROOT / "configs" / "goemotions_tags.yaml").read_text())
+    lines = (ROOT / "data" / "goemotions" / "comments.jsonl").read_text().splitlines()[:3]
+    (folder / "comments.jsonl").write_text("\n".join(lines) + "\n")
+    raw["data"]["path"] = str(folder / "comments.jsonl")
+    raw["argilla"].update(dataset="browser-tags", workspace="tests")
+    raw["run_dir"] = str(folder / "run")
+    (folder / "tags.yaml").write_text(yaml.safe_dump(raw))
+    config = load_config(folder / "tags.yaml")
+    assert publish(config, argilla_client).records == 3
+    annotator = add_annotator(argilla_client, config, TAGS_REVIEWER)
+    driver = _chrome(tmp_path_factory)
+    try:
+        yield config, driver, annotator.password
+    finally:
+        driver.quit()
+        get_dataset(argilla_client, config).delete()
+
+
+def test_a_reviewer_ticks_two_tags_in_the_ui_and_sync_brings_back_exactly_those(tags_project, argilla_server) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as EC
+
+    config, browser, password = tags_project
+    _sign_in_and_open(browser, argilla_server, TAGS_REVIEWER, password, "browser-tags")
+    shown = _wait(browser, lambda d: _normal(d.find_element(By.CSS_SELECTOR, ".fields .markdown-render").text))
+    for tag in ("joy", "love"):
+        browser.find_element(By.CSS_SELECTOR, f"label[for=emotions_{tag}]").click()
+        _wait(browser, lambda d: d.find_element(By.ID, f"emotions_{tag}").is_selected())
+    _wait(browser, EC.element_to_be_clickable((By.CSS_SELECTOR, "button.button--submit"))).click()
+    _wait(browser, lambda d: _normal(d.find_element(By.CSS_SELECTOR, ".fields .markdown-render").text) != shown)
+
+    _invoke(argilla_server, "sync", str(config.source_path))
+    synced = pd.read_parquet(config.run_path / "annotations.parquet")
+    mine = synced[synced["annotator"] == TAGS_REVIEWER]
+    assert len(mine) == 1 and mine["status"].iloc[0] == "submitted"
+    assert sorted(json.loads(mine["value"].iloc[0])) == ["joy", "love"]
+    items = {json.loads(line)["text"]: json.loads(line)["id"]
+             for line in Path(config.data.path).read_text().splitlines()}
+    assert mine["item_id"].iloc[0] == items.get(next(t for t in items if _normal(t) == shown))
