@@ -89,6 +89,21 @@ def read_tidy_table(path: Union[str, Path]) -> pd.DataFrame:
     return frame
 
 
+def _require_columns(table: pd.DataFrame) -> None:
+    missing = [c for c in ("unit", "annotator", "value") if c not in table.columns]
+    if missing:
+        raise AgreementError(f"missing column(s) {missing}; expected columns unit, annotator, value")
+
+
+def _percentile_ci(draws: Sequence[Optional[float]]) -> Optional[tuple[float, float]]:
+    """The 95% percentile interval of the bootstrap draws that are defined (None when none is)."""
+    finite = np.array([d for d in draws if d is not None])
+    if not finite.size:
+        return None
+    low, high = np.percentile(finite, [2.5, 97.5])
+    return float(low), float(high)
+
+
 def _value_domain(values: pd.Series, level: AlphaLevel, domain: Optional[Sequence[Any]]) -> list[Any]:
     if domain is not None:
         unknown = sorted({str(v) for v in values.unique()} - {str(d) for d in domain})
@@ -193,9 +208,7 @@ def krippendorff_alpha(
         seed: the bootstrap's random seed, so the CI is reproducible.
     """
     level = AlphaLevel(level)
-    missing = [c for c in ("unit", "annotator", "value") if c not in table.columns]
-    if missing:
-        raise AgreementError(f"missing column(s) {missing}; expected columns unit, annotator, value")
+    _require_columns(table)
     table = table.dropna(subset=["value"])
     duplicated = table.duplicated(subset=["unit", "annotator"])
     if duplicated.any():
@@ -206,11 +219,7 @@ def krippendorff_alpha(
     alpha = _alpha_from_counts(counts, domain, level)
     ci95 = None
     if alpha is not None and bootstrap > 0 and units >= 2:
-        draws = _bootstrap_alphas(counts, domain, level, bootstrap, seed)
-        finite = np.array([d for d in draws if d is not None])
-        if finite.size:
-            low, high = np.percentile(finite, [2.5, 97.5])
-            ci95 = (float(low), float(high))
+        ci95 = _percentile_ci(_bootstrap_alphas(counts, domain, level, bootstrap, seed))
     return AlphaResult(alpha=alpha, ci95=ci95, level=level, units=units, annotators=annotators,
                        pairable=int(counts.sum()))
 
@@ -222,9 +231,7 @@ def masi_alpha(table: pd.DataFrame, *, bootstrap: int = 1000, seed: int = 0) -> 
     and the distance between two is `workspaces.shapes.masi_distance`; the CI is a percentile bootstrap over the
     pairable units, each resample given to `krippendorff.alpha` again.
     """
-    missing = [c for c in ("unit", "annotator", "value") if c not in table.columns]
-    if missing:
-        raise AgreementError(f"missing column(s) {missing}; expected columns unit, annotator, value")
+    _require_columns(table)
     table = table.dropna(subset=["value"])
     sets = [tuple(sorted(json.loads(v) if isinstance(v, str) else v)) for v in table["value"]]
     domain = sorted(set(sets))
@@ -248,11 +255,7 @@ def masi_alpha(table: pd.DataFrame, *, bootstrap: int = 1000, seed: int = 0) -> 
     ci95 = None
     if alpha is not None and bootstrap > 0 and units >= 2:
         rng = np.random.default_rng(seed)
-        draws = [alpha_of(counts[rng.integers(0, units, units)]) for _ in range(bootstrap)]
-        finite = np.array([d for d in draws if d is not None])
-        if finite.size:
-            low, high = np.percentile(finite, [2.5, 97.5])
-            ci95 = (float(low), float(high))
+        ci95 = _percentile_ci([alpha_of(counts[rng.integers(0, units, units)]) for _ in range(bootstrap)])
     return AlphaResult(alpha=alpha, ci95=ci95, level=AlphaLevel.nominal, units=units, annotators=annotators,
                        pairable=int(counts.sum()), distance="masi")
 
@@ -274,8 +277,7 @@ def annotator_agreement(table: pd.DataFrame, question: Optional[QuestionConfig] 
     majority = vote_table(others, rule, keys=("unit", "annotator"))
     majority = majority[majority["label"].notna()]
     compared = pairs.merge(majority[["unit", "annotator", "label"]], on=["unit", "annotator"], how="inner")
-    text = shape_of(rule).dump if rule.kind == "multi_label" else str  # a label set compares as its stored text
-    compared["agreed"] = compared["value"] == compared["label"].map(text)
+    compared["agreed"] = compared["value"] == compared["label"].map(shape_of(rule).dump)  # as its stored text
     per_pair = rows.groupby(["unit", "annotator"], sort=False).size().rename("rows").reset_index()
     compared = compared.merge(per_pair, on=["unit", "annotator"])  # every row of the pair counts, as before
     totals = rows.groupby("annotator", sort=True).size()

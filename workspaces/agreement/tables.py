@@ -6,7 +6,7 @@ from __future__ import annotations
 import pandas as pd
 
 from ..config import QuestionConfig, QuestionKind
-from ..shapes import ShapeValueError, shape_of
+from ..shapes import Shape, ShapeValueError, shape_of
 
 __all__ = ["human_table"]
 
@@ -19,12 +19,12 @@ def human_table(annotations: pd.DataFrame, question: QuestionConfig) -> pd.DataF
     if question.kind == QuestionKind.rating:
         table["value"] = table["value"].astype(float).astype(int)
     if question.kind == QuestionKind.multi_label:  # one canonical text per label set; a value that breaks the
-        table["value"] = [_canonical(question, v) for v in table["value"]]  # question is None (counted: `invalid`)
+        shape = shape_of(question)  # question is None (counted: `invalid`)
+        table["value"] = [_canonical(shape, v) for v in table["value"]]
     return table.reset_index(drop=True)
 
 
-def _canonical(question: QuestionConfig, value: object) -> object:
-    shape = shape_of(question)
+def _canonical(shape: Shape, value: object) -> object:
     try:
         return shape.dump(shape.parse(value)) if value is not None else None
     except ShapeValueError:

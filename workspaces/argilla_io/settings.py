@@ -45,7 +45,7 @@ def _question_description(question: QuestionConfig) -> Optional[str]:
     """The question's description, followed (label questions) by each label's description, so that a changed label
     description reaches the reviewers as a changed question description."""
     labels = _label_descriptions(question)
-    if labels and len(labels) + len(question.description or "") + 60 > QUESTION_DESCRIPTION_LIMIT:
+    if labels and not _labels_fit(question, labels):
         labels = "The labels are described in the guidelines."  # Argilla takes 1,000 characters here
     return "\n\n".join(part for part in (question.description, labels) if part) or None
 
@@ -56,13 +56,18 @@ def _label_descriptions(question: QuestionConfig) -> Optional[str]:
     return "\n".join(f"- **{k}**: {v}" for k, v in (question.labels or {}).items() if v) or None
 
 
+def _labels_fit(question: QuestionConfig, labels: str) -> bool:
+    """Whether the question's description can hold its label descriptions (with room for the picks note)."""
+    return len(labels) + len(question.description or "") + 60 <= QUESTION_DESCRIPTION_LIMIT
+
+
 def _guidelines(config: ProjectConfig) -> Optional[str]:
     """The guidelines, followed by the label descriptions of every question whose description could not hold
     them (so a reviewer always sees them, and a changed one still changes what the server holds)."""
     parts = [config.guidelines or ""]
     for question in config.questions:
         labels = _label_descriptions(question)
-        if labels and len(labels) + len(question.description or "") + 60 > QUESTION_DESCRIPTION_LIMIT:
+        if labels and not _labels_fit(question, labels):
             parts.append(f"**{question.title or question.name}**: the labels\n\n{labels}")
     return "\n\n".join(p for p in parts if p) or None
 
