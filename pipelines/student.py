@@ -33,11 +33,12 @@ from workspaces.config import ProjectConfig
 from workspaces.errors import ModelError
 from workspaces.items import load_items
 from workspaces.rundir import EMBEDDINGS, STUDENT_LABELS, read_table, write_table
+from workspaces.shapes import shape_of
 
 from .label import LABEL_COLUMNS
 
-__all__ = ["STUDENT_COLUMNS", "StudentClassifier", "StudentFeatures", "StudentRun", "out_of_fold_proba",
-           "run_student", "student_features"]
+__all__ = ["STUDENT_COLUMNS", "MultiLabelStudent", "StudentClassifier", "StudentFeatures", "StudentRun",
+           "class_uncertainty", "out_of_fold_proba", "run_student", "student_features", "student_for"]
 
 STUDENT_COLUMNS = [*LABEL_COLUMNS, "out_of_fold"]
 
@@ -105,6 +106,18 @@ def student_features(config: ProjectConfig, items: pd.DataFrame, embeddings: np.
     return _LAST_FEATURES[key]
 
 
+def class_uncertainty(proba: np.ndarray, kind: str) -> np.ndarray:
+    """Higher is more uncertain, for one probability distribution per row: `margin` (1 - (p1 - p2)) or `entropy`
+    (nats)."""
+    if kind == "margin":
+        top = np.partition(proba, -2, axis=1)[:, -2:] if proba.shape[1] > 1 else np.c_[np.zeros(len(proba)), proba]
+        return 1.0 - (top[:, 1] - top[:, 0])
+    if kind == "entropy":
+        p = np.clip(proba, 1e-12, 1.0)
+        return -(p * np.log(p)).sum(axis=1)
+    raise ValueError(f"unknown uncertainty {kind!r}")
+
+
 class StudentClassifier(BaseModel):
     """Logistic regression (scikit-learn) on the student's features, with explicit fit / predict_proba.
 
@@ -161,9 +174,99 @@ class StudentClassifier(BaseModel):
             raise ModelError("the student is not fitted")
         return self._model.predict_proba(X if sparse.issparse(X) else np.asarray(X, dtype=np.float64))
 
+    def predict(self, X: np.ndarray) -> list[str]:
+        """The likeliest label of each row."""
+        classes = self.classes_
+        return [classes[j] for j in np.argmax(self.predict_proba(X), axis=1)]
+
+    def uncertainty(self, proba: np.ndarray, kind: str) -> np.ndarray:
+        """Higher is more uncertain (`class_uncertainty`: margin or entropy of one distribution per row)."""
+        return class_uncertainty(proba, kind)
+
     def identity(self) -> dict[str, Any]:
         return {"backend": "student", "classifier": "logistic-regression", "C": self.C,
                 "class_weight": self.class_weight}
+
+
+class MultiLabelStudent(BaseModel):
+    """One logistic regression per label (scikit-learn `OneVsRestClassifier`), for a `multi_label` question.
+
+    Input: `X` (n x d features, as for `StudentClassifier`), `y` (n label sets: tuples of `labels`).
+    Output: `predict_proba(X)` (n x len(labels)): each label's own probability of being in the set (the columns do
+    not sum to 1), columns in `labels` order. A label no training item holds gets probability 0, one every item
+    holds 1 (scikit-learn's constant predictor).
+
+    C=4 without class weights is the best of a small grid on the GoEmotions sample (`benchmarks/bench_shapes.py`):
+    balanced weights flood rare labels with false positives, and the item-level decision needs every label sure.
+    """
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    labels: list[str]
+    min_picks: int = Field(default=0, ge=0, description="the question's `min`: `predict` tops a set up to it")
+    max_picks: Optional[int] = Field(default=None, ge=1, description="the question's `max`: `predict` cuts to it")
+    C: float = Field(default=4.0, gt=0, description="inverse regularisation strength")
+    max_iter: int = Field(default=2000, ge=10)
+    class_weight: Optional[str] = Field(default=None, description="None or 'balanced'")
+    seed: int = 0
+    _model: Any = PrivateAttr(default=None)
+
+    def fit(self, X: np.ndarray, y: Sequence[Sequence[str]], *, warm_from: Optional["MultiLabelStudent"] = None
+            ) -> "MultiLabelStudent":
+        """Fit one classifier per label on `X`, `y` (`warm_from` is accepted for the shared contract and unused)."""
+        from sklearn.multiclass import OneVsRestClassifier
+        from sklearn.preprocessing import MultiLabelBinarizer
+
+        targets = MultiLabelBinarizer(classes=self.labels).fit_transform([tuple(v) for v in y])
+        self._model = OneVsRestClassifier(LogisticRegression(C=self.C, max_iter=self.max_iter,
+                                                             class_weight=self.class_weight, random_state=self.seed))
+        with warnings.catch_warnings():  # a label held by no training item is a constant 0: expected, not news
+            warnings.filterwarnings("ignore", message="Label .* is present in all training examples")
+            warnings.filterwarnings("ignore", message="Label not .* is present in all training examples")
+            self._model.fit(X if sparse.issparse(X) else np.asarray(X, dtype=np.float64), targets)
+        return self
+
+    @property
+    def classes_(self) -> list[str]:
+        return list(self.labels)
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        if self._model is None:
+            raise ModelError("the student is not fitted")
+        return np.asarray(self._model.predict_proba(X if sparse.issparse(X) else np.asarray(X, dtype=np.float64)))
+
+    def predict(self, X: np.ndarray) -> list[tuple[str, ...]]:
+        """Each row's label set, by the multi-label decision rule (`MultiLabelShape.decide`: p >= 0.5, topped up to
+        `min_picks`, cut to `max_picks`)."""
+        from workspaces.config import QuestionConfig
+
+        shape = shape_of(QuestionConfig(name="labels", kind="multi_label", labels={k: "" for k in self.labels},
+                                        min=self.min_picks or None, max=self.max_picks))
+        return [tuple(shape.decide(dict(zip(self.labels, row)))[0]) for row in self.predict_proba(X)]
+
+    def uncertainty(self, proba: np.ndarray, kind: str) -> np.ndarray:
+        """Higher is more uncertain: `entropy`, the mean binary entropy of the labels (nats); `margin`, the least
+        sure label's 1 - |p - (1 - p)|, the label whose decision is closest to a coin flip."""
+        p = np.clip(proba, 1e-12, 1 - 1e-12)
+        if kind == "entropy":
+            return -(p * np.log(p) + (1 - p) * np.log(1 - p)).mean(axis=1)
+        if kind == "margin":
+            return (1.0 - np.abs(2 * p - 1)).max(axis=1)
+        raise ValueError(f"unknown uncertainty {kind!r}")
+
+    def identity(self) -> dict[str, Any]:
+        return {"backend": "student", "classifier": "one-vs-rest-logistic-regression", "C": self.C,
+                "class_weight": self.class_weight}
+
+
+def student_for(question: Any, *, seed: int = 0) -> Any:
+    """The student estimator for a question's shape: `MultiLabelStudent` for `multi_label`, else
+    `StudentClassifier`. Both have `fit(X, y)`, `predict_proba(X)` (columns `classes_`), `uncertainty(proba, kind)`
+    and `identity()`; the shape's `decide` turns a row of probabilities into the labeler's answer."""
+    if shape_of(question).single_choice:
+        return StudentClassifier(seed=seed)
+    return MultiLabelStudent(labels=[str(v) for v in question.allowed_values], min_picks=question.min or 0,
+                             max_picks=question.max, seed=seed)
 
 
 def _expand(proba: np.ndarray, classes: list[str], labels: list[str]) -> np.ndarray:
@@ -175,23 +278,25 @@ def _expand(proba: np.ndarray, classes: list[str], labels: list[str]) -> np.ndar
     return out
 
 
-def out_of_fold_proba(X: np.ndarray, y: Sequence[str], *, labels: Optional[list[str]] = None, folds: int = 5,
-                      seed: int = 0, classifier: Optional[StudentClassifier] = None) -> np.ndarray:
+def out_of_fold_proba(X: np.ndarray, y: Sequence[Any], *, labels: Optional[list[str]] = None, folds: int = 5,
+                      seed: int = 0, classifier: Optional[Any] = None) -> np.ndarray:
     """Every row of `X` scored by a model trained on the other folds only (never on itself).
 
-    Stratified folds when every class has at least `folds` members, else plain shuffled folds. Columns follow
-    `labels` (default: the sorted labels of `y`).
+    `y`: the training values (labels, or label sets for a `MultiLabelStudent`). Stratified folds when every value
+    has at least `folds` members, else plain shuffled folds. Columns follow `labels` (default: the sorted labels of
+    `y`). `classifier`: the estimator to copy per fold (default `StudentClassifier`).
     """
-    y = np.asarray([str(v) for v in y])
-    labels = labels or sorted(set(y))
+    values = list(y)
+    strata = np.asarray([str(v) for v in values])
+    labels = labels or sorted(set(strata))
     template = classifier or StudentClassifier(seed=seed)
-    out = np.zeros((len(y), len(labels)))
-    counts = pd.Series(y).value_counts()
-    folds = max(2, min(folds, len(y)))
+    out = np.zeros((len(values), len(labels)))
+    counts = pd.Series(strata).value_counts()
+    folds = max(2, min(folds, len(values)))
     splitter = StratifiedKFold(folds, shuffle=True, random_state=seed) if counts.min() >= folds \
         else KFold(folds, shuffle=True, random_state=seed)
-    for train, test in splitter.split(X, y):
-        model = template.model_copy().fit(X[train], y[train])
+    for train, test in splitter.split(X, strata):
+        model = template.model_copy().fit(X[train], [values[i] for i in train])
         out[test] = _expand(model.predict_proba(X[test]), model.classes_, labels)
     return out
 
@@ -214,12 +319,14 @@ def _identity_hash(classifier: StudentClassifier, features: str, reference: dict
 
 
 def run_student(config: ProjectConfig, reference: dict[str, str], question: str, *, folds: int = 5, seed: int = 0,
-                classifier: Optional[StudentClassifier] = None,
-                features: Optional[StudentFeatures] = None) -> StudentRun:
-    """Train the student on `reference` (item id -> human label) and label every item of `question`.
+                classifier: Optional[Any] = None, features: Optional[StudentFeatures] = None) -> StudentRun:
+    """Train the student on `reference` (item id -> human label as text) and label every item of `question`.
 
-    Reference items are scored out-of-fold; the others by the model trained on every reference item. Items with no
-    embedding are failed rows (run `curate embed`). Writes `student_labels.parquet` (other questions' rows kept).
+    The estimator is the question shape's (`student_for`: one-vs-rest for `multi_label`), and each item's label and
+    confidence are the shape's decision from its probabilities (`Shape.decide`: the likeliest label; for tags, every
+    label with p >= 0.5 and the confidence of the least sure label). Reference items are scored out-of-fold; the
+    others by the model trained on every reference item. Items with no embedding are failed rows (run `curate
+    embed`). Writes `student_labels.parquet` (other questions' rows kept).
 
     Raises:
         RunFileError: no `embeddings.parquet` (run `curate embed`).
@@ -227,6 +334,7 @@ def run_student(config: ProjectConfig, reference: dict[str, str], question: str,
     """
     started = time.perf_counter()
     spec = config.question(question)
+    shape = shape_of(spec)
     labels = [str(v) for v in spec.allowed_values]
     embeddings = read_table(config.run_path, EMBEDDINGS, columns=["item_id", "vector"])
     assert embeddings is not None
@@ -243,9 +351,9 @@ def run_student(config: ProjectConfig, reference: dict[str, str], question: str,
     features = features or StudentFeatures()
     matrix = student_features(config, embedded, np.stack([np.asarray(vectors[i], dtype=np.float64)
                                                            for i in embedded["item_id"]]), features)
-    classifier = classifier or StudentClassifier(seed=seed)
+    classifier = classifier or student_for(spec, seed=seed)
     X_train = matrix[[row_of[i] for i in train_ids]]
-    y_train = [str(reference[i]) for i in train_ids]
+    y_train = [shape.parse(reference[i]) for i in train_ids]
     oof = out_of_fold_proba(X_train, y_train, labels=labels, folds=folds, seed=seed, classifier=classifier)
     model = classifier.model_copy().fit(X_train, y_train)
     rest = [i for i in items if i in row_of and i not in reference]
@@ -255,15 +363,18 @@ def run_student(config: ProjectConfig, reference: dict[str, str], question: str,
                    f"{f'+knn{features.neighbours}' if features.neighbours and features.smoothing else ''}")
     identity_hash = _identity_hash(classifier, description + json.dumps(features.identity(), sort_keys=True),
                                    {i: reference[i] for i in train_ids})
-    name = f"student:logreg(C={classifier.C:g})@{description}"
+    short = {"logistic-regression": "logreg", "one-vs-rest-logistic-regression": "ovr-logreg"}
+    kind = classifier.identity()["classifier"]
+    name = f"student:{short.get(kind, kind)}(C={classifier.C:g})@{description}"
     run_id = f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:6]}"
     now = pd.Timestamp.now(tz="UTC").isoformat()
     rows = []
     for ids, proba, oof_flag in ((train_ids, oof, True), (rest, proba_rest, False)):
         for item_id, p in zip(ids, proba):
-            best = int(np.argmax(p))
-            rows.append({"item_id": item_id, "question": question, "label": labels[best], "confidence": float(p[best]),
-                         "probabilities": json.dumps({label: float(v) for label, v in zip(labels, p)}),
+            probabilities = {label: float(v) for label, v in zip(labels, p)}
+            value, confidence = shape.decide(probabilities)
+            rows.append({"item_id": item_id, "question": question, "label": shape.dump(value),
+                         "confidence": confidence, "probabilities": json.dumps(probabilities),
                          "model": name, "prompt_hash": identity_hash, "raw_output": None, "status": "ok",
                          "error": None, "run_id": run_id, "labeled_at": now, "out_of_fold": oof_flag})
     for item_id in (i for i in items if i not in row_of):

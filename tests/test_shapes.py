@@ -57,7 +57,10 @@ def test_multi_label_values_are_canonical_and_round_trip() -> None:
 def test_the_human_label_of_a_multi_label_question_is_the_per_label_majority() -> None:
     vote = human_label(TAGS, ['["a", "b"]', '["a"]', '["a", "c"]'])
     assert vote.label == ("a",) and vote.votes == 3 and vote.agreement == pytest.approx(1 / 3)
-    assert human_label(TAGS, ['["a"]', '["b"]']).label == ()  # no label held by more than half: the empty set
+    split = human_label(TAGS, ['["a"]', '["b"]'])  # no label held by more than half: an empty set, below `min: 1`
+    assert split.label is None and split.no_majority
+    optional = TAGS.model_copy(update={"min": None})  # where an empty answer is allowed, it is the human label
+    assert human_label(optional, ['["a"]', '["b"]']).label == ()
     table = pd.DataFrame({"unit": ["u1", "u1", "u1", "u2"], "value": ['["a", "b"]', '["b", "a"]', '["c"]', '["d"]']})
     by_unit = vote_table(table, TAGS).set_index("unit")
     assert by_unit.loc["u1", "label"] == ("a", "b") and by_unit.loc["u2", "label"] == ("d",)

@@ -89,6 +89,30 @@ class Shape:
         """How far two values are apart, in [0, 1] (0: the same)."""
         return 0.0 if a == b else 1.0
 
+    @property
+    def labelable(self) -> bool:
+        """Whether a labeler (the student, the LLM) answers it: every voted shape."""
+        return self.voted
+
+    @property
+    def single_choice(self) -> bool:
+        """Whether a value is one of the question's `allowed_values` (so that Cohen's kappa, a confusion matrix and a
+        probability distribution over the values apply)."""
+        return True
+
+    def canonical(self, stored: Any) -> Optional[str]:
+        """The stored text of a stored value in this shape's one spelling, or None when it does not fit (the caller
+        counts it). Label and rating text is already canonical."""
+        return None if _missing(stored) else str(stored)
+
+    def decide(self, probabilities: dict[str, float], thresholds: Optional[dict[str, float]] = None
+               ) -> tuple[Value, float]:
+        """A labeler's decision from its probabilities over `allowed_values`: the likeliest value (the first in the
+        question's order on a tie) and its probability. `thresholds` is for shapes that decide per label."""
+        values = [str(v) for v in self.question.allowed_values]
+        best = max(values, key=lambda v: float(probabilities.get(v, 0.0)))  # max keeps the first of equals
+        return self.parse(best), float(probabilities.get(best, 0.0))
+
     def _error(self, stored: Any, why: str) -> ShapeValueError:
         return ShapeValueError(f"question {self.question.name!r}: {stored!r} {why}")
 
@@ -196,7 +220,7 @@ class MultiLabelShape(Shape):
 
     Values are sorted tuples (hashable, in one canonical order); stored as a JSON list. The human label keeps each
     label that more than half of the votes hold (the per-label strict majority); a label set can be empty. Its
-    agreement is the share of votes equal to that set.
+    agreement is the share of votes equal to that set. A majority set with fewer than `min` labels is no majority.
     """
 
     kind = "multi_label"
@@ -231,6 +255,19 @@ class MultiLabelShape(Shape):
     def dump(self, value: Value) -> str:
         return json.dumps(list(value), ensure_ascii=False)
 
+    @property
+    def single_choice(self) -> bool:
+        return False
+
+    def canonical(self, stored: Any) -> Optional[str]:
+        """The JSON list in the labels' order (reviewers tick in any order), or None when it does not fit."""
+        if _missing(stored):
+            return None
+        try:
+            return self.dump(self.parse(stored))
+        except ShapeValueError:
+            return None
+
     def decide(self, probabilities: dict[str, float], thresholds: Optional[dict[str, float]] = None
                ) -> tuple[Value, float]:
         """A labeler's item-level decision from one probability per label: the labels whose p reaches their
@@ -261,6 +298,8 @@ class MultiLabelShape(Shape):
         held = Counter(label for vote in votes for label in set(vote))
         order = list(self.question.labels or {})
         label = tuple(name for name in order if held[name] * 2 > len(votes))
+        if len(label) < (self.question.min or 0):  # the majority holds fewer labels than an answer needs
+            return HumanVote(None, len(votes), None, no_majority=True)
         return HumanVote(label, len(votes), sum(tuple(v) == label for v in votes) / len(votes))
 
     def distance(self, a: Value, b: Value) -> float:

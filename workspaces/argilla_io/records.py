@@ -27,7 +27,9 @@ from .settings import VECTOR_NAME, confidence_metadata_name
 __all__ = ["Suggestion", "build_records", "count_suggestions", "display_text", "iter_records", "source_text",
            "suggestions_from_labels"]
 
-Suggestion = tuple[str, Any, Any, str]  # question, value, score (a float, or one per label of a list value), agent
+# question, value, score (a float, or one per label of a list value), agent, confidence (the labeler's item-level
+# confidence: for tags, its least sure label decision, picked or not)
+Suggestion = tuple[str, Any, Any, str, Optional[float]]
 
 # What Argilla 2.8's Markdown renderer (marked with GFM, `breaks`, KaTeX; then DOMPurify) turns into markup, and how
 # `display_text` keeps it literal. A backslash before ASCII punctuation is a Markdown escape; every backslash of the
@@ -146,7 +148,8 @@ def suggestions_from_labels(config: ProjectConfig, labels: pd.DataFrame) -> dict
                 continue  # Argilla takes no empty suggestion: "no label applies" is shown as no suggestion
             scores = _label_scores(row)
             score = [scores.get(label, score) for label in value]
-        by_item.setdefault(str(row.item_id), []).append((row.question, value, score, str(row.model)))
+        by_item.setdefault(str(row.item_id), []).append((row.question, value, score, str(row.model),
+                                                          _clean(row.confidence)))
     return by_item
 
 
@@ -215,12 +218,11 @@ def iter_records(
                                       else str(value))
             record_suggestions = []
             if item_id not in suppressed:
-                for question, value, score, agent in suggestions.get(item_id, []):
+                for question, value, score, agent, confidence in suggestions.get(item_id, []):
                     record_suggestions.append(rg.Suggestion(question_name=question, value=value, score=score,
                                                             agent=agent, type="model"))
-                    if score is not None:  # a multi-label suggestion: its least sure picked label
-                        metadata[confidence_metadata_name(question)] = float(min(score) if isinstance(score, list)
-                                                                             else score)
+                    if confidence is not None:
+                        metadata[confidence_metadata_name(question)] = float(confidence)
             vector = vectors.get(item_id) if vectors else None
             record_vectors = {VECTOR_NAME: [float(x) for x in vector]} if vector is not None else None
             yield rg.Record(id=item_id, fields=fields, metadata=metadata or None,

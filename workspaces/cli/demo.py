@@ -125,6 +125,7 @@ def run_demo(config: ProjectConfig, *, label: bool = True, repo_id: Optional[str
     from ..curated import push
     from ..items import load_items, recorded_labels
     from ..judge import calibrate, run_gate
+    from .judge import train_student
     from ..review.plan import record_batch
     from ..review.triage import triage
     from .argilla import apply_pause_rule
@@ -180,16 +181,25 @@ def run_demo(config: ProjectConfig, *, label: bool = True, repo_id: Optional[str
         for annotator, reason in apply_pause_rule(config, client):
             say(f"{annotator} paused by the honeypot rule: {reason}; removed from workspace "
                 f"{config.argilla.workspace}, their responses no longer count", style="red")
-    if config.llm is not None and (config.run_path / "labels.parquet").is_file():
-        with stage("Calibrate, gate and triage the LLM judge", timings):
-            calibration = calibrate(config, "llm")
+    labeler = config.triage.labeler
+    if labeler in ("student", "ensemble"):
+        with stage("Train the student on the human labels", timings):
+            for question, _, run in train_student(config):
+                say(f"{question}: trained on {run.trained_on} human reference items, labelled "
+                    f"{int((run.labels['status'] == 'ok').sum())} items ({run.identity['classifier']}, "
+                    f"{run.identity['features']})")
+    if labeler != "llm" or (config.llm is not None and (config.run_path / "labels.parquet").is_file()):
+        with stage(f"Calibrate, gate and triage the {labeler} labeler", timings):
+            calibration = calibrate(config, labeler)
             for question, q in calibration["questions"].items():
-                say(f"{question}: on {q['n']} human reference items, accuracy {_f(q['accuracy'])}, Cohen's kappa "
-                    f"{_f(q['kappa'])}, alpha {_f(q['alpha'])}, ECE {_f(q['ece'])}")
-            for decision in run_gate(config, "llm"):
+                say(f"{question}: on {q['n']} human reference items, accuracy {_f(q['accuracy'])}"
+                    + (" (exact set)" if "hamming_loss" in q else "")
+                    + f", Cohen's kappa {_f(q['kappa'])}" + (" (mean per label)" if "hamming_loss" in q else "")
+                    + f", alpha {_f(q['alpha'])}, ECE {_f(q['ece'])}")
+            for decision in run_gate(config, labeler):
                 say(f"gate {decision.question}: {decision.decision.upper()} - {decision.reason}",
                     style="green" if decision.decision == "pass" else "red")
-            routed = triage(config, "llm")
+            routed = triage(config, labeler)
             say(f"routes: auto {routed.counts['auto']}, audit {routed.counts['audit']}, review "
                 f"{routed.counts['review']}" + ("" if routed.gate_open else
                                                " (the gate is closed: no label is accepted without a human)"))

@@ -4,13 +4,16 @@ alone."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Any, Iterator, Optional
 
 import typer
 
 from ..errors import GateClosedError
 from ._app import ConfigArg, app, command, load
 from .console import console, print_table, say, warn
+
+if TYPE_CHECKING:
+    from ..config import ProjectConfig
 
 LabelerOption = typer.Option(None, "--labeler", help="llm, student or ensemble (default: triage.labeler).")
 
@@ -19,25 +22,32 @@ def _f(value: Optional[float]) -> str:
     return "n/a" if value is None else f"{value:.3f}"
 
 
+def train_student(project: "ProjectConfig", *, folds: int = 5, seed: int = 0) -> Iterator[tuple[str, Any]]:
+    """Train the student on each labeler question's human reference: yields (question, `Reference`, `StudentRun`)."""
+    from pipelines.student import run_student
+
+    from ..judge import human_reference, human_votes, labeler_questions
+
+    votes = human_votes(project)
+    for question in labeler_questions(project):
+        reference = human_reference(project, question, votes=votes)
+        with console.status(f"Training the student on {len(reference)} reference labels of {question}..."):
+            run = run_student(project, reference.labels, question, folds=folds, seed=seed)
+        yield question, reference, run
+
+
 @command(app, "student")
 def student_command(
     config: Path = ConfigArg,
     folds: int = typer.Option(5, help="Cross-validation folds for the out-of-fold scores of the training items."),
     seed: int = typer.Option(0, help="Seed of the folds and the classifier."),
 ) -> None:
-    """Train the student (logistic regression on the embeddings) on the human reference; label every item."""
-    from pipelines.student import run_student
-
-    from ..judge import human_reference, human_votes, labeler_questions
-
-    project = load(config)
-    votes = human_votes(project)
-    for question in labeler_questions(project):
-        reference = human_reference(project, question, votes=votes)
-        with console.status(f"Training the student on {len(reference)} reference labels of {question}..."):
-            run = run_student(project, reference.labels, question, folds=folds, seed=seed)
-        say(f"{question}: trained on {run.trained_on} reference items ({', '.join(f'{k} {v}' for k, v in reference.counts().items())}), "
-            f"labeled {int((run.labels['status'] == 'ok').sum())} items in {run.seconds:.1f}s -> {run.path}")
+    """Train the student (logistic regression on the embeddings; one per label for tags) on the human reference;
+    label every item."""
+    for question, reference, run in train_student(load(config), folds=folds, seed=seed):
+        sources = ", ".join(f"{k} {v}" for k, v in reference.counts().items())
+        say(f"{question}: trained on {run.trained_on} reference items ({sources}), labeled "
+            f"{int((run.labels['status'] == 'ok').sum())} items in {run.seconds:.1f}s -> {run.path}")
 
 
 @command(app, "calibrate")

@@ -45,11 +45,12 @@ from sklearn.metrics import (accuracy_score, brier_score_loss, cohen_kappa_score
                              mean_absolute_error, mean_squared_error, precision_recall_fscore_support, roc_auc_score)
 from sklearn.model_selection import KFold
 
-from ..agreement import krippendorff_alpha
+from ..agreement import krippendorff_alpha, masi_alpha
 from ..config import ProjectConfig, QuestionKind
 from ..errors import ConfigError, CurateError
 from ..rundir import (CALIBRATION, CALIBRATION_ITEMS, CALIBRATION_MD, GATE_HISTORY, ROUTES, read_jsonl, read_table,
                       write_json, write_table, write_text)
+from ..shapes import shape_of
 from ..votes import human_label
 from .labeler import LabelerLabels, load_labeler
 from .reference import Reference, human_reference, human_votes
@@ -306,10 +307,11 @@ def _audit_evidence(policy: Policy, audit: pd.DataFrame, hits: int, kept: int) -
 # ---- calibration -----------------------------------------------------------------------------------------------
 
 def labeler_questions(config: ProjectConfig) -> list[str]:
-    """The questions a labeler answers: `llm.questions`, else every label/rating question."""
+    """The questions a labeler answers: `llm.questions`, else every question whose shape a labeler answers
+    (label, rating, multi_label: `Shape.labelable`)."""
     if config.llm is not None and config.llm.questions:
         return list(config.llm.questions)
-    return [q.name for q in config.questions if q.kind in (QuestionKind.label, QuestionKind.rating)]
+    return [q.name for q in config.questions if shape_of(q).labelable]
 
 
 def calibration_items(labels: LabelerLabels, reference: Reference) -> pd.DataFrame:
@@ -334,15 +336,56 @@ def _alpha(config: ProjectConfig, question: str, items: pd.DataFrame, votes: pd.
     table = pd.concat([humans, reference, labeler], ignore_index=True)
     table["value"] = table["value"].astype(str)
     try:
+        if not shape_of(spec).single_choice:  # label sets: MASI distance
+            return masi_alpha(table, bootstrap=0).alpha
         return krippendorff_alpha(table, spec.alpha_level, value_domain=[str(v) for v in spec.allowed_values],
                                   bootstrap=0).alpha
     except ConfigError:
         return None
 
 
+def _label_set_figures(spec: Any, human: np.ndarray, guess: np.ndarray,
+                       probabilities: Optional[list[Optional[dict[str, float]]]]) -> dict[str, Any]:
+    """A multi-label question's figures against the human label sets: per label precision, recall, F1, support,
+    Cohen's kappa of its yes/no and the Brier score of its probability; micro/macro F1 and Hamming loss; `kappa` is
+    the mean of the per-label kappas that are defined (a label nobody and no labeler picked has none)."""
+    from sklearn.metrics import f1_score, hamming_loss, multilabel_confusion_matrix
+    from sklearn.preprocessing import MultiLabelBinarizer
+
+    shape = shape_of(spec)
+    labels = [str(v) for v in spec.allowed_values]
+    binarizer = MultiLabelBinarizer(classes=labels)
+    truth = binarizer.fit_transform([shape.parse(v) for v in human])
+    predicted = binarizer.transform([shape.parse(v) for v in guess])
+    precision, recall, f1, support = precision_recall_fscore_support(truth, predicted, zero_division=0)
+    scores = None
+    if probabilities is not None and all(p is not None for p in probabilities):
+        scores = np.array([[float((p or {}).get(label, 0.0)) for label in labels] for p in probabilities])
+    per_label, kappas = {}, []
+    for j, label in enumerate(labels):
+        defined = len(set(truth[:, j]) | set(predicted[:, j])) > 1
+        kappa = float(cohen_kappa_score(truth[:, j], predicted[:, j], labels=[0, 1])) if defined else None
+        if kappa is not None and not np.isnan(kappa):
+            kappas.append(kappa)
+        per_label[label] = {"precision": float(precision[j]), "recall": float(recall[j]), "f1": float(f1[j]),
+                            "support": int(support[j]), "kappa": kappa,
+                            "brier": None if scores is None else float(np.mean((scores[:, j] - truth[:, j]) ** 2))}
+    return {"kappa": float(np.mean(kappas)) if kappas else None, "per_class": per_label,
+            "micro_f1": float(f1_score(truth, predicted, average="micro", zero_division=0)),
+            "macro_f1": float(f1_score(truth, predicted, average="macro", zero_division=0)),
+            "hamming_loss": float(hamming_loss(truth, predicted)),
+            "confusion": {"labels": labels, "matrix": [],
+                          "per_label": {label: m.tolist() for label, m in
+                                        zip(labels, multilabel_confusion_matrix(truth, predicted))}}}
+
+
 def question_metrics(config: ProjectConfig, question: str, items: pd.DataFrame, votes: pd.DataFrame,
-                     identity: dict[str, Any]) -> dict[str, Any]:
-    """Every figure of one question's calibration (see the module docstring)."""
+                     identity: dict[str, Any], probabilities: Optional[dict[str, Any]] = None) -> dict[str, Any]:
+    """Every figure of one question's calibration (see the module docstring). `probabilities`: item id -> the
+    labeler's probabilities, for the per-label Brier scores of a multi-label question.
+
+    For a multi-label question, `accuracy` is exact-set accuracy and the confidence is the least sure label's, so
+    that the thresholds make their promise on whole items; see `_label_set_figures` for the per-label figures."""
     spec = config.question(question)
     allowed = [str(v) for v in spec.allowed_values]
     human, guess = items["reference"].astype(str).to_numpy(), items["label"].astype(str).to_numpy()
@@ -354,15 +397,21 @@ def question_metrics(config: ProjectConfig, question: str, items: pd.DataFrame, 
                              "per_class": {}, "confusion": {"labels": allowed, "matrix": []}}
     if n == 0:
         return block
-    kappa = cohen_kappa_score(human, guess, labels=allowed)
-    precision, recall, f1, support = precision_recall_fscore_support(human, guess, labels=allowed, zero_division=0)
+    if shape_of(spec).single_choice:
+        kappa = cohen_kappa_score(human, guess, labels=allowed)
+        precision, recall, f1, support = precision_recall_fscore_support(human, guess, labels=allowed,
+                                                                         zero_division=0)
+        block.update(
+            kappa=None if np.isnan(kappa) else float(kappa),
+            per_class={label: {"precision": float(p), "recall": float(r), "f1": float(f), "support": int(s)}
+                       for label, p, r, f, s in zip(allowed, precision, recall, f1, support)},
+            confusion={"labels": allowed, "matrix": confusion_matrix(human, guess, labels=allowed).tolist()})
+    else:
+        block.update(_label_set_figures(spec, human, guess, None if probabilities is None else
+                                        [probabilities.get(i) for i in items["item_id"]]))
     block.update(
         accuracy=float(accuracy_score(human, guess)),
-        kappa=None if np.isnan(kappa) else float(kappa),
         alpha=_alpha(config, question, items, votes),
-        per_class={label: {"precision": float(p), "recall": float(r), "f1": float(f), "support": int(s)}
-                   for label, p, r, f, s in zip(allowed, precision, recall, f1, support)},
-        confusion={"labels": allowed, "matrix": confusion_matrix(human, guess, labels=allowed).tolist()},
         reliability=reliability_table(confidence, correct),
         ece=expected_calibration_error(confidence, correct),
         brier=float(brier_score_loss(correct.astype(int), confidence)),
@@ -408,9 +457,10 @@ def audit_items(config: ProjectConfig, question: str, votes: pd.DataFrame,
             continue
         per_label = (gates.get(row.gate_id) or {}).get("per_label") or {}
         cut = per_label.get(str(row.label), row.threshold)
+        human = shape_of(spec).dump(vote.label)
         out.append({"item_id": row.item_id, "gate_id": row.gate_id, "label": str(row.label),
                     "confidence": float(row.confidence), "threshold": float("inf") if cut is None else float(cut),
-                    "human": str(vote.label), "correct": str(vote.label) == str(row.label)})
+                    "human": human, "correct": human == str(row.label)})
     return pd.DataFrame(out, columns=columns)
 
 
@@ -451,7 +501,8 @@ def calibrate(config: ProjectConfig, labeler: str = "llm") -> dict[str, Any]:
         if config.calibration.reference_sources is not None:
             items = items[items["source"].isin(config.calibration.reference_sources)].reset_index(drop=True)
         frames.append(items)
-        block = question_metrics(config, question, items, votes, labels.identity)
+        block = question_metrics(config, question, items, votes, labels.identity,
+                                 dict(zip(labels.labels["item_id"], labels.labels["probabilities"])))
         block["reference"] = {"n": len(reference), "hash": reference.hash, "sources": reference.counts(),
                               "excluded_prompted_or_trained": len(labels.excluded & set(reference.labels)),
                               "measured_on": config.calibration.reference_sources or "all"}
@@ -505,6 +556,11 @@ def render_calibration(calibration: dict[str, Any]) -> str:
                   f"{_f(q['brier'])} | {_f(q['auroc'])} |", ""]
         if "mae" in q:
             lines += [f"MAE {_f(q['mae'])}, MSE {_f(q['mse'])}.", ""]
+        if "hamming_loss" in q:
+            lines += [f"Label sets: accuracy is exact-set accuracy, kappa the mean per-label kappa; micro-F1 "
+                      f"{_f(q['micro_f1'])}, macro-F1 {_f(q['macro_f1'])}, Hamming loss {_f(q['hamming_loss'], 4)}. "
+                      "An item is accepted only when every label's decision is sure (its confidence is the least "
+                      "sure label's).", ""]
         lines += ["Thresholds (cross-fitted: fitted on the other folds, measured on the held-out one):", "",
                   "| target precision | threshold | coverage | held-out precision | 95% lower bound | per-label |",
                   "|---|---|---|---|---|---|"]
@@ -516,7 +572,8 @@ def render_calibration(calibration: dict[str, Any]) -> str:
                   "|---|---|---|---|"]
         lines += [f"| {r['bin'][0]:.1f}-{r['bin'][1]:.1f} | {r['count']} | {_f(r['confidence'])} | "
                   f"{_f(r['accuracy'])} |" for r in q["reliability"]]
-        lines += ["", "Per class:", "", "| label | precision | recall | F1 | support |", "|---|---|---|---|---|"]
+        lines += ["", "Per label:" if "hamming_loss" in q else "Per class:", "",
+                  "| label | precision | recall | F1 | support |", "|---|---|---|---|---|"]
         lines += [f"| {label} | {_f(c['precision'])} | {_f(c['recall'])} | {_f(c['f1'])} | {c['support']} |"
                   for label, c in q["per_class"].items()]
         lines.append("")

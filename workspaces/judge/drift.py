@@ -20,6 +20,7 @@ from sklearn.metrics import cohen_kappa_score, f1_score
 from ..config import ProjectConfig
 from ..errors import RunFileError
 from ..rundir import GATE_BASELINE, read_table
+from ..shapes import shape_of
 from .calibrate import expected_calibration_error, labeler_questions
 from .gate import GateDecision, append_decision, gate_state, history
 from .labeler import load_labeler
@@ -88,6 +89,8 @@ def run_drift(config: ProjectConfig) -> list[GateDecision]:
         after = before.loc[common, ["reference"]].assign(label=current.loc[common, "label"].astype(str),
                                                          confidence=current.loc[common, "confidence"].astype(float))
         before = before.loc[common]
+        if not shape_of(config.question(question)).single_choice:  # label sets: each set seen is a class (exact-set)
+            classes = sorted({*before["reference"].astype(str), *before["label"].astype(str), *after["label"]})
         ref = before["reference"].astype(str).to_numpy()
         m_before = _metrics(ref, before["label"].astype(str).to_numpy(), before["confidence"].to_numpy(float), classes)
         m_after = _metrics(ref, after["label"].to_numpy(), after["confidence"].to_numpy(float), classes)

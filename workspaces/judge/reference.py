@@ -26,6 +26,7 @@ from ..config import ProjectConfig, QuestionConfig, QuestionKind, slug
 from ..errors import ConfigError
 from ..items import load_gold_ids, load_items, recorded_labels
 from ..rundir import ANNOTATIONS, PAUSED, read_json, read_table
+from ..shapes import ShapeValueError, shape_of
 from ..votes import human_label
 
 __all__ = ["Reference", "human_reference", "human_votes", "leave_one_out", "paused_annotators"]
@@ -63,15 +64,17 @@ def human_votes(config: ProjectConfig, items: Optional[pd.DataFrame] = None) -> 
     """Every human vote the run knows: `item_id, question, annotator, value` (value as text), one per annotator.
 
     Recorded labels of the data (annotator names as Argilla usernames) and submitted synced responses; the synced
-    one wins for the same (item, question, annotator). Paused annotators are left out.
+    one wins for the same (item, question, annotator). Paused annotators are left out. Values are in their shape's
+    one spelling; votes that break a multi-label question's `min`/`max` are left out and counted in
+    `votes.attrs["invalid"]` (question -> count).
     """
     frames = []
     if config.reference.recorded and config.human_labels is not None:
         items = load_items(config) if items is None else items
         if config.human_labels.column in items.columns:
             recorded = recorded_labels(config, items)
-            frames.append(recorded.assign(annotator=recorded["annotator"].map(slug), value=recorded["value"].astype(str),
-                                          order=0))
+            frames.append(recorded.assign(annotator=recorded["annotator"].map(slug),
+                                          value=recorded["value"].map(_stored_text), order=0))
     synced = read_table(config.run_path, ANNOTATIONS, required=False)
     if synced is not None and len(synced):
         synced = synced[(synced["status"] == "submitted") & synced["question"].notna() & synced["value"].notna()]
@@ -85,7 +88,37 @@ def human_votes(config: ProjectConfig, items: Optional[pd.DataFrame] = None) -> 
     paused = paused_annotators(config)
     if paused:
         votes = votes[~votes["annotator"].isin(paused)]
-    return votes.drop(columns="order").reset_index(drop=True)
+    votes, invalid = _canonical(config, votes.drop(columns="order").reset_index(drop=True))
+    votes.attrs["invalid"] = invalid
+    return votes
+
+
+def _stored_text(value: object) -> str:
+    """A recorded value as stored text: a list of tags as a JSON list, anything else as `str`."""
+    if isinstance(value, (list, tuple)) or hasattr(value, "tolist"):
+        return json.dumps(list(value.tolist() if hasattr(value, "tolist") else value), ensure_ascii=False)
+    return str(value)
+
+
+def _canonical(config: ProjectConfig, votes: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, int]]:
+    """Votes in their shape's one spelling (tags in the labels' order); a vote that does not fit its question (a
+    tag answer breaking `min`/`max`) is left out and counted per question, never guessed."""
+    invalid: dict[str, int] = {}
+    keep = pd.Series(True, index=votes.index)
+    for question in config.questions:
+        shape = shape_of(question)
+        if shape.single_choice or not shape.voted:
+            continue
+        mask = votes["question"] == question.name
+        if not mask.any():
+            continue
+        fixed = votes.loc[mask, "value"].map(shape.canonical)
+        votes.loc[mask, "value"] = fixed
+        bad = fixed.isna()
+        if bad.any():
+            invalid[question.name] = int(bad.sum())
+            keep.loc[bad[bad].index] = False
+    return votes[keep].reset_index(drop=True), invalid
 
 
 def _recorded_gold_votes(config: ProjectConfig, items: pd.DataFrame, gold_ids: set[str], question: str
@@ -100,15 +133,17 @@ def _recorded_gold_votes(config: ProjectConfig, items: pd.DataFrame, gold_ids: s
 
 
 def _text(question: QuestionConfig, value: object) -> str:
+    """A label as reference text, in its shape's one spelling (a rating `"3"`, a tag set `'["a", "b"]'`)."""
     if question.kind == QuestionKind.rating:
         return str(int(float(value)))  # type: ignore[arg-type]
-    return str(value)
+    return shape_of(question).dump(value) if isinstance(value, tuple) else str(value)
 
 
 def human_reference(config: ProjectConfig, question: str, *, items: Optional[pd.DataFrame] = None,
                     votes: Optional[pd.DataFrame] = None) -> Reference:
     """The human reference labels of `question` over the project's items (see the module docstring)."""
     spec = config.question(question)
+    shape = shape_of(spec)
     items = load_items(config) if items is None else items
     votes = human_votes(config, items) if votes is None else votes
     known = set(items["item_id"])
@@ -123,8 +158,11 @@ def human_reference(config: ProjectConfig, question: str, *, items: Optional[pd.
         for item_id, value in zip(items["item_id"], items[column]):
             if value is None or (isinstance(value, float) and pd.isna(value)):
                 continue
-            label = _text(spec, value)
-            if allowed and label not in allowed:
+            try:
+                label = shape.dump(shape.parse(value)) if not shape.single_choice else _text(spec, value)
+            except ShapeValueError as error:
+                raise ConfigError(f"{config.data.path}: item {item_id}: gold {column}={value!r}: {error}") from None
+            if shape.single_choice and allowed and label not in allowed:
                 raise ConfigError(f"{config.data.path}: item {item_id}: gold {column}={value!r} is not one of the "
                                   f"labels of {question!r}")
             reference.labels[item_id], reference.sources[item_id] = label, "gold-column"
@@ -158,6 +196,6 @@ def leave_one_out(reference: Reference, question: QuestionConfig, votes: pd.Data
         if reference.sources.get(item_id) in ("gold", "gold-column"):
             return reference.labels[item_id]
         vote = human_label(question, [value for who, value in by_item.get(item_id, []) if who != annotator])
-        return None if vote.label is None or vote.votes < min_votes else str(vote.label)
+        return None if vote.label is None or vote.votes < min_votes else _text(question, vote.label)
 
     return truth

@@ -19,6 +19,7 @@ from ..config import ProjectConfig
 from ..judge import human_reference, human_votes, labeler_questions, leave_one_out
 from ..judge.calibrate import wilson_interval
 from ..rundir import ANNOTATIONS, read_table
+from ..shapes import shape_of
 from .plan import read_plan
 
 __all__ = ["honeypot_section", "to_pause"]
@@ -37,6 +38,7 @@ def honeypot_section(config: ProjectConfig) -> Optional[dict[str, Any]]:
     reference = human_reference(config, question.name, votes=votes)
     submitted = annotations[(annotations["status"] == "submitted") & (annotations["question"] == question.name)
                             & annotations["item_id"].isin(honeypots)]
+    shape = shape_of(question)
     per_annotator: dict[str, dict[str, list[str]]] = {}
     truth_for = leave_one_out(reference, question, votes)  # gold, else the others' label (consensus honeypots)
     for row in submitted.itertuples(index=False):
@@ -45,14 +47,15 @@ def honeypot_section(config: ProjectConfig) -> Optional[dict[str, Any]]:
             continue
         entry = per_annotator.setdefault(row.annotator, {"truth": [], "answer": []})
         entry["truth"].append(str(truth))
-        entry["answer"].append(str(row.value))
+        entry["answer"].append(shape.canonical(row.value) or str(row.value))  # tags in one order
     labels = [str(v) for v in question.allowed_values]
     annotators = []
     for annotator, entry in sorted(per_annotator.items()):
         n = len(entry["truth"])
         right = sum(a == t for a, t in zip(entry["answer"], entry["truth"]))
         low, high = wilson_interval(right, n)
-        defined = n > 1 and len(set(entry["truth"]) | set(entry["answer"])) > 1  # one label only: kappa is undefined
+        # one label only, or label sets (no one label per answer): kappa is undefined
+        defined = shape.single_choice and n > 1 and len(set(entry["truth"]) | set(entry["answer"])) > 1
         kappa = cohen_kappa_score(entry["truth"], entry["answer"], labels=labels) if defined else float("nan")
         annotators.append({"annotator": annotator, "seen": n, "correct": right, "accuracy": right / n if n else None,
                            "accuracy_low": low, "accuracy_high": high,

@@ -2,8 +2,9 @@
 
 Strategies (`STRATEGIES`):
 - `random`: a seeded uniform draw;
-- `margin`: the smallest gap between the student's two most probable labels;
-- `entropy`: the largest entropy of the student's label distribution;
+- `margin`: the smallest gap between the student's two most probable labels (multi-label: the label whose
+  yes/no is closest to a coin flip);
+- `entropy`: the largest entropy of the student's label distribution (multi-label: the mean per-label entropy);
 - `kcenter`: greedy k-center (farthest-first) in embedding space, away from everything already labeled;
 - `hybrid`: uncertainty and diversity together: the `hybrid_pool` x batch most uncertain items by margin, then
   k-center among them;
@@ -20,7 +21,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Iterable, Optional
+from typing import TYPE_CHECKING, Callable, Iterable, Optional
 
 import numpy as np
 
@@ -45,14 +46,11 @@ class Selection:
 
 
 def uncertainty(proba: np.ndarray, kind: str) -> np.ndarray:
-    """Higher is more uncertain: `margin` (1 - (p1 - p2)) or `entropy` (nats)."""
-    if kind == "margin":
-        top = np.partition(proba, -2, axis=1)[:, -2:] if proba.shape[1] > 1 else np.c_[np.zeros(len(proba)), proba]
-        return 1.0 - (top[:, 1] - top[:, 0])
-    if kind == "entropy":
-        p = np.clip(proba, 1e-12, 1.0)
-        return -(p * np.log(p)).sum(axis=1)
-    raise ValueError(f"unknown uncertainty {kind!r}")
+    """Higher is more uncertain: `margin` (1 - (p1 - p2)) or `entropy` (nats) of one distribution per row
+    (`pipelines.student.class_uncertainty`; a multi-label student scores its own rows: `MultiLabelStudent`)."""
+    from pipelines.student import class_uncertainty
+
+    return class_uncertainty(proba, kind)
 
 
 def kcenter_greedy(X: np.ndarray, k: int, selected: Optional[np.ndarray] = None, *, candidates: Optional[np.ndarray]
@@ -99,7 +97,8 @@ def kcenter_greedy(X: np.ndarray, k: int, selected: Optional[np.ndarray] = None,
 
 def select_batch(X: np.ndarray, *, batch: int, strategy: str = "default", labeled: Optional[np.ndarray] = None,
                  proba: Optional[np.ndarray] = None, seed: int = 0, candidates: Optional[Iterable[int]] = None,
-                 min_labels_for_student: int = 20, hybrid_pool: int = 5) -> tuple[np.ndarray, np.ndarray]:
+                 min_labels_for_student: int = 20, hybrid_pool: int = 5,
+                 scorer: Optional[Callable[[np.ndarray, str], np.ndarray]] = None) -> tuple[np.ndarray, np.ndarray]:
     """Choose `batch` rows of `X` for human review.
 
     Args:
@@ -112,6 +111,8 @@ def select_batch(X: np.ndarray, *, batch: int, strategy: str = "default", labele
         candidates: rows that may be chosen (default: every unlabeled row).
         min_labels_for_student: below this many labeled rows, uncertainty is not trusted (cold start: kcenter).
         hybrid_pool: hybrid considers the `hybrid_pool` x batch most uncertain rows.
+        scorer: `scorer(proba, "margin" | "entropy")`, higher is more uncertain: the student's own `uncertainty`
+            (default `uncertainty`, one distribution per row).
 
     Returns (chosen row indices, their scores), most valuable first.
     """
@@ -134,7 +135,7 @@ def select_batch(X: np.ndarray, *, batch: int, strategy: str = "default", labele
         chosen = kcenter_greedy(X, batch, np.flatnonzero(labeled), candidates=pool, seed=seed)
         return chosen, np.zeros(len(chosen))
     assert proba is not None
-    scores = uncertainty(proba[pool], "entropy" if strategy == "entropy" else "margin")
+    scores = (scorer or uncertainty)(proba[pool], "entropy" if strategy == "entropy" else "margin")
     if strategy in ("margin", "entropy"):
         order = np.argsort(-scores, kind="stable")[:batch]
         return pool[order], scores[order]
@@ -154,7 +155,7 @@ def select_items(config: "ProjectConfig", *, batch: int, strategy: str = "defaul
     `candidates` (default: items without a human label; once triaged, only items routed review or audit), never
     one of `exclude` (items already in an earlier batch).
     """
-    from pipelines.student import StudentClassifier, student_features
+    from pipelines.student import student_features, student_for
 
     from ..items import load_items
     from ..judge import human_votes, labeler_questions
@@ -172,7 +173,8 @@ def select_items(config: "ProjectConfig", *, batch: int, strategy: str = "defaul
     votes = human_votes(config, items)
     votes = votes[votes["question"] == question.name]
     known = {item: human_label(question, group["value"].tolist()).label for item, group in votes.groupby("item_id")}
-    known = {item: str(label) for item, label in known.items() if label is not None}
+    known = {item: label if isinstance(label, tuple) else str(label) for item, label in known.items()
+             if label is not None}
     labeled = np.array([i in known for i in ids])
     allowed = set(ids) if candidates is None else set(candidates)
     routes = read_table(config.run_path, ROUTES, required=False)
@@ -181,11 +183,12 @@ def select_items(config: "ProjectConfig", *, batch: int, strategy: str = "defaul
     allowed -= set(exclude)
     pool = [n for n, item in enumerate(ids) if item in allowed and not labeled[n]]
     proba = None
+    model = student_for(question, seed=seed)
     if labeled.sum() >= 20 and len(set(known.values())) > 1:
         features = student_features(config, items, X)
-        model = StudentClassifier(seed=seed).fit(features[labeled], [known[i] for i in np.array(ids)[labeled]])
+        model.fit(features[labeled], [known[i] for i in np.array(ids)[labeled]])
         proba = model.predict_proba(features)
     chosen, scores = select_batch(X, batch=batch, strategy=strategy, labeled=labeled, proba=proba, seed=seed,
-                                  candidates=pool)
+                                  candidates=pool, scorer=model.uncertainty)
     return Selection(item_ids=[ids[n] for n in chosen], scores=[float(s) for s in scores],
                      strategy=DEFAULT if strategy == "default" else strategy, seed=seed)

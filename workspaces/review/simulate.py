@@ -1,8 +1,9 @@
 """`curate simulate`: the active-learning loop in memory, a data column standing in for the human.
 
 For each strategy and seed: start from `seed_size` labeled items (diversity, or a random draw for `random`), train
-the student (`pipelines.student.StudentClassifier`) on the oracle's answers, measure its accuracy on the evaluation
-split (never selected from), pick the next `batch` items with the strategy, ask the oracle, and repeat until the
+the student (`pipelines.student.student_for` the first labeler question: one-vs-rest for tags) on the oracle's
+answers, measure its accuracy on the evaluation split (never selected from; exact-set accuracy for tags, whose
+oracle column holds lists), pick the next `batch` items with the strategy, ask the oracle, and repeat until the
 accuracy reaches `stop_at` or `budget` labels are spent. Only oracle answers count as human labels.
 
 Evaluation split: rows whose `split` column is `test` when the data has one, else a seeded 20%.
@@ -16,11 +17,13 @@ from typing import Any, Callable, Optional, Sequence
 import numpy as np
 import pandas as pd
 
-from pipelines.student import StudentClassifier, StudentFeatures, student_features
+from pipelines.student import StudentClassifier, StudentFeatures, student_features, student_for
 
 from ..config import ProjectConfig
 from ..errors import ConfigError
 from ..items import load_items
+from ..judge import labeler_questions
+from ..shapes import ShapeValueError, shape_of
 from .select import STRATEGIES, kcenter_greedy, select_batch
 
 __all__ = ["SimulationResult", "labels_to", "simulate"]
@@ -103,11 +106,21 @@ def simulate(config: ProjectConfig, oracle: str, *, strategies: Sequence[str] = 
     unknown = [s for s in strategies if s not in STRATEGIES]
     if unknown:
         raise ConfigError(f"unknown strategy {unknown}; choose from {list(STRATEGIES)}")
-    y = items[oracle].astype(str).to_numpy()
+    question = config.question(labeler_questions(config)[0]) if labeler_questions(config) else None
+    shape = shape_of(question) if question is not None else None
+    if shape is None or shape.single_choice:
+        y = items[oracle].astype(str).to_numpy()
+        classifier = classifier or StudentClassifier()
+    else:  # label sets: the oracle column holds lists (or JSON lists), checked by the shape
+        y = np.empty(len(items), dtype=object)
+        try:
+            y[:] = [shape.parse(v) for v in items[oracle]]
+        except ShapeValueError as error:
+            raise ConfigError(f"{config.data.path}: oracle column {oracle!r}: {error}") from None
+        classifier = classifier or student_for(question)
     X = _embeddings(config, items) if X is None else X
     F = student_features(config, items, X, features)
     stop_at = max(targets) if stop_at is None else stop_at
-    classifier = classifier or StudentClassifier()
     results = []
     for strategy in strategies:
         result = SimulationResult(strategy=strategy)
@@ -124,9 +137,7 @@ def simulate(config: ProjectConfig, oracle: str, *, strategies: Sequence[str] = 
             model = None
             while True:  # each fit starts from the last round's coefficients (a few solver steps)
                 model = classifier.model_copy(update={"seed": seed}).fit(F[labeled], y[labeled], warm_from=model)
-                classes = np.array(model.classes_)
-                accuracy = float((classes[np.argmax(model.predict_proba(F[evaluation]), axis=1)]
-                                  == y[evaluation]).mean())
+                accuracy = float(np.mean([a == b for a, b in zip(model.predict(F[evaluation]), y[evaluation])]))
                 points.append({"labels": int(labeled.sum()), "accuracy": accuracy})
                 if progress:
                     progress(strategy, seed, int(labeled.sum()), accuracy)
@@ -135,7 +146,7 @@ def simulate(config: ProjectConfig, oracle: str, *, strategies: Sequence[str] = 
                 proba = model.predict_proba(F)
                 size = min(batch, budget - int(labeled.sum()))
                 chosen, _ = select_batch(X, batch=size, strategy=strategy, labeled=labeled, proba=proba, seed=seed,
-                                         candidates=pool)
+                                         candidates=pool, scorer=model.uncertainty)
                 labeled[chosen] = True
             result.curves.append({"seed": seed, "points": points})
         for target in targets:
