@@ -7,6 +7,10 @@ Pipeline (one run per question the LLM answers)::
       -> LabelProbabilities     (Step: parse the answer, probabilities over the allowed labels, status / error)
       -> WriteLabelCheckpoint   (Step: appends each finished batch to <run dir>/labels.parts/)
 
+A multi_label question is asked as one yes/no prompt per label (`emotions::joy`, `pipelines.prompt.build_label_specs`);
+those rows stay in the file, and one row per item under the question's own name folds them: p("yes") per label in
+`probabilities`, the label set and its confidence from `MultiLabelShape.decide`.
+
 Output: `<run dir>/labels.parquet`, one row per (item_id, question) with `label`, `confidence`, `probabilities`
 (a JSON object string; `read_labels` decodes it), `model`, `prompt_hash`, `raw_output`, `status`, `error`, `run_id`,
 `labeled_at`. A killed run resumes from its checkpoint parts; rows already labeled with the same model and prompt hash
@@ -17,6 +21,7 @@ are never sent to the model again.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import shutil
@@ -29,14 +34,15 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, List, Optional,
 
 import pandas as pd
 
-from workspaces.config import EngineConfig, LLMConfig, ProjectConfig, QuestionKind, TaskKind
+from workspaces.config import EngineConfig, LLMConfig, ProjectConfig, TaskKind
 from workspaces.errors import ConfigError
 from workspaces.items import check_items, load_items
-from workspaces.rundir import LABELS, PROMPT_EXAMPLES, private_dir, read_json, read_table, write_json
+from workspaces.rundir import LABELS, PROMPT_EXAMPLES, private_dir, read_json, read_table, write_json, write_table
+from workspaces.shapes import shape_of
 
 from .checkpoint import PartsWatcher, consolidate, read_with_parts, worker_guard, write_part
 from .engine import model_resources, new_pipeline, resolve_engine, run_pipeline
-from .prompt import LabelSpec, build_label_spec, item_text
+from .prompt import LABEL_SEPARATOR, LabelSpec, build_label_specs, item_text
 from .steps import TASK_NAME, ClassifyWithLogprobs, LabelProbabilities, WriteLabelCheckpoint
 
 if TYPE_CHECKING:
@@ -193,7 +199,55 @@ def _questions(config: ProjectConfig) -> List[str]:
     llm = config.llm or LLMConfig()
     if llm.questions:
         return list(llm.questions)
-    return [q.name for q in config.questions if q.kind in (QuestionKind.label, QuestionKind.rating)]
+    return [q.name for q in config.questions if shape_of(q).labelable]
+
+
+def _fold_label_sets(config: ProjectConfig, frame: pd.DataFrame, run_id: str) -> pd.DataFrame:
+    """One row per item for each multi_label question, folded from its yes/no rows (`name::label`).
+
+    The label's probability is the model's p("yes") (its token probabilities; without them, 1 or 0 from the answer);
+    the row's label and confidence are the shape's decision (`MultiLabelShape.decide`). An item is a failed row
+    when any of its labels failed or is missing, naming them. The yes/no rows stay in the file as provenance.
+    """
+    out = [frame]
+    for name in _questions(config):
+        question = config.question(name)
+        shape = shape_of(question)
+        if shape.single_choice:
+            continue
+        prefix = f"{name}{LABEL_SEPARATOR}"
+        parts = frame[frame["question"].astype(str).str.startswith(prefix)]
+        out[0] = out[0][out[0]["question"] != name]  # folded again from the yes/no rows each run
+        labels = list(question.labels or {})
+        rows = []
+        for item_id, group in parts.groupby("item_id", sort=True):
+            group = group.assign(label_name=group["question"].str[len(prefix):])
+            group = group[group["label_name"].isin(labels)].drop_duplicates("label_name", keep="last")
+            by_label = group.set_index("label_name")
+            missing = [label for label in labels if label not in by_label.index]
+            failed = [label for label in labels if label in by_label.index and by_label.at[label, "status"] != "ok"]
+            row = {"item_id": item_id, "question": name, "label": None, "confidence": None, "probabilities": None,
+                   "model": str(group["model"].iloc[-1]), "raw_output": None, "status": "failed", "error": None,
+                   "run_id": run_id, "labeled_at": pd.Timestamp.now(tz="UTC").isoformat(),
+                   "prompt_hash": hashlib.sha256(json.dumps(sorted(set(group["prompt_hash"].astype(str))))
+                                                 .encode()).hexdigest()[:16]}
+            if missing or failed:
+                row["error"] = "labels not answered: " + ", ".join(failed + missing)
+            else:
+                p_yes = {}
+                for label in labels:
+                    answer = by_label.loc[label]
+                    probabilities = json.loads(answer["probabilities"]) if isinstance(answer["probabilities"], str) \
+                        and answer["probabilities"] else None
+                    p_yes[label] = float(probabilities.get("yes", 0.0)) if probabilities else \
+                        float(str(answer["label"]) == "yes")
+                value, confidence = shape.decide(p_yes)
+                row.update(label=shape.dump(value), confidence=confidence, probabilities=json.dumps(p_yes),
+                           status="ok")
+            rows.append(row)
+        if rows:
+            out.append(pd.DataFrame(rows, columns=LABEL_COLUMNS))
+    return pd.concat(out, ignore_index=True)[LABEL_COLUMNS] if len(out) > 1 else frame
 
 
 def label_items(
@@ -243,8 +297,9 @@ def label_items(
     hashes: Dict[str, str] = {}
     run_id = f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:6]}"
     examples = read_json(config.run_path, PROMPT_EXAMPLES, required=False) or {}
-    for question in _questions(config):
-        spec = build_label_spec(config, question, items)
+    specs = [spec for question in _questions(config) for spec in build_label_specs(config, question, items)]
+    for number, spec in enumerate(specs):
+        question = spec.question
         hashes[question] = spec.prompt_hash
         examples.setdefault(question, {})[spec.prompt_hash] = {
             "few_shot_path": str(llm_config.few_shot_path) if llm_config.few_shot_path else None,
@@ -279,15 +334,21 @@ def label_items(
 
         def report(done_rows: int, total: int, _base: int = base) -> None:
             if progress:
-                progress(_base + done_rows, len(items) * len(_questions(config)) - skipped)
+                progress(_base + done_rows, len(items) * len(specs) - skipped)
 
-        run_label_pipeline(rows, spec, the_llm, kwargs, parts_dir=path.parent / PARTS_DIR, run_id=run_id,
+        # one tag per prompt: each pipeline run numbers its batches from 0, so a shared tag would overwrite parts
+        run_label_pipeline(rows, spec, the_llm, kwargs, parts_dir=path.parent / PARTS_DIR,
+                           run_id=f"{run_id}-{number:03d}",
                            batch_size=llm_config.batch_size, name=f"curate-label-{config.name}",
                            progress=report if progress else None, verbose=verbose,
                            engine=resolve_engine(config.engine, ray_address))
         labeled += len(rows)
     write_json(PROMPT_EXAMPLES.path(config.run_path), examples)
     frame = consolidate(path, path.parent / PARTS_DIR, LABEL_COLUMNS, _KEY, floats=["confidence"])
+    if any(not shape_of(config.question(q)).single_choice for q in _questions(config)):
+        frame = _fold_label_sets(config, frame, run_id)
+        frame["confidence"] = frame["confidence"].astype("float64")
+        write_table(path, frame)
     mine = frame[frame["item_id"].isin(wanted) & frame["question"].isin(_questions(config))].reset_index(drop=True)
     return LabelRun(path=path, labels=mine, labeled=labeled, skipped=skipped,
                     seconds=time.perf_counter() - started, model=model, prompt_hashes=hashes)

@@ -20,7 +20,10 @@ from workspaces.errors import ConfigError
 from workspaces.items import load_items, recorded_labels
 from workspaces.votes import human_label
 
-__all__ = ["LabelSpec", "TEMPLATE_VERSION", "build_label_spec", "item_text", "label_set_hash"]
+__all__ = ["LABEL_SEPARATOR", "LabelSpec", "TEMPLATE_VERSION", "build_label_spec", "build_label_specs", "item_text",
+           "label_set_hash"]
+
+LABEL_SEPARATOR = "::"  # `emotions::joy`: the yes/no sub-question of one label of a multi_label question
 
 TEMPLATE_VERSION = "label-v1"
 _DOCS = "See pipelines/README.md."
@@ -83,7 +86,8 @@ def _label_values(question: QuestionConfig) -> Dict[str, str]:
         return dict(question.labels or {})
     if question.kind == QuestionKind.rating:
         return {str(v): "" for v in question.values or []}
-    raise ConfigError(f"llm.questions: {question.name!r} is a text question; the LLM answers label/rating questions")
+    raise ConfigError(f"llm.questions: {question.name!r} is a text question; the LLM answers label, rating and "
+                      "multi_label questions")
 
 
 def _system_prompt(config: ProjectConfig, question: QuestionConfig, values: Dict[str, str]) -> str:
@@ -154,3 +158,28 @@ def build_label_spec(config: ProjectConfig, question_name: str, items: Optional[
 
 
 
+
+
+def _yes_no_prompt(config: ProjectConfig, question: QuestionConfig, label: str, description: str) -> str:
+    lines = [config.guidelines.strip()] if config.guidelines.strip() else []
+    lines.append(f"Question: {question.title or question.name}")
+    lines.append(f'Consider one label only: "{label}"' + (f" ({description.strip()})" if description else "") + ".")
+    lines.append("Does it apply to the text?")
+    lines.append('Reply with a JSON object {"label": ...} whose label is "yes" or "no", and nothing else.')
+    return "\n".join(lines)
+
+
+def build_label_specs(config: ProjectConfig, question_name: str, items: Optional[pd.DataFrame] = None
+                      ) -> List[LabelSpec]:
+    """The prompts that answer one question. A label or rating question is one prompt (`build_label_spec`). A
+    multi_label question is one yes/no prompt per label (spec `question` = `name::label`), so that each label gets
+    its own probability from the model's token probabilities of "yes" and "no": the per-label probabilities that
+    the item-level decision (`MultiLabelShape.decide`) needs. Scoring whole label sets would need their likelihood
+    over 2^labels sets; a yes/no per label costs one prompt per label and stays exact. No few-shot examples for the
+    yes/no prompts yet."""
+    question = config.question(question_name)
+    if question.kind != QuestionKind.multi_label:
+        return [build_label_spec(config, question_name, items)]
+    return [LabelSpec(question=f"{question.name}{LABEL_SEPARATOR}{label}", labels=["yes", "no"],
+                      system=_yes_no_prompt(config, question, label, description))
+            for label, description in (question.labels or {}).items()]

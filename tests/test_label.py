@@ -229,6 +229,21 @@ def test_dummy_pipeline_keeps_every_failure_as_a_row(tmp_path):
     assert all("User turn: " in text for text, _ in spec.examples)
 
 
+def test_every_question_keeps_its_rows_when_the_llm_answers_several(tmp_path):
+    """Each prompt's pipeline numbers its checkpoint batches from 0: the parts of one question must never overwrite
+    another's (they did, when all prompts of a run shared one tag)."""
+    path = _project(tmp_path, ["you idiot bot", "hello", "fine"], extra_llm={"few_shot": 0,
+                                                                            "questions": ["is_abusive", "is_rude"]})
+    raw = yaml.safe_load(path.read_text())
+    raw["questions"].append({"name": "is_rude", "kind": "label", "labels": {"yes": "rude", "no": "not rude"}})
+    path.write_text(yaml.safe_dump(raw))
+    config = load_config(path)
+    run = label_items(config, llm=ScriptedLLM(log_path=str(tmp_path / "calls.log")))
+    labels = read_labels(config.run_path)
+    assert sorted(labels.groupby("question").size().items()) == [("is_abusive", 3), ("is_rude", 3)]
+    assert run.ok == 6 and (labels["status"] == "ok").all()
+
+
 def test_a_model_exception_fails_only_the_item_that_caused_it(tmp_path):
     """One bad item in a batch fails alone with its own reason; its batch mates are asked again one by one."""
     config = load_config(_project(tmp_path, ["hello", "RAISE here", "fine", "ok then"], batch_size=2))

@@ -227,3 +227,36 @@ def test_simulate_takes_a_list_column_as_the_oracle_and_scores_exact_sets(tmp_pa
 
     with pytest.raises(ConfigError, match="oracle column 'tags'.*not-an-emotion"):
         simulate(config, "tags", strategies=("default",), seeds=1, seed_size=100, batch=100, budget=200)
+
+
+@pytest.mark.slow
+def test_the_llm_answers_tags_with_one_yes_no_probability_per_label(tmp_path: Path) -> None:
+    """The real local model (SmolLM2-135M) through `curate label`: one yes/no prompt per label, and one folded row
+    per comment whose probabilities are the model's p("yes") and whose answer is the shape's decision."""
+    raw = yaml.safe_load(GOEMOTIONS.read_text())
+    raw["data"]["path"] = str(ROOT / "data" / "goemotions" / "comments.jsonl")
+    keep = ["anger", "joy", "sadness", "neutral"]
+    raw["questions"][0]["labels"] = {k: v for k, v in raw["questions"][0]["labels"].items() if k in keep}
+    raw["llm"] = {"backend": "local", "batch_size": 8}
+    raw["run_dir"] = str(tmp_path / "run")
+    path = tmp_path / "tags.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    result = subprocess.run([str(Path(sys.executable).parent / "curate"), "label", str(path), "--limit", "3"],
+                            capture_output=True, text=True, timeout=900, cwd=ROOT)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    config = load_config(path)
+    from pipelines.label import read_labels
+
+    labels = read_labels(config.run_path)
+    answers = labels[labels["question"].str.startswith("emotions::")]
+    folded = labels[labels["question"] == "emotions"].set_index("item_id")
+    assert len(answers) == 3 * 4 and set(answers["question"]) == {f"emotions::{k}" for k in keep}
+    assert len(folded) == 3 and (folded["status"] == "ok").all(), folded[["status", "error"]]
+    shape = shape_of(config.question("emotions"))
+    for item_id, row in folded.iterrows():
+        mine = answers[answers["item_id"] == item_id].set_index("question")
+        expected = {k: mine.at[f"emotions::{k}", "probabilities"]["yes"] for k in keep}
+        assert row["probabilities"] == pytest.approx(expected)  # the model's own p("yes") of each label
+        value, sure = shape.decide(expected)
+        assert row["label"] == shape.dump(value) and row["confidence"] == pytest.approx(sure)
+    assert len({json.dumps(p, sort_keys=True) for p in folded["probabilities"]}) == 3  # not a constant
