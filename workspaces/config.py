@@ -80,6 +80,7 @@ class QuestionKind(str, Enum):
     rating = "rating"
     text = "text"
     multi_label = "multi_label"
+    span = "span"
 
 
 class FieldConfig(_Strict):
@@ -113,12 +114,21 @@ class QuestionConfig(_Strict):
     required: bool = True
     min: Optional[int] = Field(None, ge=0, description="multi_label: the fewest labels a response may pick")
     max: Optional[int] = Field(None, ge=1, description="multi_label: the most labels a response may pick")
+    field: Optional[str] = Field(None, description="span: the text field whose characters the spans mark")
 
     @model_validator(mode="after")
     def _check_kind(self) -> "QuestionConfig":
         if (self.min is not None or self.max is not None) and self.kind != QuestionKind.multi_label:
             raise ValueError("`min`/`max` picks are for multi_label questions")
-        if self.kind in (QuestionKind.label, QuestionKind.multi_label):
+        if (self.field is None) == (self.kind == QuestionKind.span):
+            raise ValueError("a span question needs `field` (the text field the spans mark)"
+                             if self.kind == QuestionKind.span else "`field` is for span questions")
+        if self.kind == QuestionKind.span:
+            if not self.labels:
+                raise ValueError("a span question needs `labels` (the entity types) with at least one entry")
+            if self.values is not None:
+                raise ValueError("`values` is for rating questions; a span question takes `labels`")
+        elif self.kind in (QuestionKind.label, QuestionKind.multi_label):
             if not self.labels or len(self.labels) < 2:
                 raise ValueError(f"a {self.kind.value} question needs `labels` with at least two entries")
             if self.values is not None:
@@ -148,7 +158,7 @@ class QuestionConfig(_Strict):
     @property
     def allowed_values(self) -> list[Union[str, int]]:
         """Every value a response may take, in scale order."""
-        if self.kind in (QuestionKind.label, QuestionKind.multi_label):
+        if self.kind in (QuestionKind.label, QuestionKind.multi_label, QuestionKind.span):
             return list(self.labels or {})
         if self.kind == QuestionKind.rating:
             return list(self.values or [])
@@ -564,6 +574,14 @@ class ProjectConfig(_Strict):
     def _check_references(self) -> "ProjectConfig":
         names = {q.name for q in self.questions}
         field_names = {f.name for f in self.fields}
+        for question in self.questions:
+            if question.field is not None and question.field not in field_names:
+                raise ValueError(f"questions[{question.name}].field: {question.field!r} is not one of the fields "
+                                 f"{sorted(field_names)}")
+            if question.field is not None and self.redaction.enabled:
+                raise ValueError(f"questions[{question.name}]: span offsets point into the text reviewers see, and "
+                                 "redaction would change that text under the recorded spans; set "
+                                 "`redaction: {enabled: false}` (redact upstream, keeping the offsets)")
         if self.human_labels is not None:
             _require_known(self.human_labels.values, names, "human_labels.values", "question")
         if self.llm is not None:
@@ -608,6 +626,14 @@ class ProjectConfig(_Strict):
                 return question
         raise ConfigError(f"unknown question {name!r} in {self.source_path or self.name}; "
                           f"known: {[q.name for q in self.questions]}")
+
+    def field_spec(self, name: str) -> FieldConfig:
+        """The field called `name`; a clear error for an unknown one."""
+        for spec in self.fields:
+            if spec.name == name:
+                return spec
+        raise ConfigError(f"unknown field {name!r} in {self.source_path or self.name}; "
+                          f"known: {[f.name for f in self.fields]}")
 
     @property
     def run_path(self) -> Path:

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from dataclasses import dataclass, field
-from typing import Any, Optional, Union
+from typing import Any, Optional
 
 import numpy as np
 import pandas as pd
 
-from .config import ConfigError, ProjectConfig, QuestionKind
+from .config import ConfigError, ProjectConfig
 from .redaction import redact_items
 from .shapes import ShapeValueError, shape_of
 
@@ -112,7 +111,9 @@ def recorded_labels(config: ProjectConfig, items: pd.DataFrame) -> pd.DataFrame:
     if spec.column not in items.columns:
         raise ConfigError(f"{config.source_path}: human_labels.column: no column {spec.column!r} in {config.data.path}")
     rows: list[dict[str, Any]] = []
-    for item_id, entries in zip(items["item_id"], items[spec.column]):
+    texts = {q.name: items[config.field_spec(q.field).source_column].tolist() for q in config.questions
+             if q.field is not None and config.field_spec(q.field).source_column in items.columns}
+    for position, (item_id, entries) in enumerate(zip(items["item_id"], items[spec.column])):
         for entry in entries if isinstance(entries, list) else []:
             annotator = str(entry[spec.annotator_key])
             for question_name, mapping in spec.values.items():
@@ -121,14 +122,17 @@ def recorded_labels(config: ProjectConfig, items: pd.DataFrame) -> pd.DataFrame:
                     continue
                 value = mapping.map.get(raw, mapping.map.get(str(raw))) if mapping.map else raw
                 question = config.question(question_name)
-                if question.kind == QuestionKind.multi_label:  # a list of labels, checked by its shape
+                shape = shape_of(question)
+                if not shape.single_choice:  # tags or spans: checked by the shape, kept as plain JSON values
                     try:
-                        value = list(shape_of(question).parse(value))
+                        parsed = shape.parse(value)
+                        if question_name in texts:
+                            shape.check_text(parsed, str(texts[question_name][position]))  # type: ignore[attr-defined]
                     except ShapeValueError as exc:
                         raise ConfigError(f"{config.source_path}: human_labels.values.{question_name}: item "
                                           f"{item_id}: {exc}") from None
                     rows.append({"item_id": item_id, "question": question_name, "annotator": annotator,
-                                 "value": value})
+                                 "value": json.loads(shape.dump(parsed))})
                     continue
                 allowed = question.allowed_values
                 if value is None or (allowed and value not in allowed):

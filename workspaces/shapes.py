@@ -15,6 +15,8 @@ Shapes:
 - `TextShape` (`text`): free text, never voted on.
 - `MultiLabelShape` (`multi_label`): a set of labels, within `min`/`max` picks; the human label is the per-label
   strict majority (a label is in when more than half of the votes hold it); distance is MASI (Passonneau 2006).
+- `SpanShape` (`span`): non-overlapping character spans with labels in one text field; the human label is the spans
+  a strict majority marked the same; distance is 1 - exact span F1.
 
 Example::
 
@@ -35,8 +37,8 @@ from .errors import ConfigError
 if TYPE_CHECKING:  # the config module imports nothing from here
     from .config import QuestionConfig
 
-__all__ = ["LabelShape", "MultiLabelShape", "PickCountError", "RatingShape", "Shape", "ShapeValueError", "TextShape", "masi_distance",
-           "shape_of", "strict_majority"]
+__all__ = ["LabelShape", "MultiLabelShape", "PickCountError", "RatingShape", "Shape", "ShapeValueError", "SpanShape",
+           "TextShape", "masi_distance", "shape_of", "span_f1", "strict_majority"]
 
 Value = Union[str, int, tuple[str, ...]]
 
@@ -306,8 +308,103 @@ class MultiLabelShape(Shape):
         return masi_distance(a, b)  # type: ignore[arg-type]
 
 
+Span = tuple[int, int, str]  # start, end (exclusive), label: character offsets into the question's field
+
+
+def span_f1(a: Sequence[Span], b: Sequence[Span]) -> float:
+    """Exact-match F1 of two span sets (same start, end and label); 1 for two empty sets."""
+    x, y = set(a), set(b)
+    if not x and not y:
+        return 1.0
+    return 2 * len(x & y) / (len(x) + len(y))
+
+
+class SpanShape(Shape):
+    """Entity spans in one text field (`field`): character offsets `[start, end)` with a label of `labels`; spans may
+    not overlap (Argilla's default). An answer with no span says "no entity here" and is a valid answer.
+
+    Values are sorted tuples of `(start, end, label)`; stored as a JSON list of `{"start", "end", "label"}`
+    objects, Argilla's own span response shape. The human label keeps each span that more than half of the votes
+    marked with the same offsets and label; distance is 1 - exact-match span F1. `check_text` refuses a span outside
+    the text; `parse` refuses unknown labels, broken offsets and overlaps.
+    """
+
+    kind = "span"
+
+    @property
+    def single_choice(self) -> bool:
+        return False
+
+    @property
+    def labelable(self) -> bool:
+        return False  # no span labeler yet (the CRF student and the LLM's spans are issue 21's next part)
+
+    def parse(self, stored: Any) -> Value:
+        spans: Any = stored
+        if isinstance(stored, str):
+            try:
+                spans = json.loads(stored)
+            except json.JSONDecodeError:
+                raise self._error(stored, "is not a JSON list of spans") from None
+        if hasattr(spans, "tolist"):
+            spans = spans.tolist()
+        if not isinstance(spans, (list, tuple)):
+            raise self._error(stored, "is not a list of spans")
+        labels = self.question.labels or {}
+        out = []
+        for span in spans:
+            if isinstance(span, dict):
+                start, end, label = span.get("start"), span.get("end"), span.get("label")
+            elif isinstance(span, (list, tuple)) and len(span) == 3:
+                start, end, label = span
+            else:
+                raise self._error(stored, f"holds {span!r}, not a span (start, end, label)")
+            if isinstance(start, bool) or isinstance(end, bool) or not isinstance(start, int) \
+                    or not isinstance(end, int) or not 0 <= start < end:
+                raise self._error(stored, f"holds a span with offsets {start!r}..{end!r} (need 0 <= start < end)")
+            if label not in labels:
+                raise self._error(stored, f"holds a span with unknown label {label!r}; the labels are {list(labels)}")
+            out.append((start, end, str(label)))
+        out.sort()
+        for (a_start, a_end, a_label), (b_start, b_end, b_label) in zip(out, out[1:]):
+            if b_start < a_end:
+                raise self._error(stored, f"has overlapping spans {a_start}..{a_end} ({a_label}) and "
+                                          f"{b_start}..{b_end} ({b_label}); this question allows no overlap")
+        return tuple(out)
+
+    def dump(self, value: Value) -> str:
+        return json.dumps([{"start": a, "end": b, "label": c} for a, b, c in value], ensure_ascii=False)  # type: ignore[misc]
+
+    def canonical(self, stored: Any) -> Optional[str]:
+        """The JSON list sorted by offset, or None when it does not fit."""
+        if _missing(stored):
+            return None
+        try:
+            return self.dump(self.parse(stored))
+        except ShapeValueError:
+            return None
+
+    def check_text(self, value: Value, text: str) -> None:
+        """Raise `ShapeValueError` when a span of `value` ends past `text`."""
+        for start, end, label in value:  # type: ignore[misc]
+            if end > len(text):
+                raise self._error(self.dump(value), f"has the span {start}..{end} ({label}) outside the text of "
+                                                    f"{len(text)} characters")
+
+    def consensus(self, votes: Sequence[Value]) -> HumanVote:
+        if not votes:
+            return HumanVote(None, 0, None)
+        votes = [self.parse(v) for v in votes]
+        marked = Counter(span for vote in votes for span in set(vote))
+        label = tuple(sorted(span for span, n in marked.items() if n * 2 > len(votes)))
+        return HumanVote(label, len(votes), sum(tuple(v) == label for v in votes) / len(votes))
+
+    def distance(self, a: Value, b: Value) -> float:
+        return 1.0 - span_f1(a, b)  # type: ignore[arg-type]
+
+
 _SHAPES: dict[str, type[Shape]] = {shape.kind: shape for shape in (LabelShape, RatingShape, TextShape,
-                                                                    MultiLabelShape)}
+                                                                    MultiLabelShape, SpanShape)}
 
 
 def shape_of(question: "QuestionConfig") -> Shape:

@@ -71,7 +71,7 @@ def vote_table(table: pd.DataFrame, question: QuestionConfig, *, keys: Sequence[
     frame = frame[frame["_value"].notna()].dropna(subset=keys)
     if frame.empty:
         return pd.DataFrame({c: pd.Series(dtype=object) for c in columns})
-    if question.kind == QuestionKind.multi_label:  # sets: one consensus per group (no vectorised majority of sets)
+    if not shape_of(question).single_choice:  # sets: one consensus per group (no vectorised majority of sets)
         rows = [(*(key if isinstance(key, tuple) else (key,)), human_label(question, group.tolist()))
                 for key, group in frame.groupby(keys, sort=True, observed=True)["_value"]]
         return pd.DataFrame([(*r[:-1], r[-1].label, r[-1].votes, r[-1].agreement, r[-1].no_majority) for r in rows],

@@ -7,9 +7,8 @@ Example (notebook)::
     report = read_report("runs/convabuse_demo")                  # the typed report.json
 """
 
-from .alpha import AgreementError, AlphaResult, AnnotatorAgreement, annotator_agreement, krippendorff_alpha, \
-    masi_alpha, \
-    read_tidy_table
+from .alpha import (AgreementError, AlphaResult, AnnotatorAgreement, annotator_agreement, distance_alpha,
+                    krippendorff_alpha, masi_alpha, read_tidy_table)
 from .render import MarkdownTable
 from .report import AlphaBlock, JudgeBlock, Report, build_report, read_report, write_report
 from .tables import human_table
@@ -24,6 +23,7 @@ __all__ = [
     "Report",
     "annotator_agreement",
     "build_report",
+    "distance_alpha",
     "human_table",
     "krippendorff_alpha",
     "masi_alpha",

@@ -32,6 +32,7 @@ __all__ = [
     "AnnotatorAgreement",
     "annotator_agreement",
     "krippendorff_alpha",
+    "distance_alpha",
     "masi_alpha",
     "read_tidy_table",
 ]
@@ -234,12 +235,23 @@ def masi_alpha(table: pd.DataFrame, *, bootstrap: int = 1000, seed: int = 0) -> 
     _require_columns(table)
     table = table.dropna(subset=["value"])
     sets = [tuple(sorted(json.loads(v) if isinstance(v, str) else v)) for v in table["value"]]
-    domain = sorted(set(sets))
+    return distance_alpha(table, sets, masi_distance, "masi", bootstrap=bootstrap, seed=seed)
+
+
+def distance_alpha(table: pd.DataFrame, values: Sequence[Any], distance: Any, name: str, *, bootstrap: int = 1000,
+                   seed: int = 0) -> AlphaResult:
+    """Krippendorff's alpha (the `krippendorff` package) of structured values with a distance of their own.
+
+    `table`: `unit`, `annotator` (rows without a value dropped); `values`: the parsed value of each row (hashable,
+    e.g. a label set or a span set); `distance(a, b)` in [0, 1]. Each distinct value is one value of the domain; the
+    CI is a percentile bootstrap over the pairable units. `name` is recorded as the result's `distance`.
+    """
+    domain = sorted(set(values))
+    index = {value: i for i, value in enumerate(domain)}
     keyed = pd.DataFrame({"unit": table["unit"].to_numpy(), "annotator": table["annotator"].to_numpy(),
-                          "value": [json.dumps(list(s)) for s in sets]})
-    keys = [json.dumps(list(s)) for s in domain]
-    counts, units, annotators = _value_counts(keyed, keys)
-    distances = np.array([[masi_distance(a, b) for b in domain] for a in domain])
+                          "value": [str(index[v]) for v in values]})
+    counts, units, annotators = _value_counts(keyed, [str(i) for i in range(len(domain))])
+    distances = np.array([[distance(a, b) for b in domain] for a in domain])
 
     def metric(v1: Any, v2: Any, i1: np.ndarray, i2: np.ndarray, n_v: Any = None, dtype: Any = np.float64) -> Any:
         return distances[i1, i2].astype(dtype)
@@ -257,7 +269,7 @@ def masi_alpha(table: pd.DataFrame, *, bootstrap: int = 1000, seed: int = 0) -> 
         rng = np.random.default_rng(seed)
         ci95 = _percentile_ci([alpha_of(counts[rng.integers(0, units, units)]) for _ in range(bootstrap)])
     return AlphaResult(alpha=alpha, ci95=ci95, level=AlphaLevel.nominal, units=units, annotators=annotators,
-                       pairable=int(counts.sum()), distance="masi")
+                       pairable=int(counts.sum()), distance=name)
 
 
 def annotator_agreement(table: pd.DataFrame, question: Optional[QuestionConfig] = None) -> list[AnnotatorAgreement]:

@@ -24,7 +24,8 @@ from ..redaction import read_redaction_counts
 from ..shapes import shape_of
 from ..rundir import ANNOTATIONS, LABELS, REPORT, REPORT_MD, read_json, read_table, write_json, write_text
 from ..votes import vote_table
-from .alpha import AlphaResult, AnnotatorAgreement, annotator_agreement, krippendorff_alpha, masi_alpha
+from .alpha import (AlphaResult, AnnotatorAgreement, annotator_agreement, distance_alpha, krippendorff_alpha,
+                    masi_alpha)
 from .render import MarkdownTable
 from .render import fmt as _fmt
 from .sections import SECTION_BUILDERS, SECTION_RENDERERS
@@ -195,9 +196,22 @@ def _multi_label_block(table: pd.DataFrame, question: QuestionConfig, bootstrap:
     return block
 
 
+def _span_block(table: pd.DataFrame, question: QuestionConfig, bootstrap: int, seed: int) -> AlphaBlock:
+    """Alpha of the span sets with the distance 1 - exact span F1 (`SpanShape.distance`); an answer that does not
+    parse (overlapping or unknown spans) is left out and counted."""
+    shape = shape_of(question)
+    parsed = [shape.canonical(v) for v in table["value"]]
+    keep = table.assign(value=parsed).dropna(subset=["value"])
+    values = [shape.parse(v) for v in keep["value"]]
+    result = distance_alpha(keep, values, shape.distance, "span-f1", bootstrap=bootstrap, seed=seed)
+    return AlphaBlock(**result.model_dump(), invalid=len(table) - len(keep))
+
+
 def _alpha_block(table: pd.DataFrame, question: QuestionConfig, bootstrap: int, seed: int) -> AlphaBlock:
     if question.kind == QuestionKind.multi_label:
         return _multi_label_block(table, question, bootstrap, seed)
+    if question.kind == QuestionKind.span:
+        return _span_block(table, question, bootstrap, seed)
     domain = question.allowed_values or None
     result = krippendorff_alpha(table, question.alpha_level, value_domain=domain, bootstrap=bootstrap, seed=seed)
     interval = None

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pandas as pd
 
 from ..config import QuestionConfig, QuestionKind
-from ..shapes import Shape, ShapeValueError, shape_of
+from ..shapes import shape_of
 
 __all__ = ["human_table"]
 
@@ -18,14 +18,7 @@ def human_table(annotations: pd.DataFrame, question: QuestionConfig) -> pd.DataF
                           "value": rows["value"]})
     if question.kind == QuestionKind.rating:
         table["value"] = table["value"].astype(float).astype(int)
-    if question.kind == QuestionKind.multi_label:  # one canonical text per label set; a value that breaks the
-        shape = shape_of(question)  # question is None (counted: `invalid`)
-        table["value"] = [_canonical(shape, v) for v in table["value"]]
+    shape = shape_of(question)
+    if shape.voted and not shape.single_choice:  # one canonical text per label set or span set; a value that
+        table["value"] = [shape.canonical(v) for v in table["value"]]  # breaks the question is None (`invalid`)
     return table.reset_index(drop=True)
-
-
-def _canonical(shape: Shape, value: object) -> object:
-    try:
-        return shape.dump(shape.parse(value)) if value is not None else None
-    except ShapeValueError:
-        return None

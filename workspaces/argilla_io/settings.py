@@ -51,7 +51,7 @@ def _question_description(question: QuestionConfig) -> Optional[str]:
 
 
 def _label_descriptions(question: QuestionConfig) -> Optional[str]:
-    if question.kind not in (QuestionKind.label, QuestionKind.multi_label):
+    if question.kind not in (QuestionKind.label, QuestionKind.multi_label, QuestionKind.span):
         return None
     return "\n".join(f"- **{k}**: {v}" for k, v in (question.labels or {}).items() if v) or None
 
@@ -91,6 +91,11 @@ def _question(question: QuestionConfig) -> Any:
     if question.kind == QuestionKind.multi_label:
         return rg.MultiLabelQuestion(name=question.name, title=title, labels=list(question.labels or {}),
                                      description=_picks_note(question, description), required=question.required)
+    if question.kind == QuestionKind.span:  # spans may not overlap: Argilla's default, and the shape's rule
+        assert question.field is not None
+        return rg.SpanQuestion(name=question.name, field=question.field, labels=list(question.labels or {}),
+                               allow_overlapping=False, title=title, description=description,
+                               required=question.required)
     if question.kind == QuestionKind.rating:
         return rg.RatingQuestion(name=question.name, title=title, values=list(question.values or []),
                                  description=description, required=question.required)

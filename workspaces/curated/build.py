@@ -27,6 +27,7 @@ Splits: gold items form a `gold` split and never enter train/validation/test, wh
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -37,7 +38,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ..config import ConfigError, ProjectConfig, QuestionConfig, QuestionKind
+from ..config import ProjectConfig, QuestionConfig, QuestionKind
 from ..shapes import PickCountError, ShapeValueError, shape_of
 from ..errors import RunFileError
 from ..items import load_gold_ids, load_items, recorded_labels
@@ -166,8 +167,9 @@ def build_curated(config: ProjectConfig) -> CuratedDataset:
                     no_majority = True
                     by_question[question.name] += 1
                 labeled = labeled or cell[question.name] is not None
-                if question.kind == QuestionKind.multi_label:
-                    _as_class_indices(question, cell)
+                as_hub = _HUB_CELLS.get(question.kind)
+                if as_hub is not None:
+                    as_hub(config, question, cell, row)
                 row.update(cell)
             if no_majority and config.hub.exclude_no_majority:
                 excluded["no_majority"] += 1
@@ -209,9 +211,14 @@ def curated_features(config: ProjectConfig) -> "Any":
 
     features: dict[str, Any] = {"item_id": Value("string")}
     features.update({f.name: Value("string") for f in config.fields})
+    span = {"start": Value("int64"), "end": Value("int64"), "label": Value("string")}
     for q in config.questions:
         kind = (Value("int64") if q.kind == QuestionKind.rating else
-                List(ClassLabel(names=list(q.labels or {}))) if q.kind == QuestionKind.multi_label else Value("string"))
+                List(ClassLabel(names=list(q.labels or {}))) if q.kind == QuestionKind.multi_label else
+                List(span) if q.kind == QuestionKind.span else Value("string"))
+        if q.kind == QuestionKind.span:  # the CoNLL / WNUT layout beside the character spans
+            features["tokens"] = List(Value("string"))
+            features[_tags_column(config, q)] = List(ClassLabel(names=iob2_names(q)))
         features.update({
             q.name: kind,
             f"{q.name}_source": Value("string"),
@@ -493,7 +500,8 @@ def _resolve(question: QuestionConfig, entries: list[tuple[str, _Value, Any]], l
     }
 
 
-def _as_class_indices(question: QuestionConfig, cell: dict[str, Any]) -> None:
+def _as_class_indices(config: ProjectConfig, question: QuestionConfig, cell: dict[str, Any],
+                      row: dict[str, Any]) -> None:
     """A multi-label cell's label sets as `Sequence(ClassLabel)` indices (the Hub feature), in label order."""
     position = {label: i for i, label in enumerate(question.labels or {})}
     name = question.name
@@ -504,6 +512,56 @@ def _as_class_indices(question: QuestionConfig, cell: dict[str, Any]) -> None:
     cell[name] = indices(cell[name])
     cell[f"{name}_values"] = [indices(v) for v in cell[f"{name}_values"]]
     cell[f"{name}_llm_label"] = indices(cell[f"{name}_llm_label"])
+
+
+def iob2_names(question: QuestionConfig) -> list[str]:
+    """The IOB2 tag names of a span question: `O`, then `B-<label>`, `I-<label>` per label."""
+    return ["O", *[f"{prefix}-{label}" for label in question.labels or {} for prefix in ("B", "I")]]
+
+
+def whitespace_tokens(text: str) -> list[tuple[int, int]]:
+    """The `[start, end)` offsets of the whitespace-separated tokens of `text`."""
+    return [(m.start(), m.end()) for m in re.finditer(r"\S+", text)]
+
+
+def iob2_tags(text: str, spans: Any) -> list[str]:
+    """IOB2 tags of the whitespace tokens of `text` for character `spans` ((start, end, label)): a token is in a
+    span when they overlap; the span's first token is `B-`."""
+    tags = []
+    previous: Optional[tuple[int, int, str]] = None
+    for start, end in whitespace_tokens(text):
+        inside = next((s for s in spans if s[0] < end and start < s[1]), None)
+        tags.append("O" if inside is None else f"{'I' if inside == previous else 'B'}-{inside[2]}")
+        previous = inside
+    return tags
+
+
+def _tags_column(config: ProjectConfig, question: QuestionConfig) -> str:
+    spans = [q.name for q in config.questions if q.kind == QuestionKind.span]
+    return "ner_tags" if spans == [question.name] else f"{question.name}_ner_tags"
+
+
+def _as_span_records(config: ProjectConfig, question: QuestionConfig, cell: dict[str, Any],
+                     row: dict[str, Any]) -> None:
+    """A span cell as the Hub holds it: `{start, end, label}` records, and the row's `tokens` and IOB2 tags (as
+    `ClassLabel` indices) of the question's field."""
+    name = question.name
+
+    def records(value: Any) -> Optional[list[dict[str, Any]]]:
+        return None if value is None else [{"start": a, "end": b, "label": c} for a, b, c in value]
+
+    text = str(row.get(question.field or "") or "")
+    spans = cell[name]
+    names = iob2_names(question)
+    row["tokens"] = [text[a:b] for a, b in whitespace_tokens(text)]
+    row[_tags_column(config, question)] = None if spans is None else [
+        names.index(tag) for tag in iob2_tags(text, spans)]
+    cell[name] = records(spans)
+    cell[f"{name}_values"] = [records(v) for v in cell[f"{name}_values"]]
+    cell[f"{name}_llm_label"] = records(cell[f"{name}_llm_label"])
+
+
+_HUB_CELLS = {QuestionKind.multi_label: _as_class_indices, QuestionKind.span: _as_span_records}
 
 
 def _final_value(question: QuestionConfig, values: list[_Value]) -> tuple[Optional[_Value], bool]:

@@ -32,8 +32,8 @@ def card_metadata(config: ProjectConfig, curated: CuratedDataset) -> dict[str, A
     """The YAML header: license, task categories, size, tags and the `configs` data files of each split."""
     total = sum(curated.rows.values())
     kinds = {q.kind for q in config.questions}
-    tasks = (["text-classification"] if kinds & {QuestionKind.label, QuestionKind.multi_label, QuestionKind.rating}
-             else ["text-generation"])
+    tasks = ((["text-classification"] if kinds & {QuestionKind.label, QuestionKind.multi_label, QuestionKind.rating}
+              else []) + (["token-classification"] if QuestionKind.span in kinds else [])) or ["text-generation"]
     return {
         "license": _license_id(config),
         "pretty_name": config.name,

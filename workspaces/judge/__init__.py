@@ -7,7 +7,7 @@ Reads labels (`labels.parquet`, `student_labels.parquet`) and the human referenc
 
 from .audit import check_audit
 from .calibrate import (NoReferenceError, calibrate, clopper_pearson_lower, expected_calibration_error, fit_threshold,
-                        labeler_questions, require_reference)
+                        labeler_questions, require_reference, review_question)
 from .drift import run_drift
 from .gate import GateDecision, GateState, gate_state, history, run_gate
 from .labeler import LABELERS, LabelerLabels, load_labeler
@@ -31,6 +31,7 @@ __all__ = [
     "human_votes",
     "leave_one_out",
     "labeler_questions",
+    "review_question",
     "load_labeler",
     "require_reference",
     "run_drift",

@@ -67,6 +67,7 @@ __all__ = [
     "fit_threshold",
     "labeler_questions",
     "promise_for_final_accuracy",
+    "review_question",
     "reliability_table",
     "sequential_error_upper",
     "sequential_evidence",
@@ -312,6 +313,13 @@ def labeler_questions(config: ProjectConfig) -> list[str]:
     if config.llm is not None and config.llm.questions:
         return list(config.llm.questions)
     return [q.name for q in config.questions if shape_of(q).labelable]
+
+
+def review_question(config: ProjectConfig) -> Optional[str]:
+    """The question that review batches, honeypots and anchoring are about: the first labeler question, else the
+    first voted one (a span project, with no span labeler yet); None when nothing is voted on."""
+    asked = labeler_questions(config) or [q.name for q in config.questions if shape_of(q).voted]
+    return asked[0] if asked else None
 
 
 def calibration_items(labels: LabelerLabels, reference: Reference) -> pd.DataFrame:

@@ -16,7 +16,7 @@ import pandas as pd
 from sklearn.metrics import cohen_kappa_score
 
 from ..config import ProjectConfig
-from ..judge import human_reference, human_votes, labeler_questions, leave_one_out
+from ..judge import human_reference, human_votes, leave_one_out, review_question
 from ..judge.calibrate import wilson_interval
 from ..rundir import ANNOTATIONS, read_table
 from ..shapes import shape_of
@@ -32,7 +32,10 @@ def honeypot_section(config: ProjectConfig) -> Optional[dict[str, Any]]:
     annotations = read_table(config.run_path, ANNOTATIONS, required=False)
     if not honeypots or annotations is None:
         return None
-    question = config.question(labeler_questions(config)[0])
+    asked = review_question(config)
+    if asked is None:
+        return None
+    question = config.question(asked)
     votes = human_votes(config)
     votes = votes[votes["question"] == question.name]
     reference = human_reference(config, question.name, votes=votes)

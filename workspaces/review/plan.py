@@ -21,13 +21,12 @@ from __future__ import annotations
 import math
 import uuid
 from dataclasses import dataclass
-from typing import Optional
 
 import numpy as np
 import pandas as pd
 
 from ..config import ProjectConfig
-from ..judge import human_reference, human_votes, labeler_questions
+from ..judge import human_reference, human_votes, review_question
 from ..rundir import REVIEW_PLAN, ROUTES, SELECTION, append_jsonl, read_table, write_table
 from .select import Selection
 
@@ -63,7 +62,9 @@ def read_plan(config: ProjectConfig) -> pd.DataFrame:
 
 def honeypot_pool(config: ProjectConfig) -> dict[str, str]:
     """Items usable as honeypots, with their reference label: gold items, else consensus items."""
-    question = labeler_questions(config)[0]
+    question = review_question(config)
+    if question is None:
+        return {}
     reference = human_reference(config, question, votes=human_votes(config))
     gold = {i: label for i, label in reference.labels.items() if reference.sources[i] in ("gold", "gold-column")}
     return gold or dict(reference.labels)

@@ -158,8 +158,9 @@ def select_items(config: "ProjectConfig", *, batch: int, strategy: str = "defaul
     from pipelines.student import student_features, student_for
 
     from ..items import load_items
-    from ..judge import human_votes, labeler_questions
+    from ..judge import human_votes, review_question
     from ..rundir import EMBEDDINGS, ROUTES, read_table
+    from ..shapes import shape_of
     from ..votes import human_label
 
     items = load_items(config)
@@ -169,12 +170,18 @@ def select_items(config: "ProjectConfig", *, batch: int, strategy: str = "defaul
     items = items[items["item_id"].isin(set(vectors))].reset_index(drop=True)
     ids = items["item_id"].tolist()
     X = np.stack([np.asarray(vectors[i], dtype=np.float32) for i in ids])
-    question = config.question(labeler_questions(config)[0])
-    votes = human_votes(config, items)
-    votes = votes[votes["question"] == question.name]
-    known = {item: human_label(question, group["value"].tolist()).label for item, group in votes.groupby("item_id")}
-    known = {item: label if isinstance(label, tuple) else str(label) for item, label in known.items()
-             if label is not None}
+    # the first labeler question decides; without one (spans: no span labeler yet) the first voted question says
+    # which items have a human label, and selection is by diversity only
+    asked = review_question(config)
+    question = config.question(asked) if asked else None
+    known: dict[str, object] = {}
+    if question is not None:
+        votes = human_votes(config, items)
+        votes = votes[votes["question"] == question.name]
+        known = {item: human_label(question, group["value"].tolist()).label
+                 for item, group in votes.groupby("item_id")}
+        known = {item: label if isinstance(label, tuple) else str(label) for item, label in known.items()
+                 if label is not None}
     labeled = np.array([i in known for i in ids])
     allowed = set(ids) if candidates is None else set(candidates)
     routes = read_table(config.run_path, ROUTES, required=False)
@@ -182,13 +189,13 @@ def select_items(config: "ProjectConfig", *, batch: int, strategy: str = "defaul
         allowed &= set(routes.loc[routes["route"] != "auto", "item_id"])
     allowed -= set(exclude)
     pool = [n for n, item in enumerate(ids) if item in allowed and not labeled[n]]
-    proba = None
-    model = student_for(question, seed=seed)
-    if labeled.sum() >= 20 and len(set(known.values())) > 1:
+    proba, model = None, None
+    if question is not None and shape_of(question).labelable and labeled.sum() >= 20 and len(set(known.values())) > 1:
+        model = student_for(question, seed=seed)
         features = student_features(config, items, X)
         model.fit(features[labeled], [known[i] for i in np.array(ids)[labeled]])
         proba = model.predict_proba(features)
     chosen, scores = select_batch(X, batch=batch, strategy=strategy, labeled=labeled, proba=proba, seed=seed,
-                                  candidates=pool, scorer=model.uncertainty)
+                                  candidates=pool, scorer=model.uncertainty if model is not None else None)
     return Selection(item_ids=[ids[n] for n in chosen], scores=[float(s) for s in scores],
                      strategy=DEFAULT if strategy == "default" else strategy, seed=seed)

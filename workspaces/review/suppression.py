@@ -13,10 +13,9 @@ from __future__ import annotations
 from typing import Any, Optional
 
 import numpy as np
-import pandas as pd
 
 from ..config import ProjectConfig
-from ..judge import human_reference, human_votes, labeler_questions, leave_one_out, load_labeler
+from ..judge import human_reference, human_votes, leave_one_out, load_labeler, review_question
 from ..errors import RunFileError
 from ..rundir import ANNOTATIONS, ROUTES, read_table
 from .plan import read_plan
@@ -41,7 +40,9 @@ def anchoring_section(config: ProjectConfig, *, resamples: int = 1000, seed: int
     annotations = read_table(config.run_path, ANNOTATIONS, required=False)
     if annotations is None or plan.empty or not plan["suppressed"].any():
         return None
-    question = labeler_questions(config)[0]
+    question = review_question(config)
+    if question is None:
+        return None
     try:
         labeler = load_labeler(config, "llm", question).labels.set_index("item_id")["label"]
     except RunFileError:
