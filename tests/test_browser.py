@@ -604,3 +604,68 @@ def test_a_reviewer_ticks_two_tags_in_the_ui_and_sync_brings_back_exactly_those(
     items = {json.loads(line)["text"]: json.loads(line)["id"]
              for line in Path(config.data.path).read_text().splitlines()}
     assert mine["item_id"].iloc[0] == items.get(next(t for t in items if _normal(t) == shown))
+
+
+SPANS_REVIEWER = "spans-reviewer"
+
+
+@pytest.fixture(scope="module")
+def spans_project(tmp_path_factory: pytest.TempPathFactory, argilla_server: Any, argilla_client: Any) -> Any:
+    """One WNUT-17 sentence published as `configs/wnut17_entities.yaml` (a span question), a reviewer and a browser
+    of its own; the dataset is deleted afterwards."""
+    folder = tmp_path_factory.mktemp("spans")
+    raw = yaml.safe_load((ROOT / "configs" / "wnut17_entities.yaml").read_text())
+    line = next(line for line in (ROOT / "data" / "wnut17" / "sentences.jsonl").read_text().splitlines()
+                if "Rick and Morty" in line)
+    (folder / "sentences.jsonl").write_text(line + "\n")
+    raw["data"]["path"] = str(folder / "sentences.jsonl")
+    raw["argilla"].update(dataset="browser-spans", workspace="tests")
+    raw["run_dir"] = str(folder / "run")
+    (folder / "spans.yaml").write_text(yaml.safe_dump(raw))
+    config = load_config(folder / "spans.yaml")
+    assert publish(config, argilla_client).records == 1
+    annotator = add_annotator(argilla_client, config, SPANS_REVIEWER)
+    driver = _chrome(tmp_path_factory)
+    try:
+        yield config, driver, annotator.password, json.loads(line)
+    finally:
+        driver.quit()
+        get_dataset(argilla_client, config).delete()
+
+
+def test_a_reviewer_selects_a_span_in_the_ui_and_sync_brings_back_exactly_its_offsets(spans_project,
+                                                                                      argilla_server) -> None:
+    """The reviewer picks a label and drags over "Rick and Morty" in the real span UI; the synced response is that
+    span, with the character offsets of the text as published."""
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as EC
+
+    config, browser, password, item = spans_project
+    _sign_in_and_open(browser, argilla_server, SPANS_REVIEWER, password, "browser-spans")
+    field = _wait(browser, lambda d: d.find_element(By.CSS_SELECTOR, "p.span-annotation__field"))
+    browser.find_element(By.CSS_SELECTOR, "label[for='entities-2dcreative-2dwork']").click()
+    _wait(browser, lambda d: d.find_element(By.ID, "entities-2dcreative-2dwork").is_selected())
+    word = "Rick and Morty"
+    # where the first and the last character of the words are on screen, from a DOM Range over the field's text
+    first, y, last, width, height = browser.execute_script("""
+        const p = arguments[0], word = arguments[1], node = p.firstChild, i = node.textContent.indexOf(word);
+        const r = document.createRange(), f = p.getBoundingClientRect();
+        r.setStart(node, i); r.setEnd(node, i + 1); const a = r.getBoundingClientRect();
+        r.setStart(node, i + word.length - 1); r.setEnd(node, i + word.length); const b = r.getBoundingClientRect();
+        return [a.left - f.left + 1, a.top - f.top + a.height / 2, b.right - f.left - 1, f.width, f.height];
+    """, field, word)
+    ActionChains(browser).move_to_element_with_offset(field, int(first - width / 2), int(y - height / 2)) \
+        .click_and_hold().move_to_element_with_offset(field, int(last - width / 2), int(y - height / 2)) \
+        .release().perform()
+    _wait(browser, lambda d: "CREATIVE-WORK" in d.find_element(By.CSS_SELECTOR, ".fields, .wrapper__records").text)
+    _wait(browser, EC.element_to_be_clickable((By.CSS_SELECTOR, "button.button--submit"))).click()
+    _wait(browser, lambda d: not d.find_elements(By.CSS_SELECTOR, "p.span-annotation__field"))
+
+    _invoke(argilla_server, "sync", str(config.source_path))
+    synced = pd.read_parquet(config.run_path / "annotations.parquet")
+    mine = synced[synced["annotator"] == SPANS_REVIEWER]
+    assert len(mine) == 1 and mine["status"].iloc[0] == "submitted" and mine["item_id"].iloc[0] == item["id"]
+    start = item["text"].index(word)
+    spans = [{"start": s["start"], "end": s["end"], "label": s["label"]} for s in json.loads(mine["value"].iloc[0])]
+    assert spans == [{"start": start, "end": start + len(word), "label": "creative-work"}]
