@@ -199,7 +199,7 @@ def _questions(config: ProjectConfig) -> List[str]:
     llm = config.llm or LLMConfig()
     if llm.questions:
         return list(llm.questions)
-    return [q.name for q in config.questions if shape_of(q).labelable]
+    return [q.name for q in config.questions if shape_of(q).llm_answers]
 
 
 def _fold_label_sets(config: ProjectConfig, frame: pd.DataFrame, run_id: str) -> pd.DataFrame:

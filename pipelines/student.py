@@ -17,7 +17,7 @@ import uuid
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, ClassVar, Optional, Sequence
 
 import numpy as np
 import pandas as pd
@@ -33,11 +33,11 @@ from workspaces.config import ProjectConfig
 from workspaces.errors import ModelError
 from workspaces.items import load_items
 from workspaces.rundir import EMBEDDINGS, STUDENT_LABELS, read_table, write_table
-from workspaces.shapes import shape_of
+from workspaces.shapes import iob2_tags, shape_of, spans_from_tags, whitespace_tokens
 
 from .label import LABEL_COLUMNS
 
-__all__ = ["STUDENT_COLUMNS", "MultiLabelStudent", "StudentClassifier", "StudentFeatures", "StudentRun",
+__all__ = ["STUDENT_COLUMNS", "MultiLabelStudent", "SpanStudent", "StudentClassifier", "StudentFeatures", "StudentRun",
            "class_uncertainty", "out_of_fold_proba", "run_student", "student_features", "student_for"]
 
 STUDENT_COLUMNS = [*LABEL_COLUMNS, "out_of_fold"]
@@ -259,12 +259,85 @@ class MultiLabelStudent(BaseModel):
                 "class_weight": self.class_weight}
 
 
+def _token_features(tokens: list[str], i: int) -> dict[str, Any]:
+    """What the CRF sees of token i: the word, its lower case, shape, affixes, and its neighbours'."""
+    word = tokens[i]
+    features: dict[str, Any] = {"bias": 1.0, "lower": word.lower(), "suffix3": word[-3:].lower(),
+                                "prefix3": word[:3].lower(), "upper": word.isupper(), "title": word.istitle(),
+                                "digit": word.isdigit(), "handle": word.startswith("@"), "hashtag": word.startswith("#"),
+                                "shape": "".join("X" if c.isupper() else "x" if c.islower() else "d" if c.isdigit()
+                                                 else c for c in word[:6])}
+    for offset, name in ((-1, "prev"), (1, "next")):
+        j = i + offset
+        if 0 <= j < len(tokens):
+            features.update({f"{name}_lower": tokens[j].lower(), f"{name}_title": tokens[j].istitle()})
+        else:
+            features[f"{name}_edge"] = True
+    return features
+
+
+class SpanStudent(BaseModel):
+    """A linear-chain CRF (`sklearn-crfsuite`) over the whitespace tokens of a span question's field, tagging IOB2.
+
+    Input: `X` (the field texts), `y` (span sets: tuples of `(start, end, label)`).
+    Output: `predict_marginals(X)`, per text one `{tag: p}` per token (the CRF's marginal probabilities);
+    `decide(text, marginals)` gives the spans of the likeliest tags, one score per span (the least marginal of its
+    tokens' tags) and the item's confidence (the least marginal of any token's tag: an item is sure only when no
+    token, inside a span or not, is in doubt).
+
+    Token features: the word, lower case, shape, 3-letter affixes, @handle/#tag, and the neighbours' words. No
+    sentence-embedding feature yet (a per-token encoder is not on hand here).
+    """
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    question: Any
+    embedding_features: ClassVar[bool] = False  # it reads the texts, not `student_features`
+    c1: float = Field(default=0.1, ge=0, description="L1 regularisation")
+    c2: float = Field(default=0.05, ge=0, description="L2 regularisation")
+    max_iterations: int = Field(default=100, ge=1)
+    seed: int = 0
+    _model: Any = PrivateAttr(default=None)
+
+    @staticmethod
+    def _sequence(text: str) -> list[dict[str, Any]]:
+        tokens = [text[a:b] for a, b in whitespace_tokens(text)]
+        return [_token_features(tokens, i) for i in range(len(tokens))]
+
+    def fit(self, X: Sequence[str], y: Sequence[Any], *, warm_from: Any = None) -> "SpanStudent":
+        import sklearn_crfsuite
+
+        self._model = sklearn_crfsuite.CRF(algorithm="lbfgs", c1=self.c1, c2=self.c2,
+                                           max_iterations=self.max_iterations, all_possible_transitions=True)
+        self._model.fit([self._sequence(str(t)) for t in X], [iob2_tags(str(t), spans) for t, spans in zip(X, y)])
+        return self
+
+    def predict_marginals(self, X: Sequence[str]) -> list[list[dict[str, float]]]:
+        if self._model is None:
+            raise ModelError("the student is not fitted")
+        return self._model.predict_marginals([self._sequence(str(t)) for t in X])
+
+    def decide(self, text: str, marginals: list[dict[str, float]]) -> tuple[tuple[Any, ...], float, list[float]]:
+        tags = [max(m, key=m.get) if m else "O" for m in marginals]
+        sure = [float(m.get(tag, 0.0)) if m else 1.0 for m, tag in zip(marginals, tags)]
+        spans = spans_from_tags(text, tags)
+        positions = whitespace_tokens(text)
+        scores = [min(s for (a, b), s in zip(positions, sure) if start < b and a < end) for start, end, _ in spans]
+        return spans, (min(sure) if sure else 1.0), scores
+
+    def identity(self) -> dict[str, Any]:
+        return {"backend": "student", "classifier": "crf", "c1": self.c1, "c2": self.c2,
+                "max_iterations": self.max_iterations}
+
+
 def student_for(question: Any, *, seed: int = 0) -> Any:
     """The student estimator for a question's shape: `MultiLabelStudent` for `multi_label`, else
     `StudentClassifier`. Both have `fit(X, y)`, `predict_proba(X)` (columns `classes_`), `uncertainty(proba, kind)`
     and `identity()`; the shape's `decide` turns a row of probabilities into the labeler's answer."""
     if shape_of(question).single_choice:
         return StudentClassifier(seed=seed)
+    if getattr(question.kind, "value", question.kind) == "span":
+        return SpanStudent(question=question, seed=seed)
     return MultiLabelStudent(labels=[str(v) for v in question.allowed_values], min_picks=question.min or 0,
                              max_picks=question.max, seed=seed)
 
@@ -335,6 +408,9 @@ def run_student(config: ProjectConfig, reference: dict[str, str], question: str,
     started = time.perf_counter()
     spec = config.question(question)
     shape = shape_of(spec)
+    classifier = classifier or student_for(spec, seed=seed)
+    if isinstance(classifier, SpanStudent):  # a sequence labeler: texts, not embeddings
+        return _run_span_student(config, reference, question, classifier, folds=folds, seed=seed, started=started)
     labels = [str(v) for v in spec.allowed_values]
     embeddings = read_table(config.run_path, EMBEDDINGS, columns=["item_id", "vector"])
     assert embeddings is not None
@@ -351,7 +427,6 @@ def run_student(config: ProjectConfig, reference: dict[str, str], question: str,
     features = features or StudentFeatures()
     matrix = student_features(config, embedded, np.stack([np.asarray(vectors[i], dtype=np.float64)
                                                            for i in embedded["item_id"]]), features)
-    classifier = classifier or student_for(spec, seed=seed)
     X_train = matrix[[row_of[i] for i in train_ids]]
     y_train = [shape.parse(reference[i]) for i in train_ids]
     oof = out_of_fold_proba(X_train, y_train, labels=labels, folds=folds, seed=seed, classifier=classifier)
@@ -382,6 +457,13 @@ def run_student(config: ProjectConfig, reference: dict[str, str], question: str,
                      "probabilities": None, "model": name, "prompt_hash": identity_hash, "raw_output": None,
                      "status": "failed", "error": "no embedding: run `curate embed`", "run_id": run_id,
                      "labeled_at": now, "out_of_fold": False})
+    return _write_rows(config, question, rows, trained_on=len(train_ids), started=started,
+                       identity={**classifier.identity(), "features": description, "hash": identity_hash})
+
+
+def _write_rows(config: ProjectConfig, question: str, rows: list[dict[str, Any]], *, trained_on: int,
+                started: float, identity: dict[str, Any]) -> StudentRun:
+    """Write one question's student rows into `student_labels.parquet` (other questions' rows kept)."""
     frame = pd.DataFrame(rows, columns=STUDENT_COLUMNS)
     path = STUDENT_LABELS.path(config.run_path)
     previous = read_table(config.run_path, STUDENT_LABELS, required=False)
@@ -390,6 +472,42 @@ def run_student(config: ProjectConfig, reference: dict[str, str], question: str,
     frame["confidence"] = frame["confidence"].astype("float64")
     write_table(path, frame)
     mine = frame[frame["question"] == question].reset_index(drop=True)
-    return StudentRun(path=path, labels=mine, trained_on=len(train_ids),
-                      identity={**classifier.identity(), "features": description, "hash": identity_hash},
+    return StudentRun(path=path, labels=mine, trained_on=trained_on, identity=identity,
                       seconds=time.perf_counter() - started)
+
+
+def _run_span_student(config: ProjectConfig, reference: dict[str, str], question: str, classifier: "SpanStudent",
+                      *, folds: int, seed: int, started: float) -> StudentRun:
+    """The CRF student of a span question: trained on the field's texts and the reference spans; reference items
+    scored out-of-fold. `probabilities` holds one score per predicted span (`"start:end:label"`)."""
+    spec = config.question(question)
+    shape = shape_of(spec)
+    items = load_items(config)
+    column = config.field_spec(spec.field or "").source_column
+    texts = dict(zip(items["item_id"], items[column].fillna("").astype(str)))
+    train_ids = [i for i in sorted(reference) if i in texts]
+    if len(train_ids) < 2:
+        raise ModelError(f"the student needs at least 2 reference labels for {question!r}; it has {len(train_ids)}")
+    spans = {i: shape.parse(reference[i]) for i in train_ids}
+    marginals: dict[str, Any] = {}
+    splits = KFold(max(2, min(folds, len(train_ids))), shuffle=True, random_state=seed).split(train_ids)
+    for train, test in splits:
+        model = classifier.model_copy().fit([texts[train_ids[n]] for n in train], [spans[train_ids[n]] for n in train])
+        held = [train_ids[n] for n in test]
+        marginals.update(zip(held, model.predict_marginals([texts[i] for i in held])))
+    model = classifier.model_copy().fit([texts[i] for i in train_ids], [spans[i] for i in train_ids])
+    rest = [i for i in items["item_id"] if i not in reference]
+    marginals.update(zip(rest, model.predict_marginals([texts[i] for i in rest])) if rest else [])
+    identity_hash = _identity_hash(classifier, "crf-token-features", {i: reference[i] for i in train_ids})
+    name = f"student:crf(c1={classifier.c1:g},c2={classifier.c2:g})@token-features"
+    run_id = f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:6]}"
+    now = pd.Timestamp.now(tz="UTC").isoformat()
+    rows = []
+    for item_id in items["item_id"]:
+        found, sure, scores = classifier.decide(texts[item_id], marginals[item_id])
+        rows.append({"item_id": item_id, "question": question, "label": shape.dump(found), "confidence": sure,
+                     "probabilities": json.dumps({f"{a}:{b}:{c}": score for (a, b, c), score in zip(found, scores)}),
+                     "model": name, "prompt_hash": identity_hash, "raw_output": None, "status": "ok", "error": None,
+                     "run_id": run_id, "labeled_at": now, "out_of_fold": item_id in reference})
+    return _write_rows(config, question, rows, trained_on=len(train_ids), started=started,
+                       identity={**classifier.identity(), "features": "token-features", "hash": identity_hash})

@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 import argilla as rg
+import numpy as np
 import pytest
 import yaml
 from datasets import load_dataset
@@ -19,10 +20,9 @@ from workspaces.argilla_io.replay import ensure_user, record_ids, replay_recorde
 from workspaces.argilla_io.sync import sync
 from workspaces.config import QuestionConfig, load_config
 from workspaces.curated import build_curated, push
-from workspaces.curated.build import iob2_names, iob2_tags
 from workspaces.errors import ConfigError
 from workspaces.rundir import ANNOTATIONS, read_table
-from workspaces.shapes import ShapeValueError, shape_of, span_f1
+from workspaces.shapes import ShapeValueError, iob2_names, iob2_tags, shape_of, span_f1, spans_from_tags
 from workspaces.votes import human_label
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -89,6 +89,7 @@ def test_the_vendored_spans_give_back_the_released_iob2_tags_of_every_sentence()
         spans = shape.parse(row["annotations"][0]["entities"])
         shape.check_text(spans, row["text"])
         assert iob2_tags(row["text"], spans) == row["ner_tags"], row["id"]
+        assert spans_from_tags(row["text"], row["ner_tags"]) == spans  # and back
         text = row["text"]
         assert all((a == 0 or text[a - 1] == " ") and (b == len(text) or text[b] == " ") for a, b, _ in spans)
 
@@ -147,8 +148,18 @@ def test_spans_go_publish_reviewer_sync_report_curated_and_back_with_the_same_of
 
     report, _ = write_report(config, bootstrap=50)
     block = report.questions["entities"]
-    assert block.distance == "span-f1" and block.units == 2 and block.invalid == 0
-    assert block.alpha is not None and block.alpha < 1  # one span in 2 units was marked by one coder only
+    # token-level alpha over IOB2 tags: the two coders on every token of the two sentences they both answered
+    import krippendorff
+
+    names = iob2_names(config.question("entities"))
+    coders = []
+    for who, spans_of in (("wnut17", lambda item: item["annotations"][0]["entities"]),
+                          ("spans-reviewer", lambda item: same if item is agreeing else more)):
+        coders.append([names.index(tag) for item in (agreeing, extra)
+                       for tag in iob2_tags(item["text"], shape.parse(spans_of(item)))])
+    expected = krippendorff.alpha(reliability_data=coders, level_of_measurement="nominal")
+    assert block.distance == "iob2-tokens" and block.invalid == 0 and block.units == len(coders[0])
+    assert block.alpha == pytest.approx(expected) and block.alpha < 1  # the extra span: one coder only
 
     curated = build_curated(config)
     dataset_dict = curated.to_dataset_dict(config)
@@ -196,9 +207,56 @@ def test_curate_demo_runs_the_span_project_end_to_end(tmp_path: Path, argilla_se
             dataset.delete()
     assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
     assert "1 annotators: 60 responses submitted" in result.stdout
+    assert "Train the student on the human labels" in result.stdout and "(crf, token-features)" in result.stdout
+    assert "gate entities:" in result.stdout and "routes: auto" in result.stdout
     loaded = load_dataset(str(config.run_path / "curated"))
     rows = [r for split in loaded.values() for r in split]
     assert len(rows) == 60 and all(len(r["ner_tags"]) == len(r["tokens"]) for r in rows)
     recorded = {json.loads(line)["id"]: json.loads(line) for line in SENTENCES.open(encoding="utf-8")}
     assert all(r["entities"] == sorted(recorded[r["item_id"]]["annotations"][0]["entities"],
                                        key=lambda e: (e["start"], e["end"])) for r in rows)
+
+
+def test_the_crf_student_labels_spans_and_calibration_gives_entity_level_figures(tmp_path: Path) -> None:
+    """The CRF student on 700 WNUT-17 sentences: its spans parse and carry one score each, the item's confidence is
+    never above a span's score, reference items are scored out of fold, and calibrate's entity-level figures equal
+    exact span matching computed here from the span sets."""
+    from pipelines.student import run_student
+    from workspaces.judge import calibrate, human_reference, run_gate
+    from workspaces.review.triage import triage
+    from workspaces.rundir import CALIBRATION_ITEMS
+
+    raw = yaml.safe_load(WNUT.read_text())
+    raw["data"].update(path=str(SENTENCES), limit=700)
+    raw["run_dir"] = str(tmp_path / "run")
+    path = tmp_path / "wnut.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    config = load_config(path)
+    shape = shape_of(config.question("entities"))
+    reference = human_reference(config, "entities")
+    run = run_student(config, reference.labels, "entities")
+    assert run.identity["classifier"] == "crf" and len(run.labels) == 700 and run.labels["out_of_fold"].all()
+    for row in run.labels.itertuples():
+        spans = shape.parse(row.label)
+        scores = json.loads(row.probabilities)
+        assert sorted(scores) == sorted(f"{a}:{b}:{c}" for a, b, c in spans)
+        assert all(row.confidence <= score + 1e-12 for score in scores.values()) and 0 < row.confidence <= 1
+    q = calibrate(config, "student")["questions"]["entities"]
+    items = read_table(config.run_path, CALIBRATION_ITEMS)
+    truth = [set(shape.parse(v)) for v in items["reference"]]
+    guess = [set(shape.parse(v)) for v in items["label"]]
+    hits = sum(len(t & g) for t, g in zip(truth, guess))
+    precision, recall = hits / sum(map(len, guess)), hits / sum(map(len, truth))
+    assert q["span_precision"] == pytest.approx(precision) and q["span_recall"] == pytest.approx(recall)
+    assert q["span_f1"] == pytest.approx(2 * precision * recall / (precision + recall))
+    assert q["overlap_f1"] >= q["span_f1"]  # overlapping counts every exact match and more
+    assert q["accuracy"] == pytest.approx(np.mean([t == g for t, g in zip(truth, guess)]))
+    assert q["kappa"] is None and q["alpha"] is not None and 0 < q["alpha"] < 1  # token alpha, CRF as a coder
+    assert set(q["per_class"]) <= set(config.question("entities").labels)
+    [decision] = run_gate(config, "student")
+    routed = triage(config, "student")
+    if decision.decision != "pass":
+        assert routed.counts["auto"] == 0 and routed.counts["review"] == 700
+    else:  # auto only above the item-level threshold
+        auto = routed.routes[routed.routes["route"] == "auto"]
+        assert (auto["confidence"] >= decision.threshold).all()

@@ -99,6 +99,17 @@ def load_items(config: ProjectConfig, *, redact: bool = True) -> pd.DataFrame:
     return frame
 
 
+def field_texts(config: ProjectConfig, question: Any, items: Optional[pd.DataFrame] = None) -> dict[str, str]:
+    """item id -> the text of a span question's `field` (what its character offsets point into); {} for a
+    question with no field."""
+    if getattr(question, "field", None) is None:
+        return {}
+    items = load_items(config) if items is None else items
+    column = config.field_spec(question.field).source_column
+    return {str(i): "" if v is None or (isinstance(v, float) and pd.isna(v)) else str(v)
+            for i, v in zip(items["item_id"], items[column])}
+
+
 def recorded_labels(config: ProjectConfig, items: pd.DataFrame) -> pd.DataFrame:
     """The human labels recorded in the data, as a tidy table `item_id, question, annotator, value`.
 

@@ -29,6 +29,7 @@ Example::
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter
 from typing import TYPE_CHECKING, Any, ClassVar, Optional, Sequence, Union
 
@@ -38,7 +39,8 @@ if TYPE_CHECKING:  # the config module imports nothing from here
     from .config import QuestionConfig
 
 __all__ = ["LabelShape", "MultiLabelShape", "PickCountError", "RatingShape", "Shape", "ShapeValueError", "SpanShape",
-           "TextShape", "masi_distance", "shape_of", "span_f1", "strict_majority"]
+           "TextShape", "iob2_names", "iob2_tags", "masi_distance", "shape_of", "span_f1", "spans_from_tags",
+           "strict_majority", "whitespace_tokens"]
 
 Value = Union[str, int, tuple[str, ...]]
 
@@ -95,6 +97,11 @@ class Shape:
     def labelable(self) -> bool:
         """Whether a labeler (the student, the LLM) answers it: every voted shape."""
         return self.voted
+
+    @property
+    def llm_answers(self) -> bool:
+        """Whether `curate label` can ask the LLM (a prompt per question, or a yes/no per label)."""
+        return self.labelable
 
     @property
     def single_choice(self) -> bool:
@@ -319,6 +326,46 @@ def span_f1(a: Sequence[Span], b: Sequence[Span]) -> float:
     return 2 * len(x & y) / (len(x) + len(y))
 
 
+def iob2_names(question: "QuestionConfig") -> list[str]:
+    """The IOB2 tag names of a span question: `O`, then `B-<label>`, `I-<label>` per label."""
+    return ["O", *[f"{prefix}-{label}" for label in question.labels or {} for prefix in ("B", "I")]]
+
+
+def whitespace_tokens(text: str) -> list[tuple[int, int]]:
+    """The `[start, end)` offsets of the whitespace-separated tokens of `text`."""
+    return [(m.start(), m.end()) for m in re.finditer(r"\S+", text)]
+
+
+def iob2_tags(text: str, spans: Any) -> list[str]:
+    """IOB2 tags of the whitespace tokens of `text` for character `spans` ((start, end, label)): a token is in a
+    span when they overlap; the span's first token is `B-`."""
+    tags = []
+    previous: Optional[tuple[int, int, str]] = None
+    for start, end in whitespace_tokens(text):
+        inside = next((s for s in spans if s[0] < end and start < s[1]), None)
+        tags.append("O" if inside is None else f"{'I' if inside == previous else 'B'}-{inside[2]}")
+        previous = inside
+    return tags
+
+
+def spans_from_tags(text: str, tags: Sequence[str]) -> tuple[Span, ...]:
+    """Character spans from IOB2 tags of the whitespace tokens of `text` (an `I-` without its `B-` starts a span,
+    as seqeval reads it): the inverse of `iob2_tags` for spans on token boundaries."""
+    spans: list[Span] = []
+    current: Optional[list[Any]] = None
+    for (start, end), tag in zip(whitespace_tokens(text), tags):
+        kind, _, label = str(tag).partition("-")
+        if kind == "I" and current is not None and current[2] == label:
+            current[1] = end
+            continue
+        if current is not None:
+            spans.append((current[0], current[1], current[2]))
+        current = [start, end, label] if kind in ("B", "I") else None
+    if current is not None:
+        spans.append((current[0], current[1], current[2]))
+    return tuple(spans)
+
+
 class SpanShape(Shape):
     """Entity spans in one text field (`field`): character offsets `[start, end)` with a label of `labels`; spans may
     not overlap (Argilla's default). An answer with no span says "no entity here" and is a valid answer.
@@ -336,8 +383,8 @@ class SpanShape(Shape):
         return False
 
     @property
-    def labelable(self) -> bool:
-        return False  # no span labeler yet (the CRF student and the LLM's spans are issue 21's next part)
+    def llm_answers(self) -> bool:
+        return False  # no span prompt yet: the CRF student labels spans
 
     def parse(self, stored: Any) -> Value:
         spans: Any = stored

@@ -7,7 +7,7 @@ Example (notebook)::
     report = read_report("runs/convabuse_demo")                  # the typed report.json
 """
 
-from .alpha import (AgreementError, AlphaResult, AnnotatorAgreement, annotator_agreement, distance_alpha,
+from .alpha import (AgreementError, AlphaResult, AnnotatorAgreement, annotator_agreement, bio_alpha, distance_alpha,
                     krippendorff_alpha, masi_alpha, read_tidy_table)
 from .render import MarkdownTable
 from .report import AlphaBlock, JudgeBlock, Report, build_report, read_report, write_report
@@ -22,6 +22,7 @@ __all__ = [
     "MarkdownTable",
     "Report",
     "annotator_agreement",
+    "bio_alpha",
     "build_report",
     "distance_alpha",
     "human_table",

@@ -23,7 +23,7 @@ from pydantic import BaseModel
 
 from ..config import AlphaLevel, QuestionConfig
 from ..errors import ConfigError
-from ..shapes import masi_distance, shape_of
+from ..shapes import iob2_names, iob2_tags, masi_distance, shape_of
 from ..votes import vote_table
 
 __all__ = [
@@ -32,6 +32,7 @@ __all__ = [
     "AnnotatorAgreement",
     "annotator_agreement",
     "krippendorff_alpha",
+    "bio_alpha",
     "distance_alpha",
     "masi_alpha",
     "read_tidy_table",
@@ -270,6 +271,26 @@ def distance_alpha(table: pd.DataFrame, values: Sequence[Any], distance: Any, na
         ci95 = _percentile_ci([alpha_of(counts[rng.integers(0, units, units)]) for _ in range(bootstrap)])
     return AlphaResult(alpha=alpha, ci95=ci95, level=AlphaLevel.nominal, units=units, annotators=annotators,
                        pairable=int(counts.sum()), distance=name)
+
+
+def bio_alpha(table: pd.DataFrame, question: QuestionConfig, texts: dict[str, str], *, bootstrap: int = 1000,
+              seed: int = 0) -> AlphaResult:
+    """Token-level Krippendorff's alpha of span answers: each row's spans become IOB2 tags over the whitespace
+    tokens of its unit's text (`texts`: unit -> the question's field), and every (unit, token) is a unit of a
+    nominal alpha over the tags (`krippendorff_alpha`). Rows whose value does not parse are left out. The CI
+    resamples tokens, so it is narrower than one over whole texts would be."""
+    _require_columns(table)
+    shape = shape_of(question)
+    rows = []
+    for unit, annotator, value in table[["unit", "annotator", "value"]].itertuples(index=False):
+        stored = shape.canonical(value)
+        if stored is None or unit not in texts:
+            continue
+        for n, tag in enumerate(iob2_tags(texts[unit], shape.parse(stored))):
+            rows.append((f"{unit}#{n}", annotator, tag))
+    tokens = pd.DataFrame(rows, columns=["unit", "annotator", "value"])
+    return krippendorff_alpha(tokens, AlphaLevel.nominal, value_domain=iob2_names(question), bootstrap=bootstrap,
+                              seed=seed)
 
 
 def annotator_agreement(table: pd.DataFrame, question: Optional[QuestionConfig] = None) -> list[AnnotatorAgreement]:

@@ -20,11 +20,12 @@ from sklearn.metrics import accuracy_score, cohen_kappa_score
 
 from ..config import AlphaLevel, ProjectConfig, QuestionConfig, QuestionKind
 from ..errors import RunFileError
+from ..items import field_texts
 from ..redaction import read_redaction_counts
 from ..shapes import shape_of
 from ..rundir import ANNOTATIONS, LABELS, REPORT, REPORT_MD, read_json, read_table, write_json, write_text
 from ..votes import vote_table
-from .alpha import (AlphaResult, AnnotatorAgreement, annotator_agreement, distance_alpha, krippendorff_alpha,
+from .alpha import (AlphaResult, AnnotatorAgreement, annotator_agreement, bio_alpha, krippendorff_alpha,
                     masi_alpha)
 from .render import MarkdownTable
 from .render import fmt as _fmt
@@ -196,22 +197,22 @@ def _multi_label_block(table: pd.DataFrame, question: QuestionConfig, bootstrap:
     return block
 
 
-def _span_block(table: pd.DataFrame, question: QuestionConfig, bootstrap: int, seed: int) -> AlphaBlock:
-    """Alpha of the span sets with the distance 1 - exact span F1 (`SpanShape.distance`); an answer that does not
-    parse (overlapping or unknown spans) is left out and counted."""
+def _span_block(table: pd.DataFrame, question: QuestionConfig, bootstrap: int, seed: int,
+                texts: dict[str, str]) -> AlphaBlock:
+    """Token-level alpha over IOB2 tags (`bio_alpha`); an answer that does not parse (overlapping or unknown
+    spans) is left out and counted."""
     shape = shape_of(question)
-    parsed = [shape.canonical(v) for v in table["value"]]
-    keep = table.assign(value=parsed).dropna(subset=["value"])
-    values = [shape.parse(v) for v in keep["value"]]
-    result = distance_alpha(keep, values, shape.distance, "span-f1", bootstrap=bootstrap, seed=seed)
-    return AlphaBlock(**result.model_dump(), invalid=len(table) - len(keep))
+    invalid = sum(shape.canonical(v) is None for v in table["value"])
+    result = bio_alpha(table, question, texts, bootstrap=bootstrap, seed=seed)
+    return AlphaBlock(**{**result.model_dump(), "distance": "iob2-tokens"}, invalid=invalid)
 
 
-def _alpha_block(table: pd.DataFrame, question: QuestionConfig, bootstrap: int, seed: int) -> AlphaBlock:
+def _alpha_block(table: pd.DataFrame, question: QuestionConfig, bootstrap: int, seed: int,
+                 texts: Optional[dict[str, str]] = None) -> AlphaBlock:
     if question.kind == QuestionKind.multi_label:
         return _multi_label_block(table, question, bootstrap, seed)
     if question.kind == QuestionKind.span:
-        return _span_block(table, question, bootstrap, seed)
+        return _span_block(table, question, bootstrap, seed, texts or {})
     domain = question.allowed_values or None
     result = krippendorff_alpha(table, question.alpha_level, value_domain=domain, bootstrap=bootstrap, seed=seed)
     interval = None
@@ -267,7 +268,8 @@ def build_report(config: ProjectConfig, annotations: pd.DataFrame, labels: Optio
         if question.kind == QuestionKind.text:
             continue
         table = human_table(annotations, question)
-        report.questions[question.name] = _alpha_block(table, question, bootstrap, seed)
+        report.questions[question.name] = _alpha_block(table, question, bootstrap, seed,
+                                                       field_texts(config, question))
         report.annotators[question.name] = annotator_agreement(table, question)
         if labels is not None:
             block = _judge_block(table, labels, question)

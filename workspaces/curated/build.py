@@ -27,7 +27,6 @@ Splits: gold items form a `gold` split and never enter train/validation/test, wh
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -39,7 +38,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..config import ProjectConfig, QuestionConfig, QuestionKind
-from ..shapes import PickCountError, ShapeValueError, shape_of
+from ..shapes import PickCountError, ShapeValueError, iob2_names, iob2_tags, shape_of, whitespace_tokens
 from ..errors import RunFileError
 from ..items import load_gold_ids, load_items, recorded_labels
 from ..redaction import restore_items
@@ -512,28 +511,6 @@ def _as_class_indices(config: ProjectConfig, question: QuestionConfig, cell: dic
     cell[name] = indices(cell[name])
     cell[f"{name}_values"] = [indices(v) for v in cell[f"{name}_values"]]
     cell[f"{name}_llm_label"] = indices(cell[f"{name}_llm_label"])
-
-
-def iob2_names(question: QuestionConfig) -> list[str]:
-    """The IOB2 tag names of a span question: `O`, then `B-<label>`, `I-<label>` per label."""
-    return ["O", *[f"{prefix}-{label}" for label in question.labels or {} for prefix in ("B", "I")]]
-
-
-def whitespace_tokens(text: str) -> list[tuple[int, int]]:
-    """The `[start, end)` offsets of the whitespace-separated tokens of `text`."""
-    return [(m.start(), m.end()) for m in re.finditer(r"\S+", text)]
-
-
-def iob2_tags(text: str, spans: Any) -> list[str]:
-    """IOB2 tags of the whitespace tokens of `text` for character `spans` ((start, end, label)): a token is in a
-    span when they overlap; the span's first token is `B-`."""
-    tags = []
-    previous: Optional[tuple[int, int, str]] = None
-    for start, end in whitespace_tokens(text):
-        inside = next((s for s in spans if s[0] < end and start < s[1]), None)
-        tags.append("O" if inside is None else f"{'I' if inside == previous else 'B'}-{inside[2]}")
-        previous = inside
-    return tags
 
 
 def _tags_column(config: ProjectConfig, question: QuestionConfig) -> str:

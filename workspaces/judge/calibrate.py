@@ -45,12 +45,13 @@ from sklearn.metrics import (accuracy_score, brier_score_loss, cohen_kappa_score
                              mean_absolute_error, mean_squared_error, precision_recall_fscore_support, roc_auc_score)
 from sklearn.model_selection import KFold
 
-from ..agreement import krippendorff_alpha, masi_alpha
+from ..agreement import bio_alpha, krippendorff_alpha, masi_alpha
 from ..config import ProjectConfig, QuestionKind
 from ..errors import ConfigError, CurateError
+from ..items import field_texts
 from ..rundir import (CALIBRATION, CALIBRATION_ITEMS, CALIBRATION_MD, GATE_HISTORY, ROUTES, read_jsonl, read_table,
                       write_json, write_table, write_text)
-from ..shapes import shape_of
+from ..shapes import iob2_tags, shape_of
 from ..votes import human_label
 from .labeler import LabelerLabels, load_labeler
 from .reference import Reference, human_reference, human_votes
@@ -344,7 +345,9 @@ def _alpha(config: ProjectConfig, question: str, items: pd.DataFrame, votes: pd.
     table = pd.concat([humans, reference, labeler], ignore_index=True)
     table["value"] = table["value"].astype(str)
     try:
-        if not shape_of(spec).single_choice:  # label sets: MASI distance
+        if spec.kind == QuestionKind.span:  # spans: token-level alpha over IOB2 tags
+            return bio_alpha(table, spec, field_texts(config, spec), bootstrap=0).alpha
+        if spec.kind == QuestionKind.multi_label:  # label sets: the MASI distance
             return masi_alpha(table, bootstrap=0).alpha
         return krippendorff_alpha(table, spec.alpha_level, value_domain=[str(v) for v in spec.allowed_values],
                                   bootstrap=0).alpha
@@ -387,6 +390,41 @@ def _label_set_figures(spec: Any, human: np.ndarray, guess: np.ndarray,
                                         zip(labels, multilabel_confusion_matrix(truth, predicted))}}}
 
 
+def _span_figures(config: ProjectConfig, spec: Any, items: pd.DataFrame, human: np.ndarray,
+                  guess: np.ndarray) -> dict[str, Any]:
+    """A span question's figures against the human spans, entity level (`seqeval`, strict IOB2 over the whitespace
+    tokens of the field): micro precision/recall/F1 and per label; `overlap_f1` counts a predicted span as right when
+    it overlaps a human span of the same label. `kappa` is undefined for spans (None)."""
+    from seqeval.metrics import classification_report
+    from seqeval.scheme import IOB2
+
+    shape = shape_of(spec)
+    texts = field_texts(config, spec)
+    truth = [shape.parse(v) for v in human]
+    predicted = [shape.parse(v) for v in guess]
+    tags_true = [iob2_tags(str(texts.get(i, "")), t) for i, t in zip(items["item_id"], truth)]
+    tags_pred = [iob2_tags(str(texts.get(i, "")), p) for i, p in zip(items["item_id"], predicted)]
+    report = classification_report(tags_true, tags_pred, mode="strict", scheme=IOB2, output_dict=True,
+                                   zero_division=0)
+
+    def overlapping(a: Any, b: Any) -> int:
+        return sum(any(s < e2 and s2 < e and label == label2 for s2, e2, label2 in b) for s, e, label in a)
+
+    found, wanted = sum(len(p) for p in predicted), sum(len(t) for t in truth)
+    hit_p = sum(overlapping(p, t) for p, t in zip(predicted, truth))
+    hit_t = sum(overlapping(t, p) for p, t in zip(predicted, truth))
+    precision, recall = (hit_p / found if found else 0.0), (hit_t / wanted if wanted else 0.0)
+    micro = report.get("micro avg", {})
+    return {"kappa": None,
+            "per_class": {label: {"precision": float(report[label]["precision"]),
+                                  "recall": float(report[label]["recall"]), "f1": float(report[label]["f1-score"]),
+                                  "support": int(report[label]["support"])}
+                          for label in (spec.labels or {}) if label in report},
+            "span_precision": float(micro.get("precision", 0.0)), "span_recall": float(micro.get("recall", 0.0)),
+            "span_f1": float(micro.get("f1-score", 0.0)),
+            "overlap_f1": 2 * precision * recall / (precision + recall) if precision + recall else 0.0}
+
+
 def question_metrics(config: ProjectConfig, question: str, items: pd.DataFrame, votes: pd.DataFrame,
                      identity: dict[str, Any], probabilities: Optional[dict[str, Any]] = None) -> dict[str, Any]:
     """Every figure of one question's calibration (see the module docstring). `probabilities`: item id -> the
@@ -414,6 +452,8 @@ def question_metrics(config: ProjectConfig, question: str, items: pd.DataFrame, 
             per_class={label: {"precision": float(p), "recall": float(r), "f1": float(f), "support": int(s)}
                        for label, p, r, f, s in zip(allowed, precision, recall, f1, support)},
             confusion={"labels": allowed, "matrix": confusion_matrix(human, guess, labels=allowed).tolist()})
+    elif spec.kind == QuestionKind.span:
+        block.update(_span_figures(config, spec, items, human, guess))
     else:
         block.update(_label_set_figures(spec, human, guess, None if probabilities is None else
                                         [probabilities.get(i) for i in items["item_id"]]))
@@ -564,6 +604,11 @@ def render_calibration(calibration: dict[str, Any]) -> str:
                   f"{_f(q['brier'])} | {_f(q['auroc'])} |", ""]
         if "mae" in q:
             lines += [f"MAE {_f(q['mae'])}, MSE {_f(q['mse'])}.", ""]
+        if "span_f1" in q:
+            lines += [f"Spans: accuracy is exact-match accuracy of the whole span set; entity-level (seqeval, strict "
+                      f"IOB2) precision {_f(q['span_precision'])}, recall {_f(q['span_recall'])}, F1 "
+                      f"{_f(q['span_f1'])}; overlap F1 {_f(q['overlap_f1'])}. An item is accepted only when no token "
+                      "is in doubt (its confidence is the least sure token's).", ""]
         if "hamming_loss" in q:
             lines += [f"Label sets: accuracy is exact-set accuracy, kappa the mean per-label kappa; micro-F1 "
                       f"{_f(q['micro_f1'])}, macro-F1 {_f(q['macro_f1'])}, Hamming loss {_f(q['hamming_loss'], 4)}. "

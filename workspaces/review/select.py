@@ -190,8 +190,11 @@ def select_items(config: "ProjectConfig", *, batch: int, strategy: str = "defaul
     allowed -= set(exclude)
     pool = [n for n, item in enumerate(ids) if item in allowed and not labeled[n]]
     proba, model = None, None
-    if question is not None and shape_of(question).labelable and labeled.sum() >= 20 and len(set(known.values())) > 1:
-        model = student_for(question, seed=seed)
+    student = student_for(question, seed=seed) if question is not None and shape_of(question).labelable else None
+    if getattr(student, "embedding_features", True) is False:  # a sequence labeler (spans): diversity only, for now
+        student = None
+    if student is not None and labeled.sum() >= 20 and len(set(known.values())) > 1:
+        model = student
         features = student_features(config, items, X)
         model.fit(features[labeled], [known[i] for i in np.array(ids)[labeled]])
         proba = model.predict_proba(features)
