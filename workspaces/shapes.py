@@ -110,9 +110,16 @@ class Shape:
         return True
 
     def canonical(self, stored: Any) -> Optional[str]:
-        """The stored text of a stored value in this shape's one spelling, or None when it does not fit (the caller
-        counts it). Label and rating text is already canonical."""
-        return None if _missing(stored) else str(stored)
+        """The stored text of a stored value in this shape's one spelling (tags in the labels' order, spans by
+        offset), or None when it does not fit (the caller counts it). Label and rating text is already canonical."""
+        if _missing(stored):
+            return None
+        if self.single_choice:
+            return str(stored)
+        try:
+            return self.dump(self.parse(stored))
+        except ShapeValueError:
+            return None
 
     def decide(self, probabilities: dict[str, float], thresholds: Optional[dict[str, float]] = None
                ) -> tuple[Value, float]:
@@ -121,6 +128,20 @@ class Shape:
         values = [str(v) for v in self.question.allowed_values]
         best = max(values, key=lambda v: float(probabilities.get(v, 0.0)))  # max keeps the first of equals
         return self.parse(best), float(probabilities.get(best, 0.0))
+
+    def _json_list(self, stored: Any, what: str) -> list[Any]:
+        """A stored list value: JSON text, a list/tuple, or an array; `ShapeValueError` naming `what` otherwise."""
+        value: Any = stored
+        if isinstance(stored, str):
+            try:
+                value = json.loads(stored)
+            except json.JSONDecodeError:
+                raise self._error(stored, f"is not a JSON list of {what}") from None
+        if hasattr(value, "tolist"):
+            value = value.tolist()
+        if not isinstance(value, (list, tuple)):
+            raise self._error(stored, f"is not a list of {what}")
+        return list(value)
 
     def _error(self, stored: Any, why: str) -> ShapeValueError:
         return ShapeValueError(f"question {self.question.name!r}: {stored!r} {why}")
@@ -235,15 +256,8 @@ class MultiLabelShape(Shape):
     kind = "multi_label"
 
     def parse(self, stored: Any) -> Value:
-        picks: Any = stored
-        if isinstance(stored, str):
-            try:
-                picks = json.loads(stored)
-            except json.JSONDecodeError:
-                raise self._error(stored, "is not a JSON list of labels") from None
-        if hasattr(picks, "tolist"):
-            picks = picks.tolist()
-        if not isinstance(picks, (list, tuple)) or not all(isinstance(p, str) for p in picks):
+        picks = self._json_list(stored, "labels")
+        if not all(isinstance(p, str) for p in picks):
             raise self._error(stored, "is not a list of labels")
         labels = self.question.labels or {}
         unknown = sorted({p for p in picks if p not in labels})
@@ -267,15 +281,6 @@ class MultiLabelShape(Shape):
     @property
     def single_choice(self) -> bool:
         return False
-
-    def canonical(self, stored: Any) -> Optional[str]:
-        """The JSON list in the labels' order (reviewers tick in any order), or None when it does not fit."""
-        if _missing(stored):
-            return None
-        try:
-            return self.dump(self.parse(stored))
-        except ShapeValueError:
-            return None
 
     def decide(self, probabilities: dict[str, float], thresholds: Optional[dict[str, float]] = None
                ) -> tuple[Value, float]:
@@ -387,16 +392,7 @@ class SpanShape(Shape):
         return False  # no span prompt yet: the CRF student labels spans
 
     def parse(self, stored: Any) -> Value:
-        spans: Any = stored
-        if isinstance(stored, str):
-            try:
-                spans = json.loads(stored)
-            except json.JSONDecodeError:
-                raise self._error(stored, "is not a JSON list of spans") from None
-        if hasattr(spans, "tolist"):
-            spans = spans.tolist()
-        if not isinstance(spans, (list, tuple)):
-            raise self._error(stored, "is not a list of spans")
+        spans = self._json_list(stored, "spans")
         labels = self.question.labels or {}
         out = []
         for span in spans:
@@ -421,15 +417,6 @@ class SpanShape(Shape):
 
     def dump(self, value: Value) -> str:
         return json.dumps([{"start": a, "end": b, "label": c} for a, b, c in value], ensure_ascii=False)  # type: ignore[misc]
-
-    def canonical(self, stored: Any) -> Optional[str]:
-        """The JSON list sorted by offset, or None when it does not fit."""
-        if _missing(stored):
-            return None
-        try:
-            return self.dump(self.parse(stored))
-        except ShapeValueError:
-            return None
 
     def check_text(self, value: Value, text: str) -> None:
         """Raise `ShapeValueError` when a span of `value` ends past `text`."""
