@@ -201,7 +201,7 @@ def test_multi_label_goes_publish_reply_sync_report_and_curated(argilla_client: 
     # pushed to a folder and loaded back with `datasets`: the same label sets, as Sequence(ClassLabel)
     out = goemotions.parent / "published"
     push(config, to=out)
-    loaded = load_dataset(str(out))
+    loaded = load_dataset(str(out), cache_dir=str(goemotions.parent / "hf-cache"))
     assert loaded["train"].features["emotions"] == feature
     back = {r["item_id"]: r["emotions"] for split in loaded.values() for r in split}
     assert back == {item_id: r["emotions"] for item_id, r in rows.items()}

@@ -175,7 +175,8 @@ def test_spans_go_publish_reviewer_sync_report_curated_and_back_with_the_same_of
 
     out = wnut.parent / "published"
     push(config, to=out)
-    loaded = load_dataset(str(out))
+    # a cache of its own: `datasets` gave this test the features of another test's folder of the same name
+    loaded = load_dataset(str(out), cache_dir=str(wnut.parent / "hf-cache"))
     features = loaded["train"].features
     assert type(features["ner_tags"].feature).__name__ == "ClassLabel" and features["ner_tags"].feature.names == names
     back = {r["item_id"]: r["entities"] for split in loaded.values() for r in split}
@@ -209,7 +210,7 @@ def test_curate_demo_runs_the_span_project_end_to_end(tmp_path: Path, argilla_se
     assert "1 annotators: 60 responses submitted" in result.stdout
     assert "Train the student on the human labels" in result.stdout and "(crf, token-features)" in result.stdout
     assert "gate entities:" in result.stdout and "routes: auto" in result.stdout
-    loaded = load_dataset(str(config.run_path / "curated"))
+    loaded = load_dataset(str(config.run_path / "curated"), cache_dir=str(tmp_path / "hf-cache"))
     rows = [r for split in loaded.values() for r in split]
     assert len(rows) == 60 and all(len(r["ner_tags"]) == len(r["tokens"]) for r in rows)
     recorded = {json.loads(line)["id"]: json.loads(line) for line in SENTENCES.open(encoding="utf-8")}
