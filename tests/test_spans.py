@@ -9,6 +9,7 @@ from pathlib import Path
 
 import argilla as rg
 import numpy as np
+import pandas as pd
 import pytest
 import yaml
 from datasets import load_dataset
@@ -21,7 +22,7 @@ from workspaces.argilla_io.sync import sync
 from workspaces.config import QuestionConfig, load_config
 from workspaces.curated import build_curated, push
 from workspaces.errors import ConfigError
-from workspaces.rundir import ANNOTATIONS, read_table
+from workspaces.rundir import ANNOTATIONS, STUDENT_LABELS, read_table, write_table
 from workspaces.shapes import ShapeValueError, iob2_names, iob2_tags, shape_of, span_f1, spans_from_tags
 from workspaces.votes import human_label
 
@@ -116,12 +117,25 @@ def test_spans_go_publish_reviewer_sync_report_curated_and_back_with_the_same_of
     items = [json.loads(line) for line in config.data.path.open()]
     config.run_path.mkdir(parents=True, mode=0o700)
     agreeing, extra = items[0], items[1]
+    # the triage labeler (the student, in this config) suggests the spans of one sentence, one score per span
+    first = agreeing["annotations"][0]["entities"][0]
+    suggested = shape.parse([first])
+    write_table(STUDENT_LABELS.path(config.run_path), pd.DataFrame([{
+        "item_id": agreeing["id"], "question": "entities", "label": shape.dump(suggested), "confidence": 0.61,
+        "probabilities": json.dumps({f"{first['start']}:{first['end']}:{first['label']}": 0.8}),
+        "model": "student:crf", "prompt_hash": "h", "raw_output": None, "status": "ok", "error": None, "run_id": "r",
+        "labeled_at": "now", "out_of_fold": False}]))
     try:
         publish(config, argilla_client)
         dataset = get_dataset(argilla_client, config)
         question = dataset.settings.questions["entities"]
         assert isinstance(question, rg.SpanQuestion) and question.field == "text"
         assert sorted(question.labels) == sorted(config.question("entities").labels)
+        record = next(r for r in dataset.records(with_suggestions=True) if r.id == agreeing["id"])
+        suggestion = record.suggestions["entities"]
+        assert [(v["start"], v["end"], v["label"]) for v in suggestion.value] == list(suggested)
+        assert suggestion.score == [0.8] and suggestion.agent == "student:crf"
+        assert record.metadata["llm_confidence_entities"] == pytest.approx(0.61)  # the item's least sure token
         replay_recorded_labels(config, argilla_client)  # the released annotation, as user `wnut17`
         reviewer = ensure_user(argilla_client, "spans-reviewer", "tests")
         ids = record_ids(argilla_client, dataset)

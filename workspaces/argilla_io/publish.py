@@ -21,7 +21,7 @@ from pydantic import BaseModel, Field
 from ..config import ProjectConfig
 from ..errors import ArgillaError, ConfigError
 from ..items import check_items, load_items
-from ..rundir import EMBEDDINGS, LABELS, REVIEW_PLAN, ROUTES, locked, read_arrow, read_table
+from ..rundir import EMBEDDINGS, LABELS, REVIEW_PLAN, ROUTES, STUDENT_LABELS, locked, read_arrow, read_table
 from ._wire import Wire, argilla_errors
 from .records import Suggestion, iter_records, suggestions_from_labels
 from .settings import PublishError, build_settings, ensure_workspace, get_dataset, reconcile_settings
@@ -48,7 +48,8 @@ class PublishResult(BaseModel):
 
 
 def read_suggestions(config: ProjectConfig, path: Optional[Path] = None) -> Optional[dict[str, list[Suggestion]]]:
-    """The labeler's suggestions per item from `labels.parquet` (or `path`); None when there are none."""
+    """The labeler's suggestions per item (`_suggestion_rows`: `path`, else the triage labeler's file); None when
+    there are none."""
     labels = _suggestion_rows(config, path)
     return None if labels is None else suggestions_from_labels(config, labels.to_pandas())
 
@@ -60,8 +61,11 @@ def read_vectors(config: ProjectConfig, path: Optional[Path] = None) -> Optional
 
 
 def _suggestion_rows(config: ProjectConfig, path: Optional[Path]) -> Optional[pa.Table]:
-    """The ok rows of `labels.parquet` (or `path`) for the config's questions, as a compact Arrow table."""
-    table = read_arrow(path or config.run_path, LABELS, required=path is not None,
+    """The ok rows of the labeler's file for the config's questions, as a compact Arrow table: `path`, else the
+    file of `triage.labeler` (the student's `student_labels.parquet`, or the LLM's `labels.parquet`), so that
+    reviewers see the answer of the labeler whose work they check."""
+    source = STUDENT_LABELS if path is None and config.triage.labeler == "student" else LABELS
+    table = read_arrow(path or config.run_path, source, required=path is not None,
                        columns=["item_id", "question", "label", "confidence", "model", "status"], optional=("probabilities",),
                        text=("item_id", "question", "model", "status"))
     if table is None:

@@ -148,6 +148,13 @@ def suggestions_from_labels(config: ProjectConfig, labels: pd.DataFrame) -> dict
                 continue  # Argilla takes no empty suggestion: "no label applies" is shown as no suggestion
             scores = _label_scores(row)
             score = [scores.get(label, score) for label in value]
+        elif question.kind == QuestionKind.span:  # spans, one score each (`"start:end:label"` in probabilities)
+            spans = shape_of(question).parse(value)
+            if not spans:
+                continue  # no entity: shown as no suggestion, as Argilla takes no empty one
+            scores = _label_scores(row)
+            value = [{"start": a, "end": b, "label": c} for a, b, c in spans]
+            score = [scores.get(f"{a}:{b}:{c}", score) for a, b, c in spans]
         by_item.setdefault(str(row.item_id), []).append((row.question, value, score, str(row.model),
                                                           _clean(row.confidence)))
     return by_item

@@ -125,10 +125,10 @@ def run_demo(config: ProjectConfig, *, label: bool = True, repo_id: Optional[str
     from ..curated import push
     from ..items import load_items, recorded_labels
     from ..judge import calibrate, run_gate
-    from .judge import train_student
     from ..review.plan import record_batch
     from ..review.triage import triage
     from .argilla import apply_pause_rule
+    from .judge import train_student
 
     timings: dict[str, float] = {}
     with stage("Argilla server", timings):

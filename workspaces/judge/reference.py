@@ -65,8 +65,8 @@ def human_votes(config: ProjectConfig, items: Optional[pd.DataFrame] = None) -> 
 
     Recorded labels of the data (annotator names as Argilla usernames) and submitted synced responses; the synced
     one wins for the same (item, question, annotator). Paused annotators are left out. Values are in their shape's
-    one spelling; votes that break a multi-label question's `min`/`max` are left out and counted in
-    `votes.attrs["invalid"]` (question -> count).
+    one spelling (tags in the labels' order, spans by offset); a vote that does not fit its tag or span question
+    (`min`/`max` broken, overlapping spans) is left out and counted in `votes.attrs["invalid"]` (question -> count).
     """
     frames = []
     if config.reference.recorded and config.human_labels is not None:
@@ -101,8 +101,8 @@ def _stored_text(value: object) -> str:
 
 
 def _canonical(config: ProjectConfig, votes: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, int]]:
-    """Votes in their shape's one spelling (tags in the labels' order); a vote that does not fit its question (a
-    tag answer breaking `min`/`max`) is left out and counted per question, never guessed."""
+    """Votes in their shape's one spelling (`Shape.canonical`); a vote that does not fit its question is left out
+    and counted per question, never guessed."""
     invalid: dict[str, int] = {}
     keep = pd.Series(True, index=votes.index)
     for question in config.questions:
