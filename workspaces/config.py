@@ -396,6 +396,12 @@ class TriageConfig(_Strict):
     publish: Literal["review-and-audit", "all"] = Field(
         default="review-and-audit", description="once items are triaged, which reach the reviewers' queue")
 
+    @property
+    def suggested_by(self) -> Literal["llm", "student"]:
+        """Whose answers reviewers see as suggestions: the student's when it is the labeler, else the LLM's (the
+        ensemble's LLM half)."""
+        return "student" if self.labeler == "student" else "llm"
+
 
 class HoneypotConfig(_Strict):
     """Gold items mixed into every review batch to measure the reviewers (`curate select`, `curate report`)."""

@@ -64,7 +64,7 @@ def _suggestion_rows(config: ProjectConfig, path: Optional[Path]) -> Optional[pa
     """The ok rows of the labeler's file for the config's questions, as a compact Arrow table: `path`, else the
     file of `triage.labeler` (the student's `student_labels.parquet`, or the LLM's `labels.parquet`), so that
     reviewers see the answer of the labeler whose work they check."""
-    source = STUDENT_LABELS if path is None and config.triage.labeler == "student" else LABELS
+    source = STUDENT_LABELS if path is None and config.triage.suggested_by == "student" else LABELS
     table = read_arrow(path or config.run_path, source, required=path is not None,
                        columns=["item_id", "question", "label", "confidence", "model", "status"], optional=("probabilities",),
                        text=("item_id", "question", "model", "status"))

@@ -44,7 +44,7 @@ def anchoring_section(config: ProjectConfig, *, resamples: int = 1000, seed: int
     if question is None:
         return None
     try:
-        labeler = load_labeler(config, "llm", question).labels.set_index("item_id")["label"]
+        labeler = load_labeler(config, config.triage.suggested_by, question).labels.set_index("item_id")["label"]
     except RunFileError:
         return None
     votes = human_votes(config)
