@@ -118,6 +118,7 @@ def goemotions(tmp_path: Path, request) -> Path:
     data.write_text("".join(json.dumps(i) + "\n" for i in picked))
     raw["data"]["path"] = str(data)
     raw["questions"][0]["max"] = 3
+    raw["triage"] = {"labeler": "llm"}  # the scripted labeler below writes labels.parquet: its answers are suggested
     raw["argilla"].update(dataset=f"shapes-{request.node.name[5:28].replace('_', '-')}", workspace="tests")
     raw["run_dir"] = str(tmp_path / "run")
     path = tmp_path / "goemotions.yaml"
