@@ -144,7 +144,7 @@ def span(args: argparse.Namespace) -> dict:
 
     from workspaces.agreement import bio_alpha
     from workspaces.config import QuestionConfig
-    from workspaces.shapes import span_f1, spans_from_tags
+    from workspaces.shapes import overlapping_spans, span_f1, spans_from_tags
 
     started = time.time()
     result: dict = {"data": "WNUT-17 (data/wnut17, CC-BY-4.0)"}
@@ -165,11 +165,9 @@ def span(args: argparse.Namespace) -> dict:
             for i, a in enumerate(names):
                 for b in names[i + 1:]:
                     exact.append(span_f1(spans[a], spans[b]))
-                    x = {(s, e, label) for s, e, label in spans[a]}
-                    y = {(s, e, label) for s, e, label in spans[b]}
-                    hit_x = sum(any(s < e2 and s2 < e and l1 == l2 for s2, e2, l2 in y) for s, e, l1 in x)
-                    hit_y = sum(any(s < e2 and s2 < e and l1 == l2 for s2, e2, l2 in x) for s, e, l1 in y)
-                    overlap.append(1.0 if not x and not y else (hit_x + hit_y) / (len(x) + len(y)))
+                    x, y = spans[a], spans[b]
+                    hits = overlapping_spans(x, y) + overlapping_spans(y, x)
+                    overlap.append(1.0 if not x and not y else hits / (len(x) + len(y)))
         alpha = bio_alpha(pd.DataFrame(rows), question, texts, bootstrap=200, seed=0)
         result["human_human"] = {
             "data": "CoNLL-2003 crowd answers (Rodrigues & Pereira 2018), read from ../shared/data: licence unclear, "

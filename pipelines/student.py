@@ -191,9 +191,9 @@ class StudentClassifier(BaseModel):
 class MultiLabelStudent(BaseModel):
     """One logistic regression per label (scikit-learn `OneVsRestClassifier`), for a `multi_label` question.
 
-    Input: `X` (n x d features, as for `StudentClassifier`), `y` (n label sets: tuples of `labels`).
+    Input: `X` (n x d features, as for `StudentClassifier`), `y` (n label sets: tuples of the question's labels).
     Output: `predict_proba(X)` (n x len(labels)): each label's own probability of being in the set (the columns do
-    not sum to 1), columns in `labels` order. A label no training item holds gets probability 0, one every item
+    not sum to 1), columns in `labels` order; `predict(X)`, the question shape's decision for each row. A label no training item holds gets probability 0, one every item
     holds 1 (scikit-learn's constant predictor).
 
     C=4 without class weights is the best of a small grid on the GoEmotions sample (`benchmarks/bench_shapes.py`):
@@ -202,9 +202,7 @@ class MultiLabelStudent(BaseModel):
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
-    labels: list[str]
-    min_picks: int = Field(default=0, ge=0, description="the question's `min`: `predict` tops a set up to it")
-    max_picks: Optional[int] = Field(default=None, ge=1, description="the question's `max`: `predict` cuts to it")
+    question: Any  # the multi_label QuestionConfig: its labels, and its `min`/`max` for `predict`
     C: float = Field(default=4.0, gt=0, description="inverse regularisation strength")
     max_iter: int = Field(default=2000, ge=10)
     class_weight: Optional[str] = Field(default=None, description="None or 'balanced'")
@@ -227,8 +225,12 @@ class MultiLabelStudent(BaseModel):
         return self
 
     @property
+    def labels(self) -> list[str]:
+        return [str(v) for v in self.question.allowed_values]
+
+    @property
     def classes_(self) -> list[str]:
-        return list(self.labels)
+        return self.labels
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
         if self._model is None:
@@ -236,13 +238,10 @@ class MultiLabelStudent(BaseModel):
         return np.asarray(self._model.predict_proba(X if sparse.issparse(X) else np.asarray(X, dtype=np.float64)))
 
     def predict(self, X: np.ndarray) -> list[tuple[str, ...]]:
-        """Each row's label set, by the multi-label decision rule (`MultiLabelShape.decide`: p >= 0.5, topped up to
-        `min_picks`, cut to `max_picks`)."""
-        from workspaces.config import QuestionConfig
-
-        shape = shape_of(QuestionConfig(name="labels", kind="multi_label", labels={k: "" for k in self.labels},
-                                        min=self.min_picks or None, max=self.max_picks))
-        return [tuple(shape.decide(dict(zip(self.labels, row)))[0]) for row in self.predict_proba(X)]
+        """Each row's label set, by the question's decision rule (`MultiLabelShape.decide`: p >= 0.5, topped up to
+        `min`, cut to `max`)."""
+        shape, labels = shape_of(self.question), self.labels
+        return [tuple(shape.decide(dict(zip(labels, row)))[0]) for row in self.predict_proba(X)]
 
     def uncertainty(self, proba: np.ndarray, kind: str) -> np.ndarray:
         """Higher is more uncertain: `entropy`, the mean binary entropy of the labels (nats); `margin`, the least
@@ -338,8 +337,7 @@ def student_for(question: Any, *, seed: int = 0) -> Any:
         return StudentClassifier(seed=seed)
     if getattr(question.kind, "value", question.kind) == "span":
         return SpanStudent(question=question, seed=seed)
-    return MultiLabelStudent(labels=[str(v) for v in question.allowed_values], min_picks=question.min or 0,
-                             max_picks=question.max, seed=seed)
+    return MultiLabelStudent(question=question, seed=seed)
 
 
 def _expand(proba: np.ndarray, classes: list[str], labels: list[str]) -> np.ndarray:

@@ -15,6 +15,10 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from workspaces.shapes import spans_from_tags  # noqa: E402  (IOB2 -> character spans, as the project reads them)
+
 FILES = {"train": "wnut17train.conll", "validation": "emerging.dev.conll", "test": "emerging.test.annotated"}
 
 
@@ -33,37 +37,13 @@ def sentences(path: Path):
         yield tokens, tags
 
 
-def spans(tokens: list[str], tags: list[str]) -> list[dict]:
-    """IOB2 tags to character spans over `" ".join(tokens)` (an I- without its B- starts a span, as seqeval does)."""
-    out, start, offset = [], None, 0
-    current = None
-    ends = []
-    for token in tokens:
-        ends.append((offset, offset + len(token)))
-        offset += len(token) + 1
-    for (begin, end), tag in zip(ends, tags):
-        kind, _, label = tag.partition("-")
-        if kind == "B" or (kind == "I" and label != current):
-            if current is not None:
-                out.append({"start": start, "end": last, "label": current})
-            start, current = begin, label
-        elif kind == "O":
-            if current is not None:
-                out.append({"start": start, "end": last, "label": current})
-            current = None
-        last = end
-    if current is not None:
-        out.append({"start": start, "end": last, "label": current})
-    return out
-
-
 def main() -> None:
     source = Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT.parent / "shared" / "data" / "wnut17"
     rows = []
     for split, name in FILES.items():
         for n, (tokens, tags) in enumerate(sentences(source / name)):
             text = " ".join(tokens)
-            entities = spans(tokens, tags)
+            entities = [{"start": a, "end": b, "label": c} for a, b, c in spans_from_tags(text, tags)]
             rows.append({"id": f"{split}-{n}", "split": split, "text": text, "tokens": tokens, "ner_tags": tags,
                          "annotations": [{"annotator": "wnut17", "entities": entities}]})
     out = ROOT / "data" / "wnut17" / "sentences.jsonl"

@@ -560,27 +560,34 @@ def test_a_plain_field_would_run_the_text(fidelity_walk: dict[str, Any], fidelit
 TAGS_REVIEWER = "tags-reviewer"
 
 
-@pytest.fixture(scope="module")
-def tags_project(tmp_path_factory: pytest.TempPathFactory, argilla_server: Any, argilla_client: Any) -> Any:
-    """Three GoEmotions comments published as `configs/goemotions_tags.yaml` (a multi_label question), a reviewer
-    and a browser of its own; the dataset is deleted afterwards."""
-    folder = tmp_path_factory.mktemp("tags")
-    raw = yaml.safe_load((ROOT / "configs" / "goemotions_tags.yaml").read_text())
-    lines = (ROOT / "data" / "goemotions" / "comments.jsonl").read_text().splitlines()[:3]
-    (folder / "comments.jsonl").write_text("\n".join(lines) + "\n")
-    raw["data"]["path"] = str(folder / "comments.jsonl")
-    raw["argilla"].update(dataset="browser-tags", workspace="tests")
+def _shape_project(tmp_path_factory: pytest.TempPathFactory, argilla_client: Any, config_name: str,
+                   lines: list[str], dataset: str, reviewer: str) -> Any:
+    """`lines` of a data file published as `configs/<config_name>` (dataset `dataset`, workspace tests), a reviewer
+    and a browser of its own: yields (config, driver, the reviewer's password); the dataset is deleted afterwards."""
+    folder = tmp_path_factory.mktemp(dataset)
+    raw = yaml.safe_load((ROOT / "configs" / config_name).read_text())
+    (folder / "items.jsonl").write_text("\n".join(lines) + "\n")
+    raw["data"]["path"] = str(folder / "items.jsonl")
+    raw["argilla"].update(dataset=dataset, workspace="tests")
     raw["run_dir"] = str(folder / "run")
-    (folder / "tags.yaml").write_text(yaml.safe_dump(raw))
-    config = load_config(folder / "tags.yaml")
-    assert publish(config, argilla_client).records == 3
-    annotator = add_annotator(argilla_client, config, TAGS_REVIEWER)
+    (folder / "project.yaml").write_text(yaml.safe_dump(raw))
+    config = load_config(folder / "project.yaml")
+    assert publish(config, argilla_client).records == len(lines)
+    annotator = add_annotator(argilla_client, config, reviewer)
     driver = _chrome(tmp_path_factory)
     try:
         yield config, driver, annotator.password
     finally:
         driver.quit()
         get_dataset(argilla_client, config).delete()
+
+
+@pytest.fixture(scope="module")
+def tags_project(tmp_path_factory: pytest.TempPathFactory, argilla_server: Any, argilla_client: Any) -> Any:
+    """Three GoEmotions comments published as `configs/goemotions_tags.yaml` (a multi_label question)."""
+    lines = (ROOT / "data" / "goemotions" / "comments.jsonl").read_text().splitlines()[:3]
+    yield from _shape_project(tmp_path_factory, argilla_client, "goemotions_tags.yaml", lines, "browser-tags",
+                              TAGS_REVIEWER)
 
 
 def test_a_reviewer_ticks_two_tags_in_the_ui_and_sync_brings_back_exactly_those(tags_project, argilla_server) -> None:
@@ -611,26 +618,12 @@ SPANS_REVIEWER = "spans-reviewer"
 
 @pytest.fixture(scope="module")
 def spans_project(tmp_path_factory: pytest.TempPathFactory, argilla_server: Any, argilla_client: Any) -> Any:
-    """One WNUT-17 sentence published as `configs/wnut17_entities.yaml` (a span question), a reviewer and a browser
-    of its own; the dataset is deleted afterwards."""
-    folder = tmp_path_factory.mktemp("spans")
-    raw = yaml.safe_load((ROOT / "configs" / "wnut17_entities.yaml").read_text())
+    """One WNUT-17 sentence published as `configs/wnut17_entities.yaml` (a span question); also yields the item."""
     line = next(line for line in (ROOT / "data" / "wnut17" / "sentences.jsonl").read_text().splitlines()
                 if "Rick and Morty" in line)
-    (folder / "sentences.jsonl").write_text(line + "\n")
-    raw["data"]["path"] = str(folder / "sentences.jsonl")
-    raw["argilla"].update(dataset="browser-spans", workspace="tests")
-    raw["run_dir"] = str(folder / "run")
-    (folder / "spans.yaml").write_text(yaml.safe_dump(raw))
-    config = load_config(folder / "spans.yaml")
-    assert publish(config, argilla_client).records == 1
-    annotator = add_annotator(argilla_client, config, SPANS_REVIEWER)
-    driver = _chrome(tmp_path_factory)
-    try:
-        yield config, driver, annotator.password, json.loads(line)
-    finally:
-        driver.quit()
-        get_dataset(argilla_client, config).delete()
+    for config, driver, password in _shape_project(tmp_path_factory, argilla_client, "wnut17_entities.yaml", [line],
+                                                   "browser-spans", SPANS_REVIEWER):
+        yield config, driver, password, json.loads(line)
 
 
 def test_a_reviewer_selects_a_span_in_the_ui_and_sync_brings_back_exactly_its_offsets(spans_project,

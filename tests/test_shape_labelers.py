@@ -173,7 +173,7 @@ def test_uncertainty_sampling_asks_about_the_comments_whose_tags_are_least_sure(
     shape = shape_of(config.question("emotions"))
     known = {i: shape.parse(v) for i, v in reference.labels.items()}
     rows = [n for n, i in enumerate(items["item_id"]) if i in known]
-    model = MultiLabelStudent(labels=list(config.question("emotions").labels)).fit(
+    model = MultiLabelStudent(question=config.question("emotions")).fit(
         features[rows], [known[items["item_id"][n]] for n in rows])
     scores = dict(zip(items["item_id"], model.uncertainty(model.predict_proba(features), "entropy")))
     left = [scores[i] for i in items["item_id"] if i not in known and i not in set(selection.item_ids)]

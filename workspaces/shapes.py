@@ -39,7 +39,7 @@ if TYPE_CHECKING:  # the config module imports nothing from here
     from .config import QuestionConfig
 
 __all__ = ["LabelShape", "MultiLabelShape", "PickCountError", "RatingShape", "Shape", "ShapeValueError", "SpanShape",
-           "TextShape", "iob2_names", "iob2_tags", "masi_distance", "shape_of", "span_f1", "spans_from_tags",
+           "TextShape", "iob2_names", "iob2_tags", "masi_distance", "overlapping_spans", "shape_of", "span_f1", "spans_from_tags",
            "strict_majority", "whitespace_tokens"]
 
 Value = Union[str, int, tuple[str, ...]]
@@ -329,6 +329,12 @@ def span_f1(a: Sequence[Span], b: Sequence[Span]) -> float:
     if not x and not y:
         return 1.0
     return 2 * len(x & y) / (len(x) + len(y))
+
+
+def overlapping_spans(a: Sequence[Span], b: Sequence[Span]) -> int:
+    """How many spans of `a` overlap a span of `b` with the same label (the count behind overlap F1)."""
+    return sum(any(start < end_b and start_b < end and label == label_b for start_b, end_b, label_b in b)
+               for start, end, label in a)
 
 
 def iob2_names(question: "QuestionConfig") -> list[str]:

@@ -51,7 +51,7 @@ from ..errors import ConfigError, CurateError
 from ..items import field_texts
 from ..rundir import (CALIBRATION, CALIBRATION_ITEMS, CALIBRATION_MD, GATE_HISTORY, ROUTES, read_jsonl, read_table,
                       write_json, write_table, write_text)
-from ..shapes import iob2_tags, shape_of
+from ..shapes import iob2_tags, overlapping_spans, shape_of
 from ..votes import human_label
 from .labeler import LabelerLabels, load_labeler
 from .reference import Reference, human_reference, human_votes
@@ -335,7 +335,8 @@ def calibration_items(labels: LabelerLabels, reference: Reference) -> pd.DataFra
     return frame[columns].sort_values("item_id").reset_index(drop=True)
 
 
-def _alpha(config: ProjectConfig, question: str, items: pd.DataFrame, votes: pd.DataFrame) -> Optional[float]:
+def _alpha(config: ProjectConfig, question: str, items: pd.DataFrame, votes: pd.DataFrame,
+           texts: dict[str, str]) -> Optional[float]:
     spec = config.question(question)
     mine = votes[(votes["question"] == question) & votes["item_id"].isin(set(items["item_id"]))]
     humans = pd.DataFrame({"unit": mine["item_id"], "annotator": mine["annotator"], "value": mine["value"]})
@@ -346,7 +347,7 @@ def _alpha(config: ProjectConfig, question: str, items: pd.DataFrame, votes: pd.
     table["value"] = table["value"].astype(str)
     try:
         if spec.kind == QuestionKind.span:  # spans: token-level alpha over IOB2 tags
-            return bio_alpha(table, spec, field_texts(config, spec), bootstrap=0).alpha
+            return bio_alpha(table, spec, texts, bootstrap=0).alpha
         if spec.kind == QuestionKind.multi_label:  # label sets: the MASI distance
             return masi_alpha(table, bootstrap=0).alpha
         return krippendorff_alpha(table, spec.alpha_level, value_domain=[str(v) for v in spec.allowed_values],
@@ -390,8 +391,8 @@ def _label_set_figures(spec: Any, human: np.ndarray, guess: np.ndarray,
                                         zip(labels, multilabel_confusion_matrix(truth, predicted))}}}
 
 
-def _span_figures(config: ProjectConfig, spec: Any, items: pd.DataFrame, human: np.ndarray,
-                  guess: np.ndarray) -> dict[str, Any]:
+def _span_figures(spec: Any, items: pd.DataFrame, human: np.ndarray, guess: np.ndarray,
+                  texts: dict[str, str]) -> dict[str, Any]:
     """A span question's figures against the human spans, entity level (`seqeval`, strict IOB2 over the whitespace
     tokens of the field): micro precision/recall/F1 and per label; `overlap_f1` counts a predicted span as right when
     it overlaps a human span of the same label. `kappa` is undefined for spans (None)."""
@@ -399,20 +400,15 @@ def _span_figures(config: ProjectConfig, spec: Any, items: pd.DataFrame, human: 
     from seqeval.scheme import IOB2
 
     shape = shape_of(spec)
-    texts = field_texts(config, spec)
     truth = [shape.parse(v) for v in human]
     predicted = [shape.parse(v) for v in guess]
     tags_true = [iob2_tags(str(texts.get(i, "")), t) for i, t in zip(items["item_id"], truth)]
     tags_pred = [iob2_tags(str(texts.get(i, "")), p) for i, p in zip(items["item_id"], predicted)]
     report = classification_report(tags_true, tags_pred, mode="strict", scheme=IOB2, output_dict=True,
                                    zero_division=0)
-
-    def overlapping(a: Any, b: Any) -> int:
-        return sum(any(s < e2 and s2 < e and label == label2 for s2, e2, label2 in b) for s, e, label in a)
-
     found, wanted = sum(len(p) for p in predicted), sum(len(t) for t in truth)
-    hit_p = sum(overlapping(p, t) for p, t in zip(predicted, truth))
-    hit_t = sum(overlapping(t, p) for p, t in zip(predicted, truth))
+    hit_p = sum(overlapping_spans(p, t) for p, t in zip(predicted, truth))
+    hit_t = sum(overlapping_spans(t, p) for p, t in zip(predicted, truth))
     precision, recall = (hit_p / found if found else 0.0), (hit_t / wanted if wanted else 0.0)
     micro = report.get("micro avg", {})
     return {"kappa": None,
@@ -443,6 +439,7 @@ def question_metrics(config: ProjectConfig, question: str, items: pd.DataFrame, 
                              "per_class": {}, "confusion": {"labels": allowed, "matrix": []}}
     if n == 0:
         return block
+    texts = field_texts(config, spec)  # a span question's field, read once ({} for other questions)
     if shape_of(spec).single_choice:
         kappa = cohen_kappa_score(human, guess, labels=allowed)
         precision, recall, f1, support = precision_recall_fscore_support(human, guess, labels=allowed,
@@ -453,13 +450,13 @@ def question_metrics(config: ProjectConfig, question: str, items: pd.DataFrame, 
                        for label, p, r, f, s in zip(allowed, precision, recall, f1, support)},
             confusion={"labels": allowed, "matrix": confusion_matrix(human, guess, labels=allowed).tolist()})
     elif spec.kind == QuestionKind.span:
-        block.update(_span_figures(config, spec, items, human, guess))
+        block.update(_span_figures(spec, items, human, guess, texts))
     else:
         block.update(_label_set_figures(spec, human, guess, None if probabilities is None else
                                         [probabilities.get(i) for i in items["item_id"]]))
     block.update(
         accuracy=float(accuracy_score(human, guess)),
-        alpha=_alpha(config, question, items, votes),
+        alpha=_alpha(config, question, items, votes, texts),
         reliability=reliability_table(confidence, correct),
         ece=expected_calibration_error(confidence, correct),
         brier=float(brier_score_loss(correct.astype(int), confidence)),
