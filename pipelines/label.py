@@ -30,7 +30,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, List, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence
 
 import pandas as pd
 
@@ -254,6 +254,7 @@ def label_items(
     config: ProjectConfig,
     *,
     limit: Optional[int] = None,
+    item_ids: Optional[Iterable[str]] = None,
     progress: Optional[Progress] = None,
     llm: Optional["LLM"] = None,
     retry_failed: bool = False,
@@ -265,6 +266,7 @@ def label_items(
     Args:
         config: the project (`llm:` block; the local SmolLM2 model when absent).
         limit: label only the first `limit` items (after `data.where` / `data.limit`).
+        item_ids: label only these items (e.g. the ones humans reviewed, to calibrate the LLM on them).
         progress: called with (rows done, rows to do) while labeling.
         llm: a Distilabel LLM to use instead of the configured one (tests, custom backends); its `model_name` is
             recorded as `model`.
@@ -289,6 +291,8 @@ def label_items(
     items = load_items(config)
     if limit is not None:
         items = items.head(limit)
+    if item_ids is not None:
+        items = items[items["item_id"].isin(set(item_ids))]
     path = LABELS.path(config.run_path)
     model = llm.model_name if llm is not None else model_id(llm_config)  # type: ignore[union-attr]
     existing = read_with_parts(path, path.parent / PARTS_DIR, LABEL_COLUMNS, _KEY)

@@ -15,6 +15,7 @@ import yaml
 from support import free_port
 from workspaces.config import load_config
 from workspaces.errors import (ArgillaError, ConfigError, CurateError, DataLossError, EXIT_CODES, GateClosedError,
+                               PromiseBrokenError,
                                HubError, ModelError, RunFileError)
 from workspaces.items import load_items
 
@@ -41,7 +42,7 @@ def _demo_copy(tmp_path: Path, **changes) -> Path:
 
 def test_every_error_class_has_its_own_exit_code() -> None:
     classes = [CurateError, ConfigError, RunFileError, ArgillaError, ModelError, HubError, GateClosedError,
-               DataLossError]
+               DataLossError, PromiseBrokenError]
     assert len({c.exit_code for c in classes}) == len(classes)
     assert all(issubclass(c, CurateError) for c in classes)
     assert EXIT_CODES[2] == "ConfigError" and EXIT_CODES[8] == "DataLossError"

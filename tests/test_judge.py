@@ -544,3 +544,63 @@ def test_the_card_states_the_gate_threshold_promise_coverage_and_audit(tmp_path:
     assert f"{decision.threshold:.3f}" in gate_section and "0.900" in gate_section
     assert f"{decision.coverage:.3f}" in gate_section and f"passed ({decision.id}" in gate_section
     assert f"{len(audit)} audited item(s) reviewed, observed error 0.000" in gate_section
+
+
+# ---- a promise per label (gate.targets) ------------------------------------------------------------------------
+
+def _write_split_labels(config) -> None:
+    """Right and sure on every `a` item; a coin flip between `b` and `c` on the others (kappa stays low)."""
+    rng = np.random.default_rng(5)
+    items = pd.read_csv(config.data.path, dtype=str)
+    rows = []
+    for item_id, gold in zip(items["id"], items["truth"]):
+        label = "a" if gold == "a" else str(rng.choice(["b", "c"]))
+        confidence = 0.99 if label == "a" else float(rng.uniform(0.5, 0.99))
+        rest = (1 - confidence) / 2
+        rows.append({"item_id": item_id, "question": "q", "label": label, "confidence": confidence,
+                     "probabilities": json.dumps({x: (confidence if x == label else rest) for x in LABELS}),
+                     "model": "scripted-llm", "prompt_hash": "p1", "raw_output": "{}", "status": "ok",
+                     "error": None, "run_id": "r", "labeled_at": "2026-01-01T00:00:00+00:00"})
+    config.run_path.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame(rows).to_parquet(config.run_path / "labels.parquet")
+
+
+def test_per_label_targets_open_the_gate_for_the_label_that_keeps_its_promise(tmp_path: Path) -> None:
+    config = load_config(_project(tmp_path, n=600, gate={"target_precision": 0.95, "min_reference": 100,
+                                                        "targets": {"q": {"a": 0.95, "b": 0.9}}}))
+    _write_split_labels(config)
+    q = calibrate(config, "llm")["questions"]["q"]
+    assert q["kappa"] < 0.6  # the old fixed floor would have refused this labeler outright
+    promises = q["label_promises"]
+    assert set(promises) == {"a", "b"} and "c" not in promises
+    assert promises["a"]["threshold"] is not None and promises["a"]["precision"] == 1.0
+    assert promises["a"]["precision_lower"] >= 0.95 and promises["a"]["label_coverage"] > 0.7
+    assert promises["b"]["threshold"] is None  # a coin flip never reaches 0.9
+    [decision] = run_gate(config, "llm")
+    assert decision.decision == "pass" and decision.per_label == {"a": promises["a"]["threshold"], "b": None}
+    assert decision.target_precision == 0.95 and "b: no threshold keeps precision 0.9" in decision.reason
+    routes = triage(config, "llm").routes
+    accepted = routes[routes["route"].isin(["auto", "audit"])]
+    assert len(accepted) > 100 and set(accepted["label"]) == {"a"}  # b and c stay with the humans
+    assert (routes.loc[routes["label"] != "a", "route"] == "review").all()
+
+
+def test_the_agreement_floor_is_an_explicit_guard(tmp_path: Path) -> None:
+    config = load_config(_project(tmp_path, n=600, gate={"metric": "kappa", "min": 0.6, "min_reference": 100,
+                                                        "targets": {"q": {"a": 0.95}}}))
+    _write_split_labels(config)
+    calibrate(config, "llm")
+    [decision] = run_gate(config, "llm")
+    assert decision.decision == "fail" and "below the minimum 0.6 (the gate.min guard)" in decision.reason
+    assert decision.per_label == {"a": None}
+
+
+def test_a_target_for_an_unknown_label_or_question_is_refused_naming_the_key(tmp_path: Path) -> None:
+    from workspaces.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"gate\.targets\.q\.zzz: no such label of q"):
+        load_config(_project(tmp_path, gate={"targets": {"q": {"zzz": 0.95}}}))
+    with pytest.raises(ConfigError, match=r"gate\.targets\.nope: no such question"):
+        load_config(_project(tmp_path, gate={"targets": {"nope": {"a": 0.95}}}))
+    with pytest.raises(ConfigError, match=r"gate\.targets\.q\.a: 1\.5 is not a precision"):
+        load_config(_project(tmp_path, gate={"targets": {"q": {"a": 1.5}}}))

@@ -196,9 +196,10 @@ def test_curate_demo_runs_the_tag_loop_end_to_end(tmp_path: Path, argilla_server
             dataset.delete()
     out = result.stdout + result.stderr
     assert result.returncode == 0, out[-4000:]
-    assert "Train the student on the human labels" in out and "one-vs-rest-logistic-regression" in out
-    assert "accuracy" in out and "(exact set)" in out and "gate emotions:" in out and "routes: auto" in out
-    assert "honeypots" in out
+    said = " ".join(out.split())
+    assert "the student (student:ovr-logreg(" in said and "retrained on every human label" in said
+    assert "(exact set)" in said and "(mean per label)" in said and "gate emotions:" in said and "routes: auto" in said
+    assert "honeypots" in said and "measured precision of the labels no human gave (emotions" in said
     curated = load_dataset(str(config.run_path / "curated"), cache_dir=str(tmp_path / "hf-cache"))
     split = next(iter(curated.values()))
     feature = split.features["emotions"]

@@ -353,12 +353,30 @@ class ReferenceConfig(_Strict):
 
 
 class GateConfig(_Strict):
-    """When a labeler's labels may be accepted without review (see `curate gate`)."""
+    """When a labeler's labels may be accepted without review (see `curate gate`).
+
+    The gate decides on its promise: the cross-fitted precision of the items it would accept must have a 95% lower
+    bound at or above the target. `targets` makes that promise per label (`{is_abusive: {"no": 0.98, "yes": 0.95}}`):
+    each label then opens on its own evidence, and a label not named is never accepted. `min` is an optional guard on
+    the agreement `metric` (e.g. kappa >= 0.6): when set, the gate also needs it; by default (None) it is only
+    reported.
+    """
 
     metric: Literal["kappa", "alpha", "accuracy"] = "kappa"
-    min: float = Field(default=0.6, description="the agreement metric must reach this")
+    min: Optional[float] = Field(default=None, description="optional guard: the agreement metric must also reach this")
     target_precision: float = Field(default=0.95, gt=0.5, lt=1.0, description="promised precision of accepted labels")
+    targets: dict[str, dict[str, float]] = Field(
+        default_factory=dict, description="question -> label -> promised precision of that label's accepted items")
     min_reference: int = Field(default=100, ge=1, description="reference items needed before the gate can pass")
+
+    @field_validator("targets")
+    @classmethod
+    def _targets_in_range(cls, targets: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
+        for question, labels in targets.items():
+            for label, target in labels.items():
+                if not 0.5 < target < 1.0:
+                    raise ValueError(f"gate.targets.{question}.{label}: {target} is not a precision in (0.5, 1)")
+        return targets
 
 
 class CalibrationConfig(_Strict):
@@ -423,6 +441,12 @@ class SelectionConfig(_Strict):
     strategy: Literal["random", "margin", "entropy", "kcenter", "hybrid", "default"] = "default"
     batch: int = Field(default=50, ge=1)
     seed: int = 0
+    rounds: int = Field(default=0, ge=0, description="`curate demo`: active-learning rounds after the first batch "
+                                                     "(each sends `batch` items the labeler is least sure of)")
+    gold: int = Field(default=0, ge=0, description="`curate demo`: the first batch is a seeded random draw of this "
+                                                   "many items, the gold set (`<run dir>/gold_ids.txt`): a sample "
+                                                   "of the pool as it is, to calibrate the labeler on (items chosen "
+                                                   "by active learning are the hardest ones)")
 
 
 class ConsensusConfig(_Strict):
@@ -590,6 +614,17 @@ class ProjectConfig(_Strict):
                                  "`redaction: {enabled: false}` (redact upstream, keeping the offsets)")
         if self.human_labels is not None:
             _require_known(self.human_labels.values, names, "human_labels.values", "question")
+        for name, targets in self.gate.targets.items():
+            if name not in names:
+                raise ValueError(f"gate.targets.{name}: no such question; known: {sorted(names)}")
+            question = next(q for q in self.questions if q.name == name)
+            if question.kind not in (QuestionKind.label, QuestionKind.rating):
+                raise ValueError(f"gate.targets.{name}: per-label targets need a single-choice question (label or "
+                                 f"rating), not {question.kind.value}")
+            allowed = [str(v) for v in question.allowed_values]
+            for label in targets:
+                if str(label) not in allowed:
+                    raise ValueError(f"gate.targets.{name}.{label}: no such label of {name}; known: {allowed}")
         if self.llm is not None:
             _require_known(self.llm.questions, names, "llm.questions", "question")
             _require_known(self.llm.fields, field_names, "llm.fields", "field")

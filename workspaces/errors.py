@@ -14,6 +14,7 @@ command: a bad config exits 2 in `curate label` as in `curate publish`.
 | 6    | `HubError`          | the Hugging Face Hub or the target folder refused the curated dataset                |
 | 7    | `GateClosedError`   | `curate gate`: the labeler is not trusted (the history entry says why)               |
 | 8    | `DataLossError`     | a step would lose human responses or files it does not own; nothing was changed     |
+| 9    | `PromiseBrokenError`| labels accepted without a human measured below their promise on held-back labels     |
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ __all__ = [
     "GateClosedError",
     "HubError",
     "ModelError",
+    "PromiseBrokenError",
     "RunFileError",
 ]
 
@@ -79,5 +81,13 @@ class DataLossError(CurateError):
     exit_code = 8
 
 
+class PromiseBrokenError(CurateError):
+    """`curate demo`: the labels accepted without a human scored below their promise against the labels held back
+    (a defect of the gate, not a detail); the report says which label and by how much."""
+
+    exit_code = 9
+
+
 EXIT_CODES: dict[int, str] = {cls.exit_code: cls.__name__ for cls in (
-    CurateError, ConfigError, RunFileError, ArgillaError, ModelError, HubError, GateClosedError, DataLossError)}
+    CurateError, ConfigError, RunFileError, ArgillaError, ModelError, HubError, GateClosedError, DataLossError,
+    PromiseBrokenError)}

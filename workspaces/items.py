@@ -214,11 +214,18 @@ def check_items(config: ProjectConfig, items: pd.DataFrame, fields: Optional[lis
 
 
 def load_gold_ids(config: ProjectConfig) -> set[str]:
-    """Gold item ids from `hub.gold_ids_path` (one per line, or a JSON list); empty when not configured."""
+    """Gold item ids from `hub.gold_ids_path` (one per line, or a JSON list); empty when not configured. With
+    `selection.gold` and no path, the label loop's own gold set, `<run dir>/gold_ids.txt` (empty until drawn)."""
     path = config.hub.gold_ids_path
-    if path is None:
+    if path is None and config.selection.gold:
+        from .rundir import GOLD_IDS
+
+        path = GOLD_IDS.path(config.run_path)
+        if not path.is_file():
+            return set()
+    elif path is None:
         return set()
-    if not path.is_absolute() and config.source_path is not None:
+    elif not path.is_absolute() and config.source_path is not None:
         path = config.source_path.parent / path
     if not path.is_file():
         raise ConfigError(f"{config.source_path or config.name}: hub.gold_ids_path: file not found: {path}")

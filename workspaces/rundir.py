@@ -42,7 +42,9 @@ __all__ = [
     "EMBEDDINGS",
     "GATE_BASELINE",
     "GATE_HISTORY",
+    "GOLD_IDS",
     "LABELS",
+    "LOOP_ROUNDS",
     "PAUSED",
     "PREFERENCES",
     "PROMPT_EXAMPLES",
@@ -124,11 +126,13 @@ REDACTION_COUNTS = RunFile("redaction_counts.json", "curate publish",
                            "what redaction replaced per data file, by kind (counts only, no value)")
 PUSH = RunFile("push.json", "curate push", "where the last push went (no credentials)")
 REVIEWER_LOGIN = RunFile("reviewer_login.json", "curate demo", "the demo reviewer's login")
+LOOP_ROUNDS = RunFile("loop_rounds.jsonl", "curate demo", "append-only: what each round of the label loop did")
+GOLD_IDS = RunFile("gold_ids.txt", "curate demo", "the label loop's random gold set (`selection.gold`), one id a line")
 
 RUN_FILES: tuple[RunFile, ...] = (
     ANNOTATIONS, ANNOTATIONS_HISTORY, LABELS, STUDENT_LABELS, EMBEDDINGS, PREFERENCES, PREFERENCES_REPORT, REPORT,
     REPORT_MD, CALIBRATION, CALIBRATION_MD, CALIBRATION_ITEMS, GATE_BASELINE, PROMPT_EXAMPLES, GATE_HISTORY, ROUTES, SELECTION, REVIEW_PLAN, PAUSED, REDACTION, REDACTION_COUNTS, PUSH,
-    REVIEWER_LOGIN,
+    REVIEWER_LOGIN, GOLD_IDS, LOOP_ROUNDS,
 )
 
 RUN_DIR_MODE = 0o700  # every folder of a run directory: its owner only

@@ -100,6 +100,41 @@ def render_anchoring(section: dict[str, Any]) -> list[MarkdownTable]:
                                    "95% CI (bootstrap)"], rows=rows)]
 
 
+def render_loop(section: dict[str, Any]) -> list[MarkdownTable]:
+    """The label loop (`curate demo`): what humans spent, who decided what, and the promise measured on the labels
+    that were held back."""
+    human = section["human_labels"]
+    multiplier = section.get("multiplier")
+    summary = MarkdownTable(
+        title="The label loop: human labels spent and what they bought", columns=["figure", "value"], rows=[
+            ["items in the pool", str(section["items"])],
+            ["items humans labelled (every batch: selected, honeypot, audit)", str(human["items"])],
+            ["human responses", str(human["responses"])],
+            ["few-shot examples in the LLM prompt (human labels too)", str(human.get("few_shot_examples", 0))],
+            ["items with a curated label", str(section["curated_items"])],
+            ["amplification (curated items / items humans labelled)",
+             "n/a" if multiplier is None else f"{multiplier:.2f}x"]],
+        note=f"Agreement (alpha) is measured on {section.get('alpha_on', 'the reviewed items')}.")
+    tiers = MarkdownTable(title="Tiers: who decided, at what cost", columns=["tier", "items decided", "seconds",
+                                                                             "gate"],
+                          rows=[[t["labeler"], str(t.get("decided", 0)), str(t.get("seconds", "")),
+                                 ", ".join(f"{q}: {g['decision']}" for q, g in (t.get("gates") or {}).items())]
+                                for t in section.get("tiers", [])])
+    rows = []
+    for question, score in section.get("held_back", {}).items():
+        for label, f in score["per_label"].items():
+            rows.append([question, label, str(f["n"]), _f(f["precision"]),
+                         f"[{_f(f['wilson_low'])}, {_f(f['wilson_high'])}]", _f(f.get("promise")),
+                         "BROKEN" if label in score["broken"] else "held"])
+    held = MarkdownTable(title="The promise, measured on held-back labels (items accepted without a human)",
+                         columns=["question", "label", "items scored", "precision", "95% interval (Wilson)",
+                                  "promise", "verdict"], rows=rows,
+                         note="Held-back labels: the recorded annotators' majority on items no human reviewed in the "
+                              "loop; no labeler, calibration or gate ever saw them.")
+    return [summary, tiers, held]
+
+
+SECTION_RENDERERS["loop"] = render_loop  # computed by `curate demo` (`workspaces.review.loop`)
 SECTION_BUILDERS["consensus"] = _consensus
 SECTION_RENDERERS["consensus"] = render_consensus
 SECTION_RENDERERS["honeypots"] = render_honeypots  # computed by `workspaces.review.honeypots`, passed in by the CLI

@@ -22,8 +22,8 @@ from ._wire import Wire, argilla_errors
 from .settings import ensure_workspace
 from .sync import flag_paused
 
-__all__ = ["Annotator", "add_annotator", "list_annotators", "pause_annotator", "paused", "remove_annotator",
-           "resume_annotator"]
+__all__ = ["Annotator", "add_annotator", "list_annotators", "pause_annotator", "paused", "record_pause",
+           "remove_annotator", "resume_annotator"]
 
 
 class Annotator(BaseModel):
@@ -93,6 +93,11 @@ def remove_annotator(client: rg.Argilla, config: ProjectConfig, username: str) -
 def pause_annotator(client: rg.Argilla, config: ProjectConfig, username: str, reason: str) -> None:
     """Stop an annotator: out of the workspace on the server, recorded with the reason in the run dir."""
     remove_annotator(client, config, username)
+    record_pause(config, username, reason)
+
+
+def record_pause(config: ProjectConfig, username: str, reason: str) -> None:
+    """Record a pause in the run dir (`paused_annotators.json`): their responses stop counting from now on."""
     path = PAUSED.path(config.run_path)
     with locked(path):
         state = paused(config)

@@ -25,7 +25,7 @@ from ..shapes import shape_of
 from .settings import VECTOR_NAME, confidence_metadata_name
 
 __all__ = ["Suggestion", "build_records", "count_suggestions", "display_text", "iter_records", "source_text",
-           "suggestions_from_labels"]
+           "suggestion_agent", "suggestions_from_labels"]
 
 # question, value, score (a float, or one per label of a list value), agent, confidence (the labeler's item-level
 # confidence: for tags, its least sure label decision, picked or not)
@@ -131,6 +131,13 @@ def _label_scores(row: Any) -> dict[str, float]:
     return {str(k): float(v) for k, v in raw.items()} if isinstance(raw, dict) else {}
 
 
+def suggestion_agent(model: str) -> str:
+    """A labeler's model id as Argilla takes a suggestion's `agent` (letters, digits, `-_:./` and spaces): any other
+    character becomes `-` (`student:logreg(C=100)@all-MiniLM-L6-v2+char-ngrams` -> `student:logreg-C-100--all-...`)."""
+    agent = re.sub(r"[^a-zA-Z0-9\-_:./\s]", "-", model)
+    return agent if re.search(r"[a-zA-Z0-9]", agent) else "labeler"
+
+
 def suggestions_from_labels(config: ProjectConfig, labels: pd.DataFrame) -> dict[str, list[Suggestion]]:
     """`{item_id: [(question, value, score, agent)]}` from a labels table (ok rows of known questions only)."""
     known = {q.name: q for q in config.questions}
@@ -155,7 +162,7 @@ def suggestions_from_labels(config: ProjectConfig, labels: pd.DataFrame) -> dict
             scores = _label_scores(row)
             value = [{"start": a, "end": b, "label": c} for a, b, c in spans]
             score = [scores.get(f"{a}:{b}:{c}", score) for a, b, c in spans]
-        by_item.setdefault(str(row.item_id), []).append((row.question, value, score, str(row.model),
+        by_item.setdefault(str(row.item_id), []).append((row.question, value, score, suggestion_agent(str(row.model)),
                                                           _clean(row.confidence)))
     return by_item
 

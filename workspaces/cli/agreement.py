@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Optional
 
 import typer
 
@@ -24,16 +25,16 @@ def print_report(report: Report) -> None:
         show_table(table)
 
 
-def report_with_sections(project, *, bootstrap: int = 1000):
+def report_with_sections(project, *, bootstrap: int = 1000, extra: Optional[dict] = None):
     """The report with the sections other stages compute: the audit (which closes a broken gate), honeypots and
-    anchoring."""
+    anchoring, and any `extra` ones (the demo's `loop`)."""
     from ..agreement import write_report
     from ..judge import check_audit
     from ..review.honeypots import honeypot_section
     from ..review.suppression import anchoring_section
 
     extra = {"audit": check_audit(project), "honeypots": honeypot_section(project),
-             "anchoring": anchoring_section(project)}
+             "anchoring": anchoring_section(project), **(extra or {})}
     if extra["honeypots"]:
         from ..argilla_io.annotators import paused
 

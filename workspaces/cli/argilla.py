@@ -93,20 +93,10 @@ def sync_command(
 def apply_pause_rule(project: ProjectConfig, owner: "rg.Argilla") -> list[tuple[str, str]]:
     """The honeypot pause rule after a sync: pause (on the server) every annotator it stops who is not paused yet;
     returns (username, reason) of those just paused (none without `honeypots` in the config)."""
-    if project.honeypots is None:
-        return []
-    from ..argilla_io.annotators import pause_annotator, paused
-    from ..review.honeypots import honeypot_section, to_pause
+    from ..argilla_io.annotators import pause_annotator
+    from ..review.honeypots import pause_decisions
 
-    section = honeypot_section(project)
-    already = paused(project)
-    stopped: list[tuple[str, str]] = []
-    for annotator in to_pause(project, section):
-        if annotator in already:
-            continue
-        stats = next(a for a in section["annotators"] if a["annotator"] == annotator)
-        reason = (f"honeypot accuracy {stats['accuracy']:.2f} on {stats['seen']} honeypots, below "
-                  f"{project.honeypots.min_accuracy}")
+    stopped = pause_decisions(project)
+    for annotator, reason in stopped:
         pause_annotator(owner, project, annotator, reason)
-        stopped.append((annotator, reason))
     return stopped

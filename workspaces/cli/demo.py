@@ -1,27 +1,33 @@
-"""`curate demo`: the whole loop on the embedded defaults, with real human labels replayed as real Argilla users."""
+"""`curate demo`: the main job on the embedded defaults. The label loop (`workspaces.review.loop`) with real human
+labels: the data's recorded annotators, replayed as Argilla users for exactly the items the loop sends to review.
+Every other item's recorded labels are held back, and score, at the end, the labels that no human gave."""
 
 from __future__ import annotations
 
 import secrets
+import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
+import numpy as np
 import typer
 
 from ..config import ProjectConfig
-from ..rundir import REVIEWER_LOGIN, read_json, write_json
+from ..errors import PromiseBrokenError
+from ..rundir import CALIBRATION, REVIEWER_LOGIN, read_json, write_json
 from ._app import app, command, load
 from .agreement import print_report, report_with_sections
 from .console import console, progress_bar, say, stage
 
 if TYPE_CHECKING:
+    import argilla as rg
     import pandas as pd
 
     from ..agreement import Report
+    from ..review.loop import HeldBackScore, LoopResult, LoopRound
     from ..review.plan import ReviewBatch
-    from ..review.select import Selection
 
-__all__ = ["REVIEWER", "plan_review_batch", "reviewer_login", "run_demo"]
+__all__ = ["REVIEWER", "ArgillaHumans", "held_back", "reviewer_login", "run_demo"]
 
 REVIEWER = "reviewer"
 
@@ -36,52 +42,81 @@ def reviewer_login(config: ProjectConfig) -> tuple[str, str]:
     return REVIEWER, password
 
 
+def held_back(config: ProjectConfig) -> ProjectConfig:
+    """The demo's project: its humans are the recorded annotators replayed through Argilla, so the reference counts
+    only what was synced from the server (`reference.recorded: false`); the recorded labels are never read as labels
+    except to replay the reviewed items and, at the end, to score the labels no human gave."""
+    return config.model_copy(update={"reference": config.reference.model_copy(update={"recorded": False})})
+
+
 def _f(value: Optional[float]) -> str:
     return "n/a" if value is None else f"{value:.3f}"
 
 
-def plan_review_batch(config: ProjectConfig
-                      ) -> tuple["pd.DataFrame", Optional["ReviewBatch"], Optional["Selection"]]:
-    """The demo's review batch: `(plan rows, new ReviewBatch or None, its Selection or None)`.
+class ArgillaHumans:
+    """The demo's humans (`workspaces.review.loop.Humans`): each planned batch is published to Argilla in its order
+    (suppressed items without a suggestion), the recorded annotators of exactly those items submit their recorded
+    answers as Argilla users, the responses are synced back, and the honeypot pause rule runs."""
 
-    A run dir that already planned batches keeps them (a re-run publishes the same items the same way). Otherwise
-    the batch is selected as at the start of a project, before any human answered (`reference.recorded: false`: the
-    recorded annotators answer only in the replay that follows), so with no human label yet the selection is a cold
-    start (k-center diversity); honeypots come from the items whose recorded human consensus is known.
-    """
-    from ..items import load_items
-    from ..review.plan import plan_batch, read_plan
-    from ..review.select import select_items
+    def __init__(self, client: "rg.Argilla", recorded: "pd.DataFrame") -> None:
+        self.client = client
+        self.recorded = recorded
+        self.seconds = 0.0  # spent publishing, replaying and syncing in this run
 
-    before = read_plan(config)
-    if len(before):
-        return before[before["item_id"].isin(set(load_items(config)["item_id"]))], None, None
-    spec = config.selection
-    unseen = config.model_copy(update={"reference": config.reference.model_copy(update={"recorded": False})})
-    selection = select_items(unseen, batch=spec.batch, strategy=spec.strategy, seed=spec.seed)
-    batch = plan_batch(config, selection, seed=spec.seed)
-    return batch.plan, batch, selection
+    def __call__(self, config: ProjectConfig, batch: "ReviewBatch") -> None:
+        from ..argilla_io.annotators import paused
+        from ..argilla_io.publish import publish
+        from ..argilla_io.replay import replay_recorded_labels
+        from ..argilla_io.sync import sync
+        from ..config import slug
+        from .argilla import apply_pause_rule
+
+        started = time.perf_counter()
+        order = batch.plan.sort_values("position")["item_id"].tolist()
+        with progress_bar(f"Publishing batch {batch.batch}", "records") as update:
+            published = publish(config, self.client, item_ids=order, suppressed=batch.suppressed, progress=update)
+        stopped = paused(config)  # a paused annotator stays out: their recorded labels are not submitted
+        labels = self.recorded[self.recorded["item_id"].isin(set(order))
+                               & ~self.recorded["annotator"].map(slug).isin(set(stopped))]
+        with progress_bar("Replaying the recorded annotators", "responses") as update:
+            replayed = replay_recorded_labels(config, self.client, labels=labels, progress=update)
+        synced = sync(config, self.client)
+        say(f"batch {batch.batch}: " + _roles(batch.plan) + f"; published {published.records} records "
+            f"({published.suggestions} suggestions); {len(replayed.annotators)} recorded annotators submitted "
+            f"{replayed.responses} responses ({replayed.unchanged} already there); synced {synced.responses}")
+        for annotator, reason in apply_pause_rule(config, self.client):
+            say(f"{annotator} paused by the honeypot rule: {reason}; removed from workspace "
+                f"{config.argilla.workspace}, their responses no longer count", style="red")
+        self.seconds += time.perf_counter() - started
 
 
-def _describe_batch(config: ProjectConfig, plan: "pd.DataFrame", selection: Optional["Selection"]) -> str:
+def _roles(plan: "pd.DataFrame") -> str:
     roles = plan["role"].value_counts().to_dict()
-    counts = (f"{roles.get('selected', 0)} selected + {roles.get('honeypot', 0)} honeypots"
-              + (f" + {roles['audit']} audit items" if roles.get("audit") else "")
-              + f" = {len(plan)} items in random order, {int(plan['suppressed'].sum())} of them without the LLM "
-              f"suggestion")
-    if selection is None:
-        return (f"{plan['batch'].nunique()} batch(es) already planned in this run dir: {counts} (published again as "
-                "planned)")
-    how = selection.strategy
-    if how in ("margin", "entropy", "hybrid") and not any(selection.scores):
-        how += " (a cold start: no human label yet, so k-center diversity in embedding space)"
-    rules = []
-    if config.honeypots is not None:
-        rules.append(f"honeypots {config.honeypots.share:.0%} of the batch, items whose recorded consensus is known")
-    if config.suppression is not None:
-        rules.append(f"every {config.suppression.every}th item without the suggestion")
-    return (f"batch {plan['batch'].iloc[0]}, strategy {how}: {counts}" + (f" ({'; '.join(rules)})" if rules else "")
-            + ". Which item is which is only in review_plan.parquet, never on the server.")
+    parts = [f"{roles[r]} {name}" for r, name in (("selected", "selected"), ("honeypot", "honeypots"),
+                                                  ("audit", "audit items")) if roles.get(r)]
+    return (" + ".join(parts) + f" = {len(plan)} items in random order, {int(plan['suppressed'].sum())} of them "
+            "without the suggestion")
+
+
+def _describe_round(config: ProjectConfig, done: "LoopRound") -> None:
+    how = (" (done by an earlier run of this run dir)" if done.resumed else
+           f" (a random gold set of {config.selection.gold}: the labeler is calibrated on it)"
+           if done.number == 0 and config.selection.gold else
+           " (a cold start: no human label yet, so k-center diversity)" if done.number == 0 else
+           " (the student's least sure items among those routed to review)")
+    say(f"round {done.number}{how}: {done.human_items} items reviewed so far")
+    calibration = read_json(config.run_path, CALIBRATION, required=False) if not done.resumed else None
+    for question, q in ((calibration or {}).get("questions") or {}).items():
+        model = (q.get("labeler") or {}).get("model")
+        sets = "hamming_loss" in q
+        say(f"{question}: the {calibration['labeler']}{f' ({model})' if model else ''}, retrained on every human label "
+            f"so far, measured on {q['n']} reference items: accuracy {_f(q['accuracy'])}"
+            + (" (exact set)" if sets else "") + f", Cohen's kappa {_f(q['kappa'])}"
+            + (" (mean per label)" if sets else "") + f", alpha {_f(q['alpha'])}, ECE {_f(q['ece'])}")
+    for question, decision in done.gates.items():
+        say(f"gate {question}: {decision.decision.upper()} - {decision.reason}",
+            style="green" if decision.decision == "pass" else "red")
+    say(f"routes: auto {done.routes['auto']}, audit {done.routes['audit']}, review {done.routes['review']}")
 
 
 def _describe_review(report: "Report") -> list[str]:
@@ -100,111 +135,138 @@ def _describe_review(report: "Report") -> list[str]:
     if anchoring:
         agree = anchoring["rows"][0]
         difference = "n/a" if agree["difference"] is None else f"{agree['difference']:+.3f}"
-        lines.append(f"anchoring: agreement with the LLM {_f(agree['suggested'])} with the suggestion shown vs "
+        lines.append(f"anchoring: agreement with the suggestion {_f(agree['suggested'])} shown vs "
                      f"{_f(agree['suppressed'])} suppressed (difference {difference}). The recorded annotators "
-                     "labelled without any LLM suggestion and are replayed as they were, so the true effect here is "
-                     "0 by construction of a replay; what the table shows is sampling noise between the two item "
-                     "sets. With live reviewers, the same table measures how much the suggestion anchors them.")
+                     "labelled without any suggestion and are replayed as they were, so the true effect here is 0 "
+                     "by construction of a replay; what the table shows is sampling noise between the two item sets. "
+                     "With live reviewers, the same table measures how much the suggestion anchors them.")
     return lines
 
 
+LLM_TIER_ITEMS = 200  # gold items the LLM tier is measured on: enough for the gate's min_reference, at ~2.5 items/s
+
+
+def _llm_tier(config: ProjectConfig, result: "LoopResult") -> dict[str, Any]:
+    """The LLM as the next tier: it labels a seeded sample of the gold set (else of the first batch) the humans
+    reviewed, at most `LLM_TIER_ITEMS`, and is calibrated and gated on it. Its gate decides whether it may take what
+    the student left; only when it opens would labelling those items be worth its time."""
+    from pipelines import label_items
+
+    from ..items import load_gold_ids
+    from ..judge import calibrate, run_gate
+    from ..review.plan import read_plan
+
+    plan = read_plan(config)
+    first = sorted(load_gold_ids(config)) or sorted(plan.loc[plan["batch"] == plan["batch"].iloc[0], "item_id"])
+    if len(first) > LLM_TIER_ITEMS:
+        first = sorted(np.random.default_rng(config.selection.seed).choice(first, LLM_TIER_ITEMS, replace=False))
+    started = time.perf_counter()
+    with progress_bar("LLM labels", "items") as update:
+        labelled = label_items(config, item_ids=first, progress=update)
+    calibration = calibrate(config, "llm")
+    decisions = run_gate(config, "llm")
+    tier = {"labeler": "llm", "items_labelled": len(first), "seconds": round(time.perf_counter() - started, 1),
+            "items_per_second": round(labelled.labeled / labelled.seconds, 2) if labelled.seconds else None,
+            "gates": {d.question: {"decision": d.decision, "reason": d.reason} for d in decisions},
+            "kappa": {q: b.get("kappa") for q, b in calibration["questions"].items()}, "decided": 0}
+    for d in decisions:
+        q = calibration["questions"][d.question]
+        say(f"LLM tier, {d.question}: on {q['n']} reviewed items kappa {_f(q['kappa'])}, accuracy "
+            f"{_f(q['accuracy'])}; gate {d.decision.upper()} - {d.reason}",
+            style="green" if d.decision == "pass" else "red")
+    if any(d.decision == "pass" for d in decisions):
+        say("the LLM's gate opened, but routing the student's undecided items to it is not built yet: they stay with "
+            "the humans", style="yellow")
+    calibrate(config, result.labeler)  # calibration.json describes the tier that decided
+    return tier
+
+
+def _human_responses(config: ProjectConfig) -> tuple[int, int]:
+    """Submitted responses (one per record and annotator) and the annotators who gave them, as synced."""
+    from ..rundir import ANNOTATIONS, read_table
+
+    synced = read_table(config.run_path, ANNOTATIONS, required=False, columns=["item_id", "annotator", "status"])
+    if synced is None:
+        return 0, 0
+    submitted = synced[synced["status"] == "submitted"].drop_duplicates(["item_id", "annotator"])
+    return len(submitted), int(submitted["annotator"].nunique())
+
+
+def _loop_section(config: ProjectConfig, result: "LoopResult", humans: ArgillaHumans,
+                  scores: dict[str, "HeldBackScore"], curated_rows: int, tiers: list[dict[str, Any]]
+                  ) -> dict[str, Any]:
+    few_shot = 0
+    if config.llm is not None and config.llm.few_shot_path is not None and config.llm.few_shot_path.is_file():
+        few_shot = sum(1 for line in config.llm.few_shot_path.read_text().splitlines() if line.strip())
+    human_items = len(result.reviewed)
+    responses, annotators = _human_responses(config)
+    return {
+        "human_labels": {"items": human_items, "responses": responses, "annotators": annotators,
+                         "few_shot_examples": few_shot},
+        "items": result.items, "curated_items": curated_rows,
+        "multiplier": curated_rows / human_items if human_items else None,
+        "tiers": tiers,
+        "held_back": {q: s.as_dict() for q, s in scores.items()},
+        "alpha_on": f"the {human_items} items the humans reviewed (every batch: selected, honeypot and audit items)",
+        "rounds": [{**r.as_dict(), "gates": {q: d.decision for q, d in r.gates.items()}} for r in result.rounds],
+        "audit": result.audit,
+    }
+
+
 def run_demo(config: ProjectConfig, *, label: bool = True, repo_id: Optional[str] = None) -> dict[str, float]:
-    """Run every stage, printing each stage's time; returns the timings.
+    """Run the main job, printing each stage's time; returns the timings.
 
     The curated dataset goes to a local folder (`hub.local_dir` or `<run dir>/curated`), or to the Hub when a
     `repo_id` is given. Any known failure ends as one `CurateError` message (the command prints it).
+
+    Raises:
+        PromiseBrokenError: the labels accepted without a human measured below their promise on the held-back labels.
     """
     from pipelines import embed_items, label_items
 
-    from ..argilla_io.annotators import paused
     from ..argilla_io.connection import connect
-    from ..argilla_io.publish import publish
-    from ..argilla_io.replay import ensure_user, replay_recorded_labels
-    from ..argilla_io.sync import sync
-    from ..config import slug
-    from ..curated import push
+    from ..argilla_io.replay import ensure_user
+    from ..curated import build_curated, push
     from ..items import load_items, recorded_labels
-    from ..judge import calibrate, run_gate
-    from ..review.plan import record_batch
-    from ..review.triage import triage
-    from .argilla import apply_pause_rule
-    from .judge import train_student
+    from ..review.loop import run_loop, score_held_back
 
+    config = held_back(config)
     timings: dict[str, float] = {}
     with stage("Argilla server", timings):
         client, info = connect()
         say(f"{'external' if info.external else 'embedded'} server at {info.api_url}"
             f"{'' if info.external else (' (started)' if info.started else ' (reused)')}")
-    if label and config.llm is not None:
-        with stage("LLM labels", timings), progress_bar("Labelling", "items") as update:
+    if label and config.llm is not None and config.triage.labeler in ("llm", "ensemble"):
+        with stage("LLM labels (the LLM is the labeler that decides, so it labels the pool)", timings), \
+                progress_bar("Labelling", "items") as update:
             labelled = label_items(config, progress=update)
-        say(f"{labelled.ok} ok, {labelled.failed} failed ({labelled.skipped} already labelled); "
-            + "; ".join(f"{question}: " + ", ".join(f"{k} {v}" for k, v in counts.items())
-                        for question, counts in labelled.distribution().items()))
+        say(f"{labelled.ok} ok, {labelled.failed} failed ({labelled.skipped} already labelled)")
     with stage("Embeddings", timings), progress_bar("Embedding", "texts") as update:
         embed_items(config, progress=update)
-    with stage("Select a review batch (active learning) with honeypots and suppression", timings):
-        plan, batch, selection = plan_review_batch(config)
-        if len(plan):
-            with progress_bar("Publishing the batch", "records") as update:
-                first = publish(config, client, item_ids=plan.sort_values("position")["item_id"].tolist(),
-                                suppressed=plan.loc[plan["suppressed"].astype(bool), "item_id"].tolist(),
-                                progress=update)
-            if batch is not None:
-                record_batch(config, batch, selection)
-            say(_describe_batch(config, plan, selection))
-            say(f"published first, so reviewers meet it first: {first.records} records, {first.suggestions} LLM "
-                f"suggestions")
-        else:
-            say("no item left to select")
-    with stage("Publish", timings), progress_bar("Publishing", "records") as update:
-        published = publish(config, client, progress=update)
-    say(f"{published.records} records, {published.suggestions} LLM suggestions in {published.dataset} "
-        f"(workspace {published.workspace})" + ("; the batch's suppressed items stay without one" if len(plan) else ""))
-    username, password = reviewer_login(config)
-    ensure_user(client, username, config.argilla.workspace, password=password)
-    stopped = paused(config)
-    recorded = None
-    if stopped:  # a paused annotator stays out: their recorded labels are not submitted again
-        recorded = recorded_labels(config, load_items(config))
-        recorded = recorded[~recorded["annotator"].map(slug).isin(set(stopped))]
-        say(f"left out (paused by the honeypot rule): {', '.join(sorted(stopped))}")
-    with stage("Replay the recorded annotators as Argilla users", timings), \
-            progress_bar("Submitting", "responses") as update:
-        replayed = replay_recorded_labels(config, client, labels=recorded, progress=update)
-    say(f"{len(replayed.annotators)} annotators: {replayed.responses} responses submitted, "
-        f"{replayed.unchanged} already there ({replayed.values} values)")
-    with stage("Sync", timings), progress_bar("Syncing", "records") as update:
-        synced = sync(config, client, progress=update)
-    say(f"{synced.responses} responses -> {synced.path}")
-    if config.honeypots is not None:
-        for annotator, reason in apply_pause_rule(config, client):
-            say(f"{annotator} paused by the honeypot rule: {reason}; removed from workspace "
-                f"{config.argilla.workspace}, their responses no longer count", style="red")
-    labeler = config.triage.labeler
-    if labeler in ("student", "ensemble"):
-        with stage("Train the student on the human labels", timings):
-            for question, _, run in train_student(config):
-                say(f"{question}: trained on {run.trained_on} human reference items, labelled "
-                    f"{int((run.labels['status'] == 'ok').sum())} items ({run.identity['classifier']}, "
-                    f"{run.identity['features']})")
-    if labeler != "llm" or (config.llm is not None and (config.run_path / "labels.parquet").is_file()):
-        with stage(f"Calibrate, gate and triage the {labeler} labeler", timings):
-            calibration = calibrate(config, labeler)
-            for question, q in calibration["questions"].items():
-                say(f"{question}: on {q['n']} human reference items, accuracy {_f(q['accuracy'])}"
-                    + (" (exact set)" if "hamming_loss" in q else "")
-                    + f", Cohen's kappa {_f(q['kappa'])}" + (" (mean per label)" if "hamming_loss" in q else "")
-                    + f", alpha {_f(q['alpha'])}, ECE {_f(q['ece'])}")
-            for decision in run_gate(config, labeler):
-                say(f"gate {decision.question}: {decision.decision.upper()} - {decision.reason}",
-                    style="green" if decision.decision == "pass" else "red")
-            routed = triage(config, labeler)
-            say(f"routes: auto {routed.counts['auto']}, audit {routed.counts['audit']}, review "
-                f"{routed.counts['review']}" + ("" if routed.gate_open else
-                                               " (the gate is closed: no label is accepted without a human)"))
+    humans = ArgillaHumans(client, recorded_labels(config, load_items(config)))
+    with stage(f"Review rounds (1 + {config.selection.rounds}) with active learning, honeypots, suppression and "
+               f"the audit; the {config.triage.labeler} retrained, calibrated, gated and triaged after each", timings):
+        result = run_loop(config, humans, on_round=lambda done: _describe_round(config, done))
+        if result.audit:
+            for question, q in result.audit.get("questions", {}).items():
+                say(f"audit {question}: {q['errors']} wrong of {q['audited']} audited - {q.get('verdict')}")
+    labeler_seconds = sum(r.seconds.get("labeler", 0.0) for r in result.rounds)
+    counts = result.triage.routes.drop_duplicates("item_id")
+    unreviewed_auto = int(((counts["route"] == "auto") & ~counts["item_id"].isin(result.reviewed)).sum())
+    tiers = [{"labeler": result.labeler, "decided": unreviewed_auto, "seconds": round(labeler_seconds, 1)}]
+    if label and config.llm is not None and result.labeler == "student":
+        with stage(f"LLM tier: label {LLM_TIER_ITEMS} gold items, calibrate and gate", timings):
+            tiers.append(_llm_tier(config, result))
+    earlier = sum(r.seconds.get("humans", 0.0) for r in result.rounds if r.resumed)
+    tiers.append({"labeler": "humans", "decided": len(result.reviewed), "seconds": round(earlier + humans.seconds, 1),
+                  "responses": _human_responses(config)[0]})
+    with stage("Score the labels no human gave against the held-back labels", timings):
+        scores = score_held_back(config, result)
+        broken = _say_scores(scores)
     with stage("Report", timings):
-        report, report_path = report_with_sections(config)
+        curated_rows = sum(len(split) for split in build_curated(config).splits.values())
+        loop = _loop_section(config, result, humans, scores, curated_rows, tiers)
+        report, report_path = report_with_sections(config, extra={"loop": loop})
         print_report(report)
         for line in _describe_review(report):
             say(line)
@@ -214,28 +276,63 @@ def run_demo(config: ProjectConfig, *, label: bool = True, repo_id: Optional[str
     say(f"curated dataset -> {pushed.location} (" + ", ".join(f"{split} {n}" for split, n in pushed.rows.items())
         + "; excluded " + (", ".join(f"{k.replace('_', ' ')} {v}" for k, v in pushed.excluded.items() if v) or "none")
         + ")")
-    sources = {s for counts in pushed.by_source.values() for s in counts}
-    say("labels no human gave: " + ("none (every label in the dataset comes from humans)"
-                                    if not sources & {"auto-accepted", "unverified"} else
-                                    "auto-accepted under an open gate (see the card's 'Gate' section)"))
 
+    username, password = reviewer_login(config)
+    ensure_user(client, username, config.argilla.workspace, password=password)
+    console.rule("What the loop did")
+    say(f"human labels: {loop['human_labels']['items']} items reviewed ({loop['human_labels']['responses']} "
+        f"responses by {loop['human_labels']['annotators']} recorded annotators) of {result.items}", style="bold")
+    multiplier = loop["multiplier"]
+    say(f"amplification: {curated_rows} items with a curated label / {len(result.reviewed)} a human labelled = "
+        f"{'n/a' if multiplier is None else f'{multiplier:.2f}x'}", style="bold")
+    for question, score in scores.items():
+        say(f"measured precision of the labels no human gave ({question}, {score.overall['n']} held-back items): "
+            + (", ".join(f"{label} {_f(f['precision'])} [{_f(f['wilson_low'])}, {_f(f['wilson_high'])}] vs promise "
+                         f"{f['promise']}" for label, f in score.per_label.items()) or "none accepted"),
+            style="red" if score.broken else "bold green" if score.overall["n"] else "bold")
     console.rule("Review it yourself")
-    say(f"Argilla UI: {info.api_url}  ->  dataset {published.dataset}\n{published.url}")
+    say(f"Argilla UI: {info.api_url}  (dataset {config.argilla.dataset}, workspace {config.argilla.workspace})")
     say(f"reviewer login: {username} / {password}   (owner credentials: "
         f"{'ARGILLA_API_KEY' if info.external else str(info.home) + '/credentials.json'})")
-    say("times: " + ", ".join(f"{name} {seconds:.1f}s" for name, seconds in timings.items()))
+    say("times: " + ", ".join(f"{name.split(' (')[0].split(':')[0]} {seconds:.1f}s"
+                              for name, seconds in timings.items()))
+    if broken:
+        raise PromiseBrokenError("the promise did not hold: " + "; ".join(broken) + f" (see {report_path})")
     return timings
+
+
+def _say_scores(scores: dict[str, "HeldBackScore"]) -> list[str]:
+    """Print each question's held-back precision; returns the broken promises, in words."""
+    broken = []
+    for question, score in scores.items():
+        overall = score.overall
+        say(f"{question}: {overall['auto']} items accepted without a human; {overall['n']} of them have a held-back "
+            f"majority ({overall['no_majority']} without one are not scored)")
+        for label, f in score.per_label.items():
+            confirmed = f["promise"] is not None and f["wilson_low"] is not None and f["wilson_low"] >= f["promise"]
+            say(f"  {label}: precision {_f(f['precision'])} on {f['n']} (95% Wilson [{_f(f['wilson_low'])}, "
+                f"{_f(f['wilson_high'])}]), promise {f['promise']}"
+                + (" - held, with its lower bound above the promise" if confirmed else ""),
+                style="red" if label in score.broken else "green")
+        if "promise" in overall and overall["promise"] is not None:
+            say(f"  pooled: precision {_f(overall['precision'])} (promise {overall['promise']})",
+                style="red" if score.broken else "green")
+        broken += [f"{question} {label}: measured "
+                   f"{_f((score.per_label.get(label) or overall)['precision'])} < promise "
+                   f"{(score.per_label.get(label) or overall).get('promise')}" for label in score.broken]
+    return broken
 
 
 @command(app, "demo")
 def demo_command(
-    config: Path = typer.Option(Path("configs/convabuse_demo.yaml"), help="Demo project config."),
-    label: bool = typer.Option(True, help="Label the items with the local LLM first (suggestions)."),
+    config: Path = typer.Option(Path("configs/convabuse.yaml"), help="Demo project config."),
+    label: bool = typer.Option(True, help="Also measure the local LLM as the next tier (calibrated and gated)."),
     limit: Optional[int] = typer.Option(None, help="Only the first N items (quick look)."),
     repo_id: Optional[str] = typer.Option(None, "--repo-id", help="Also push the curated splits to this Hub repo."),
 ) -> None:
-    """The whole loop on the embedded defaults: server, LLM labels, a review batch with honeypots and suppressed
-    items, publish, real annotators, sync (and the pause rule), report, push."""
+    """The main job on the embedded defaults: server, embeddings, review rounds chosen by active learning (honeypots,
+    suppressed suggestions, audit), the recorded annotators replayed for the reviewed items only, the student
+    retrained, calibrated, gated and triaged, the labels no human gave scored on held-back labels, report, push."""
     project = load(config)
     if limit is not None:
         project = project.model_copy(update={"data": project.data.model_copy(update={"limit": limit})})

@@ -57,6 +57,7 @@ def card_body(config: ProjectConfig, curated: CuratedDataset, report: Optional[R
     out += _agreement_section(config, report)
     out += _judge_section(report)
     out += _gate_section(curated, report)
+    out += _loop_card_section(report)
     out += _provenance_section(config, curated)
     out += _license_section(config)
     return "\n".join(out).rstrip() + "\n"
@@ -178,6 +179,20 @@ def _gate_section(curated: CuratedDataset, report: Optional[Report]) -> list[str
                    f"{_num(figures.get('error_high'))}]) against a promised error of at most "
                    f"{_num(figures.get('promised_error'))}: {figures.get('verdict', '')}")
     return out + [""]
+
+
+def _loop_card_section(report: Optional[Report]) -> list[str]:
+    """The label loop's figures (`curate demo`): human labels spent, amplification, tiers, and the promise measured on
+    held-back labels; the same tables as the report."""
+    from ..agreement.sections import render_loop
+
+    loop = report.sections.get("loop") if report is not None else None
+    if not loop:
+        return []
+    out = ["## The label loop: what humans spent, and the promise checked on held-back labels", ""]
+    for table in render_loop(loop):
+        out += [f"**{table.title}**", "", *table.to_markdown(), ""]
+    return out
 
 
 def _provenance_section(config: ProjectConfig, curated: CuratedDataset) -> list[str]:

@@ -66,6 +66,7 @@ __all__ = [
     "cross_fitted",
     "expected_calibration_error",
     "fit_threshold",
+    "label_promise",
     "labeler_questions",
     "promise_for_final_accuracy",
     "review_question",
@@ -290,6 +291,28 @@ def cross_fitted(labels: np.ndarray, confidence: np.ndarray, correct: np.ndarray
     return result
 
 
+def label_promise(labels: np.ndarray, confidence: np.ndarray, correct: np.ndarray, label: str, target: float, *,
+                  folds: int, seed: int) -> dict[str, Any]:
+    """One label's promise (`gate.targets`): a threshold on the items the labeler gave `label`, the smallest whose
+    accepted items reach `target` with a one-sided 95% Clopper-Pearson lower bound. Cross-fitted like `cross_fitted`
+    (fit on k-1 folds of those items, apply to the held-out fold): `precision` and `precision_lower` are the held-out
+    accepted items', `coverage` their share of all reference items, `label_coverage` of the label's. `threshold` is
+    fitted on every item of the label (None: no threshold keeps the promise with evidence)."""
+    mask = labels == label
+    conf, hits = confidence[mask], correct[mask]
+    n = len(conf)
+    accepted = np.zeros(n, dtype=bool)
+    if n >= folds * 2:
+        for train, test in KFold(n_splits=folds, shuffle=True, random_state=seed).split(conf):
+            cut = fit_threshold(conf[train], hits[train], target, bound=True)
+            if cut is not None:
+                accepted[test] = conf[test] >= cut
+    kept, right = int(accepted.sum()), int(hits[accepted].sum())
+    return {"label": label, "target_precision": target, "threshold": fit_threshold(conf, hits, target, bound=True),
+            "n": n, "coverage": kept / len(labels) if len(labels) else 0.0, "label_coverage": kept / n if n else 0.0,
+            **_accepted_figures(right, kept)}
+
+
 def _audit_evidence(policy: Policy, audit: pd.DataFrame, hits: int, kept: int) -> dict[str, Any]:
     """The audited items as evidence for `policy`: those it accepts at a cut no lower than the one they were drawn
     above (a random sample of its accepted items there), pooled with the held-out accepted reference items."""
@@ -474,6 +497,11 @@ def question_metrics(config: ProjectConfig, question: str, items: pd.DataFrame, 
                                         min_per_label=config.calibration.min_per_label, seed=config.calibration.seed,
                                         per_class_min=config.calibration.per_class_min, audit=audit)
                            for target in targets]
+    if question in config.gate.targets:
+        block["label_promises"] = {str(label): label_promise(guess, confidence, correct, str(label), target,
+                                                             folds=config.calibration.folds,
+                                                             seed=config.calibration.seed)
+                                   for label, target in config.gate.targets[question].items()}
     return block
 
 

@@ -1,9 +1,12 @@
 """The gate: may a labeler's labels be accepted without human review? An append-only history of every decision.
 
-Config `gate: {metric: kappa, min: 0.6, target_precision: 0.95, min_reference: 100}`. Per question, the gate passes
+Config `gate: {target_precision: 0.95, min_reference: 100}`. Per question, the gate decides on its promise: it passes
 only when the calibration of the *current* labeler (same backend, model, prompt and label set as the labels on disk)
-has the agreement metric at or above `min` on at least `min_reference` reference items AND the threshold fitted for
-`target_precision` has a held-out precision lower bound at or above it.
+is on at least `min_reference` reference items AND the threshold fitted for `target_precision` has a cross-fitted
+held-out precision whose 95% lower bound is at or above it. With `gate.targets` (`{is_abusive: {"no": 0.98,
+"yes": 0.95}}`) each named label opens on its own promise, and only the labels that opened are accepted. The
+agreement metric (`metric`, kappa by default) is always recorded; it vetoes only when the config sets the explicit
+guard `gate.min`.
 
 Every decision is appended to `gate_history.jsonl` (never rewritten): `id, kind, decision (pass / fail / closed),
 question, metric, value, min, threshold, per_label, target_precision, precision, precision_lower, coverage, n,
@@ -100,16 +103,74 @@ def gate_state(config: ProjectConfig, question: str, identity: dict[str, Any]) -
     return GateState(question=question, open=True, passed=since, reason=f"passed ({since.id}, {since.time})")
 
 
+def _guards(config: ProjectConfig, block: dict[str, Any], identity: dict[str, Any], n: int) -> list[str]:
+    """Why the gate cannot pass whatever the thresholds say: another labeler's calibration, too few reference items,
+    and (only when the config sets `gate.min`) the agreement guard."""
+    gate = config.gate
+    reasons = []
+    if json.dumps(block.get("labeler"), sort_keys=True) != json.dumps(identity, sort_keys=True):
+        reasons.append("the calibration is of another labeler version than the labels on disk: run `curate "
+                       "calibrate` again")
+    if n < gate.min_reference:
+        reasons.append(f"only {n} reference items (min_reference {gate.min_reference})")
+    value = block.get(gate.metric)
+    if gate.min is not None and (value is None or value < gate.min):
+        shown = "n/a" if value is None else f"{value:.3f}"
+        reasons.append(f"{gate.metric} {shown} is below the minimum {gate.min:g} (the gate.min guard)")
+    return reasons
+
+
+def _decide_per_label(config: ProjectConfig, question: str, block: dict[str, Any],
+                      decision: GateDecision) -> GateDecision:
+    """`gate.targets`: each named label opens on its own cross-fitted promise; the decision passes when one does.
+
+    `per_label` holds the threshold of every label that opened (None for the others, which stay with humans);
+    `target_precision` is the weakest promise among them, which is what the audit then checks the pooled accepted
+    items against."""
+    targets = config.gate.targets[question]
+    promises = block.get("label_promises") or {}
+    guards = _guards(config, block, decision.labeler, decision.n or 0)
+    opened, lines = {}, []
+    for label, target in targets.items():
+        promise = promises.get(str(label)) or {}
+        lower = promise.get("precision_lower") or 0.0
+        ok = not guards and promise.get("threshold") is not None and lower >= target
+        if ok:
+            opened[str(label)] = promise
+        lines.append(f"{label}: " + (
+            f"open at {promise['threshold']:.3f} (held-out precision {promise['precision']:.3f}, lower bound "
+            f"{lower:.3f} >= {target:g}, {promise['accepted']} of {promise['n']} accepted)" if ok else
+            "no threshold keeps precision " + f"{target:g} with evidence" if promise.get("threshold") is None else
+            f"closed: lower bound {lower:.3f} < {target:g}"))
+    decision.per_label = {str(label): (opened[str(label)]["threshold"] if str(label) in opened else None)
+                          for label in targets}
+    decision.details = {"targets": {str(k): v for k, v in targets.items()}, "label_promises": promises}
+    if opened:
+        accepted = sum(p["accepted"] for p in opened.values())
+        hits = sum(round(p["precision"] * p["accepted"]) for p in opened.values())
+        decision.decision = "pass"
+        decision.target_precision = min(targets[label] for label in opened)
+        decision.precision = hits / accepted
+        decision.precision_lower = min(p["precision_lower"] for p in opened.values())
+        decision.coverage = sum(p["coverage"] for p in opened.values())
+    else:
+        decision.target_precision = min(targets.values())
+    decision.reason = "; ".join(guards + lines)
+    return decision
+
+
 def _decide(config: ProjectConfig, question: str, block: dict[str, Any], identity: dict[str, Any], labeler: str,
             reference_hash: str) -> GateDecision:
     gate = config.gate
     value = block.get(gate.metric)
     n = int(block.get("n") or 0)
-    chosen = next((t for t in block.get("thresholds", []) if abs(t["target_precision"] - gate.target_precision) < 1e-9),
-                  None)
     decision = GateDecision(decision="fail", question=question, metric=gate.metric, value=value, min=gate.min,
                             target_precision=gate.target_precision, n=n, labeler=identity, labeler_kind=labeler,
                             reference_hash=reference_hash)
+    if question in gate.targets:
+        return _decide_per_label(config, question, block, decision)
+    chosen = next((t for t in block.get("thresholds", []) if abs(t["target_precision"] - gate.target_precision) < 1e-9),
+                  None)
     audit = (chosen or {}).get("audit") or {}
     if chosen is not None:
         decision.threshold, decision.per_label = chosen["threshold"], chosen.get("per_label") or {}
@@ -121,15 +182,7 @@ def _decide(config: ProjectConfig, question: str, block: dict[str, Any], identit
     lower = decision.precision_lower
     certified = chosen is not None and (chosen["threshold"] is not None
                                         or any(v is not None for v in (chosen.get("per_label") or {}).values()))
-    reasons = []
-    if json.dumps(block.get("labeler"), sort_keys=True) != json.dumps(identity, sort_keys=True):
-        reasons.append("the calibration is of another labeler version than the labels on disk: run `curate "
-                       "calibrate` again")
-    if n < gate.min_reference:
-        reasons.append(f"only {n} reference items (min_reference {gate.min_reference})")
-    if value is None or value < gate.min:
-        shown = "n/a" if value is None else f"{value:.3f}"
-        reasons.append(f"{gate.metric} {shown} is below the minimum {gate.min:g}")
+    reasons = _guards(config, block, identity, n)
     if not certified:
         reasons.append(f"no confidence threshold reaches precision {gate.target_precision:g} with evidence")
     elif (lower or 0.0) < gate.target_precision:
@@ -141,8 +194,10 @@ def _decide(config: ProjectConfig, question: str, block: dict[str, Any], identit
         assert chosen is not None
         shared = "none (class thresholds only)" if chosen["threshold"] is None else f"{chosen['threshold']:.3f}"
         own = len(chosen.get("per_class") or {})
+        measured = "n/a" if value is None else f"{value:.3f}"
+        guard = f" (>= the guard {gate.min:g})" if gate.min is not None else ""
         decision.decision = "pass"
-        decision.reason = (f"{gate.metric} {value:.3f} >= {gate.min:g} on {n} reference items; threshold "
+        decision.reason = (f"{gate.metric} {measured}{guard} on {n} reference items; threshold "
                            f"{shared}{f' ({own} class(es) with their own)' if own else ''} keeps precision >= "
                            f"{gate.target_precision:g} (held-out {chosen['precision']:.3f}, lower bound "
                            f"{lower:.3f}{' with the audit evidence' if audit.get('audited') else ''}, "

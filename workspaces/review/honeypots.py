@@ -18,11 +18,11 @@ from sklearn.metrics import cohen_kappa_score
 from ..config import ProjectConfig
 from ..judge import human_reference, human_votes, leave_one_out, review_question
 from ..judge.calibrate import wilson_interval
-from ..rundir import ANNOTATIONS, read_table
+from ..rundir import ANNOTATIONS, PAUSED, read_json, read_table
 from ..shapes import shape_of
 from .plan import read_plan
 
-__all__ = ["honeypot_section", "to_pause"]
+__all__ = ["honeypot_section", "pause_decisions", "to_pause"]
 
 
 def honeypot_section(config: ProjectConfig) -> Optional[dict[str, Any]]:
@@ -76,3 +76,21 @@ def to_pause(config: ProjectConfig, section: Optional[dict[str, Any]]) -> list[s
     rule = config.honeypots
     return [a["annotator"] for a in section["annotators"]
             if a["seen"] >= rule.min_seen and a["accuracy"] is not None and a["accuracy"] < rule.min_accuracy]
+
+
+def pause_decisions(config: ProjectConfig) -> list[tuple[str, str]]:
+    """`(annotator, reason)` of every annotator the pause rule stops now who is not paused yet (none without
+    `honeypots`). Deciding only: `curate demo` and `curate annotators` pause them on the server."""
+    if config.honeypots is None:
+        return []
+    section = honeypot_section(config)
+    already = set((read_json(config.run_path, PAUSED, required=False) or {}).get("paused", {}))
+    decisions = []
+    for annotator in to_pause(config, section):
+        if annotator in already:
+            continue
+        assert section is not None
+        stats = next(a for a in section["annotators"] if a["annotator"] == annotator)
+        decisions.append((annotator, f"honeypot accuracy {stats['accuracy']:.2f} on {stats['seen']} honeypots, "
+                                     f"below {config.honeypots.min_accuracy}"))
+    return decisions

@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 import uuid
 from dataclasses import dataclass
+from typing import Optional
 
 import numpy as np
 import pandas as pd
@@ -70,8 +71,12 @@ def honeypot_pool(config: ProjectConfig) -> dict[str, str]:
     return gold or dict(reference.labels)
 
 
-def plan_batch(config: ProjectConfig, selection: Selection, *, seed: int = 0) -> ReviewBatch:
-    """Add audit items and honeypots to a selection, shuffle it, and mark the suppressed items."""
+def plan_batch(config: ProjectConfig, selection: Selection, *, seed: int = 0,
+               audit: Optional[list[str]] = None) -> ReviewBatch:
+    """Add audit items and honeypots to a selection, shuffle it, and mark the suppressed items.
+
+    Audit items are drawn from the items routed `audit`, in proportion to the selection; `audit` names them instead
+    (the label loop's final audit sends all of them)."""
     rng = np.random.default_rng([seed, len(read_plan(config))])
     before = read_plan(config)
     planned = set(before["item_id"])
@@ -80,7 +85,9 @@ def plan_batch(config: ProjectConfig, selection: Selection, *, seed: int = 0) ->
 
     routes = read_table(config.run_path, ROUTES, required=False)
     confident = set() if routes is None else set(routes.loc[routes["route"].isin(["audit", "auto"]), "item_id"])
-    if routes is not None:
+    if audit is not None:
+        rows += [{"item_id": i, "role": "audit"} for i in audit if i not in planned]
+    elif routes is not None:
         audit_left = sorted(set(routes.loc[routes["route"] == "audit", "item_id"]) - planned - set(chosen))
         review_left = len(set(routes.loc[routes["route"] == "review", "item_id"]) - planned) or 1
         share = len(audit_left) / (len(audit_left) + review_left)
