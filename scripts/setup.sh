@@ -95,7 +95,7 @@ if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && ! command -v initdb 
   fi
 fi
 # --- end PostgreSQL ---
-$PIP install -e '.[dev]' 2>&1 | quiet
+PYTHONWARNINGS='ignore:Editable installation' $PIP install -e '.[dev]' 2>&1 | quiet  # no setuptools banner about editable installs
 install_encoders
 echo "$want" > "$STAMP"
 echo "[setup] done" >&2

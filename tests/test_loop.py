@@ -131,6 +131,7 @@ def test_the_labels_no_human_gave_are_scored_on_the_held_back_labels(loops) -> N
         assert figures["n"] == len(mine) and figures["correct"] == sum(truth[i] == label for i in mine)
     flipped = score_held_back(second, again)["is_abusive"]  # the same accepted labels against turned-around truth
     assert flipped.overall["precision"] == pytest.approx(1 - score.overall["precision"])
+    assert score.broken == [] and flipped.broken == ["no"]  # measured below its promise: the demo exits 9
 
 
 def test_the_loop_refuses_a_project_that_counts_recorded_labels(tmp_path: Path) -> None:

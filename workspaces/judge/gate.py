@@ -137,11 +137,15 @@ def _decide_per_label(config: ProjectConfig, question: str, block: dict[str, Any
         ok = not guards and promise.get("threshold") is not None and lower >= target
         if ok:
             opened[str(label)] = promise
-        lines.append(f"{label}: " + (
-            f"open at {promise['threshold']:.3f} (held-out precision {promise['precision']:.3f}, lower bound "
-            f"{lower:.3f} >= {target:g}, {promise['accepted']} of {promise['n']} accepted)" if ok else
-            "no threshold keeps precision " + f"{target:g} with evidence" if promise.get("threshold") is None else
-            f"closed: lower bound {lower:.3f} < {target:g}"))
+        if ok:
+            lines.append(f"{label}: open at {promise['threshold']:.3f} (held-out precision {promise['precision']:.3f}, "
+                         f"lower bound {lower:.3f} >= {target:g}, {promise['accepted']} of {promise['n']} accepted)")
+        elif promise.get("threshold") is None:
+            lines.append(f"{label}: no threshold keeps precision {target:g} with evidence")
+        elif lower < target:
+            lines.append(f"{label}: closed: lower bound {lower:.3f} < {target:g}")
+        else:
+            lines.append(f"{label}: its promise holds (lower bound {lower:.3f} >= {target:g}), refused by the above")
     decision.per_label = {str(label): (opened[str(label)]["threshold"] if str(label) in opened else None)
                           for label in targets}
     decision.details = {"targets": {str(k): v for k, v in targets.items()}, "label_promises": promises}

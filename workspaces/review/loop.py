@@ -9,9 +9,10 @@ must not count recorded labels (`reference.recorded: false`), so no student, cal
 `score_held_back` uses them once, at the end, to measure the labels accepted without a human.
 
 One round:
-1. select a batch (`curate select`: a cold start picks by k-center diversity; later rounds the student's least sure
-   items among those triage sent to review) and plan it (`plan_batch`: audit items and honeypots mixed in at random
-   positions, every Nth item without a suggestion);
+1. select a batch: round 0 is a seeded random gold set when `selection.gold` is set (the labeler is calibrated on a
+   sample of the pool as it is; else a cold start by k-center diversity), later rounds the student's least sure items
+   among those triage sent to review (`curate select`); and plan it (`plan_batch`: audit items and honeypots mixed
+   in at random positions, every Nth item without a suggestion);
 2. the humans label it;
 3. the student is retrained on every human reference label so far, then calibrated, gated and triaged.
 
@@ -34,8 +35,8 @@ from ..items import load_items, recorded_labels
 from ..judge import calibrate, check_audit, human_reference, human_votes, labeler_questions, run_gate
 from ..judge.calibrate import wilson_interval
 from ..judge.gate import GateDecision
-from ..votes import human_label
 from ..rundir import GOLD_IDS, LOOP_ROUNDS, append_jsonl, read_jsonl, write_text
+from ..votes import human_label
 from .plan import ReviewBatch, plan_batch, read_plan, record_batch
 from .select import Selection, select_items
 from .triage import Triage, triage
