@@ -189,10 +189,16 @@ def test_the_demo_report_shows_honeypot_accuracy_per_recorded_annotator_and_the_
     assert agreement["measure"] == "agreement with the labeler" and accuracy["measure"].startswith("accuracy")
     assert agreement["suppressed_n"] == int(on["suppressed"].sum()) > 0
     assert agreement["suggested_n"] == int((~on["suppressed"]).sum()) > 0
+    gold = set((config.run_path / "gold_ids.txt").read_text().split())
     for hidden, prefix in ((True, "suppressed"), (False, "suggested")):  # a vote is never scored against itself
         scores = []
-        for _, group in on[on["suppressed"] == hidden].groupby("item_id"):
+        for item_id, group in on[on["suppressed"] == hidden].groupby("item_id"):
             for annotator, value in zip(group["annotator"], group["value"]):
+                if item_id in gold:  # a gold item is scored against its gold label (all its recorded votes)
+                    vote = human_label(question, group["value"].tolist())
+                    if vote.label is not None:
+                        scores.append(value == str(vote.label))
+                    continue
                 vote = human_label(question, group.loc[group["annotator"] != annotator, "value"].tolist())
                 if vote.label is not None and vote.votes >= config.reference.min_votes:
                     scores.append(value == str(vote.label))

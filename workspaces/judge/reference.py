@@ -187,16 +187,13 @@ def human_reference(config: ProjectConfig, question: str, *, items: Optional[pd.
 def leave_one_out(reference: Reference, question: QuestionConfig, votes: pd.DataFrame, *, min_votes: int = 1
                   ) -> Callable[[str, str], Optional[str]]:
     """`truth(item_id, annotator)`: what one annotator's vote is scored against, never the vote itself: the gold
-    label (a gold column; or gold ids, unless the annotator voted on that item: a gold set labelled by the same
-    reviewers, as the label loop's, would score a vote partly against itself), else the label of the other annotators'
-    votes by the one human-label rule (None without one, or with fewer than `min_votes` other votes). `votes`:
-    `human_votes` rows of `question`."""
+    label (gold ids or a gold column), else the label of the other annotators' votes by the one human-label rule
+    (None without one, or with fewer than `min_votes` other votes). `votes`: `human_votes` rows of `question`."""
     by_item = {item: list(zip(group["annotator"], group["value"].astype(str)))
                for item, group in votes.groupby("item_id")}
 
     def truth(item_id: str, annotator: str) -> Optional[str]:
-        source = reference.sources.get(item_id)
-        if source == "gold-column" or (source == "gold" and annotator not in {w for w, _ in by_item.get(item_id, [])}):
+        if reference.sources.get(item_id) in ("gold", "gold-column"):
             return reference.labels[item_id]
         vote = human_label(question, [value for who, value in by_item.get(item_id, []) if who != annotator])
         return None if vote.label is None or vote.votes < min_votes else _text(question, vote.label)
