@@ -192,9 +192,8 @@ def _human_responses(config: ProjectConfig) -> tuple[int, int]:
     return len(submitted), int(submitted["annotator"].nunique())
 
 
-def _loop_section(config: ProjectConfig, result: "LoopResult", humans: ArgillaHumans,
-                  scores: dict[str, "HeldBackScore"], curated_rows: int, tiers: list[dict[str, Any]]
-                  ) -> dict[str, Any]:
+def _loop_section(config: ProjectConfig, result: "LoopResult", scores: dict[str, "HeldBackScore"],
+                  curated_rows: int, tiers: list[dict[str, Any]]) -> dict[str, Any]:
     few_shot = 0
     if config.llm is not None and config.llm.few_shot_path is not None and config.llm.few_shot_path.is_file():
         few_shot = sum(1 for line in config.llm.few_shot_path.read_text().splitlines() if line.strip())
@@ -265,7 +264,7 @@ def run_demo(config: ProjectConfig, *, label: bool = True, repo_id: Optional[str
         broken = _say_scores(scores)
     with stage("Report", timings):
         curated_rows = sum(len(split) for split in build_curated(config).splits.values())
-        loop = _loop_section(config, result, humans, scores, curated_rows, tiers)
+        loop = _loop_section(config, result, scores, curated_rows, tiers)
         report, report_path = report_with_sections(config, extra={"loop": loop})
         print_report(report)
         for line in _describe_review(report):
