@@ -33,10 +33,11 @@ import pandas as pd
 from distilabel.steps import Step, StepInput
 from pydantic import Field, PrivateAttr
 
-from workspaces.config import EngineConfig, LLMConfig, PreferenceConfig, ProjectConfig, TaskKind
+from workspaces.config import PAIR_FIELDS, EngineConfig, LLMConfig, PreferenceConfig, ProjectConfig, TaskKind
 from workspaces.errors import ConfigError
-from workspaces.items import load_items
-from workspaces.rundir import PREFERENCES, PREFERENCES_REPORT, private_dir, read_table, write_json, write_table
+from workspaces.items import PAIR_SOURCES, load_items
+from workspaces.rundir import (LABELS, PREFERENCES, PREFERENCES_REPORT, private_dir, read_table, write_json,
+                               write_table)
 
 from .checkpoint import PartsWatcher, consolidate, worker_guard
 from .engine import model_resources, new_pipeline, resolve_engine, run_pipeline
@@ -50,6 +51,7 @@ if TYPE_CHECKING:
 __all__ = [
     "CANDIDATES_FILE",
     "PreferenceRun",
+    "judge_labels",
     "judge_spec",
     "prefer_items",
     "read_preferences",
@@ -167,16 +169,12 @@ def _read_rows(path: Path, parts: Path) -> pd.DataFrame:
 
 
 def _column_candidates(config: ProjectConfig, items: pd.DataFrame) -> pd.DataFrame:
-    """Two responses from data columns, in a seeded random A/B order per item (recorded in `source_columns`)."""
-    spec = config.preference
-    assert spec is not None
-    rows = []
-    for row in items.to_dict(orient="records"):
-        columns = list(spec.response_columns)
-        random.Random(f"{spec.shuffle_seed}:{row['item_id']}").shuffle(columns)
-        rows.append({"item_id": row["item_id"], "responses": [str(row[c]) for c in columns],
-                     "models": [f"data:{c}" for c in columns], "source_columns": columns})
-    return pd.DataFrame(rows)
+    """Two responses from data columns, as the items show them (`response_a` / `response_b`, in the seeded random
+    order of `items.pair_sources`, recorded in `source_columns`)."""
+    rows = [{"item_id": row["item_id"], "responses": [str(row[name]) for name in PAIR_FIELDS],
+             "models": [f"data:{c}" for c in row[PAIR_SOURCES]], "source_columns": list(row[PAIR_SOURCES])}
+            for row in items.to_dict(orient="records")]
+    return pd.DataFrame(rows, columns=["item_id", "responses", "models", "source_columns"])
 
 
 def _expected(probabilities: Optional[Dict[str, float]]) -> Optional[float]:
@@ -191,6 +189,51 @@ def _outcomes(pa: Dict[str, float], pb: Dict[str, float]) -> Dict[str, float]:
     b_better = sum(pa[i] * pb[j] for i in RATINGS for j in RATINGS if int(i) < int(j))
     both_bad = sum(pa[i] for i in ("1", "2")) * sum(pb[j] for j in ("1", "2"))
     return {"A": a_better, "B": b_better, "tie": max(0.0, 1.0 - a_better - b_better), "both-bad": both_bad}
+
+
+def _exclusive(pa: Dict[str, float], pb: Dict[str, float]) -> Dict[str, float]:
+    """The judge's distribution over the preference labels as exclusive outcomes (they sum to 1): both-bad when both
+    ratings are <= 2, else A / B / tie by which rating is higher, with the two ratings independent."""
+    out = {"A": 0.0, "B": 0.0, "tie": 0.0, "both-bad": 0.0}
+    for i in RATINGS:
+        for j in RATINGS:
+            key = "both-bad" if int(i) <= 2 and int(j) <= 2 else "A" if int(i) > int(j) else \
+                "B" if int(i) < int(j) else "tie"
+            out[key] += pa[i] * pb[j]
+    return out
+
+
+def judge_labels(config: ProjectConfig, frame: pd.DataFrame) -> pd.DataFrame:
+    """The judge's answers in the labeler file's form (`labels.parquet`, as `curate label` writes it): per pair the
+    preference question (label = the judge's preference, probabilities = `_exclusive`) and each rating question (the
+    rating distribution). So calibration, the gate, triage, review suggestions and curation read a pair's judge as
+    they read any labeler: one contract, no second path."""
+    from .label import LABEL_COLUMNS
+
+    spec = config.preference
+    assert spec is not None
+    stamp = pd.Timestamp.now(tz="UTC").isoformat()
+    rows = []
+    for row in frame.to_dict(orient="records"):
+        ok = row["status"] == "ok"
+        base = {"item_id": row["item_id"], "model": row["judge_model"], "prompt_hash": row["prompt_hash"],
+                "raw_output": None, "status": "ok" if ok else "failed", "error": None if ok else row["error"],
+                "run_id": "prefer", "labeled_at": stamp}
+        probabilities = {slot: json.loads(row[f"rating_probabilities_{slot.lower()}"]) if ok else None
+                         for slot in SLOTS}
+        answers = []
+        if ok:
+            mix = _exclusive(probabilities["A"], probabilities["B"])  # type: ignore[arg-type]
+            answers.append((spec.preference_question, str(row["preference"]), mix))
+            for question, slot in zip(spec.rating_questions, SLOTS):
+                answers.append((question, str(int(row[f"rating_{slot.lower()}"])), probabilities[slot]))
+        else:
+            answers = [(q, None, None) for q in (spec.preference_question, *spec.rating_questions)]
+        for question, label, dist in answers:
+            rows.append({**base, "question": question, "label": label,
+                         "confidence": float(dist[label]) if dist and label is not None else None,
+                         "probabilities": json.dumps(dist) if dist else None})
+    return pd.DataFrame(rows, columns=LABEL_COLUMNS)
 
 
 def _combine(config: ProjectConfig, items: pd.DataFrame, candidates: pd.DataFrame, judged: pd.DataFrame,
@@ -233,6 +276,10 @@ def _combine(config: ProjectConfig, items: pd.DataFrame, candidates: pd.DataFram
                    preference=None, preference_score=None)
         if len(responses) < 2 or any(r is None or not str(r).strip() for r in responses[:2]):
             errors.append("fewer than two non-empty candidate responses")
+        elif str(responses[0]).strip() == str(responses[1]).strip():
+            errors.append("the two responses are identical: nothing to prefer")
+        if not str(prompts[item_id]).strip():
+            errors.append("the prompt is empty")
         if errors:
             row.update(status="failed", error="; ".join(errors))
         else:
@@ -365,6 +412,7 @@ def prefer_items(config: ProjectConfig, *, limit: Optional[int] = None, progress
     judged = _consolidate_judge(judge_path)
     frame = _combine(config, items, candidates, judged, judge_model, judge.prompt_hash)
     path = write_table(PREFERENCES.path(run), frame)
+    write_table(LABELS.path(run), judge_labels(config, frame))
     report = summarize_preferences(frame)
     report.update(config=config.name, judge_model=judge_model, judge_prompt_hash=judge.prompt_hash,
                   tie_margin=spec.tie_margin, aspect=spec.aspect)

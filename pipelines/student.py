@@ -37,8 +37,9 @@ from workspaces.shapes import iob2_tags, shape_of, spans_from_tags, whitespace_t
 
 from .label import LABEL_COLUMNS
 
-__all__ = ["STUDENT_COLUMNS", "MultiLabelStudent", "SpanStudent", "StudentClassifier", "StudentFeatures", "StudentRun",
-           "class_uncertainty", "out_of_fold_proba", "run_student", "student_features", "student_for"]
+__all__ = ["STUDENT_COLUMNS", "MultiLabelStudent", "PairStudent", "SpanStudent", "StudentClassifier", "StudentFeatures",
+           "StudentRun", "class_uncertainty", "out_of_fold_proba", "pair_inputs", "run_student", "student_features",
+           "student_for"]
 
 STUDENT_COLUMNS = [*LABEL_COLUMNS, "out_of_fold"]
 
@@ -256,6 +257,63 @@ class MultiLabelStudent(BaseModel):
     def identity(self) -> dict[str, Any]:
         return {"backend": "student", "classifier": "one-vs-rest-logistic-regression", "C": self.C,
                 "class_weight": self.class_weight}
+
+
+def pair_inputs(prompt: np.ndarray, response_a: np.ndarray, response_b: np.ndarray) -> np.ndarray:
+    """A pair's student input: the embeddings of its prompt and of the two responses side by side (n x 3d)."""
+    return np.hstack([prompt, response_a, response_b]).astype(np.float32)
+
+
+class PairStudent(BaseModel):
+    """A Bradley-Terry reward-model student: P(A beats B) = sigmoid(r(prompt, A) - r(prompt, B)), with a linear
+    reward r(p, x) = w . [x, p * x] on sentence embeddings, fitted by logistic regression (scikit-learn) on the
+    difference of the two rewards' features, without intercept. Swapping A and B negates the input, so the
+    probability swaps exactly: the student has no position bias by construction.
+
+    Input: `X` (n x 3d: `pair_inputs` of prompt, response A, response B), `y` ("A" or "B": the human choice).
+    Output: `predict_proba(X)` (n x 2), columns `classes_` = ["A", "B"].
+    """
+
+    C: float = Field(default=1.0, gt=0, description="inverse regularisation strength")
+    max_iter: int = Field(default=3000, ge=10)
+    seed: int = 0
+    _model: Optional[LogisticRegression] = PrivateAttr(default=None)
+
+    @staticmethod
+    def _difference(X: np.ndarray) -> np.ndarray:
+        d = X.shape[1] // 3
+        prompt, a, b = X[:, :d], X[:, d:2 * d], X[:, 2 * d:]
+        return np.hstack([a - b, prompt * (a - b)]).astype(np.float64)
+
+    def fit(self, X: np.ndarray, y: Sequence[str], *, warm_from: Any = None) -> "PairStudent":
+        """Fit on pairs `X` with choices `y` (A / B; each pair is seen in both orders, so the classes balance)."""
+        wins = np.asarray([str(v) == "A" for v in y])
+        if len(set(str(v) for v in y) - {"A", "B"}):
+            raise ModelError(f"a pair student learns choices A or B, not {sorted(set(map(str, y)) - {'A', 'B'})}")
+        D = self._difference(np.asarray(X))
+        self._model = LogisticRegression(C=self.C, max_iter=self.max_iter, fit_intercept=False,
+                                         random_state=self.seed)
+        self._model.fit(np.vstack([D, -D]), np.concatenate([wins, ~wins]).astype(int))
+        return self
+
+    @property
+    def classes_(self) -> list[str]:
+        return ["A", "B"]
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        if self._model is None:
+            raise ModelError("the pair student is not fitted")
+        p_a = self._model.predict_proba(self._difference(np.asarray(X)))[:, 1]
+        return np.column_stack([p_a, 1.0 - p_a])
+
+    def predict(self, X: np.ndarray) -> list[str]:
+        return ["A" if p >= 0.5 else "B" for p in self.predict_proba(X)[:, 0]]
+
+    def uncertainty(self, proba: np.ndarray, kind: str) -> np.ndarray:
+        return class_uncertainty(proba, kind)
+
+    def identity(self) -> dict[str, Any]:
+        return {"backend": "student", "classifier": "bradley-terry", "C": self.C}
 
 
 def _token_features(tokens: list[str], i: int) -> dict[str, Any]:

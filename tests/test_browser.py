@@ -662,3 +662,58 @@ def test_a_reviewer_selects_a_span_in_the_ui_and_sync_brings_back_exactly_its_of
     start = item["text"].index(word)
     spans = [{"start": s["start"], "end": s["end"], "label": s["label"]} for s in json.loads(mine["value"].iloc[0])]
     assert spans == [{"start": start, "end": start + len(word), "label": "creative-work"}]
+
+
+PAIRS_REVIEWER = "pairs-reviewer"
+
+
+@pytest.fixture(scope="module")
+def pairs_project(tmp_path_factory: pytest.TempPathFactory, argilla_server: Any, argilla_client: Any) -> Any:
+    """Two HH-RLHF pairs of `configs/hh_rlhf_harmless_prefs.yaml`, judged by the real local LLM (`curate prefer`)
+    and published the way the loop publishes them (the judge's answers are suggestions from `labels.parquet`)."""
+    from pipelines.prefer import prefer_items
+
+    folder = tmp_path_factory.mktemp("browser-pairs")
+    raw = yaml.safe_load((ROOT / "configs" / "hh_rlhf_harmless_prefs.yaml").read_text())
+    raw["data"].update(path=str(ROOT / "data" / "hh_rlhf" / "harmless_test_pairs_200.jsonl"), limit=2)
+    raw["argilla"].update(dataset="browser-pairs", workspace="tests")
+    raw["run_dir"] = str(folder / "run")
+    (folder / "project.yaml").write_text(yaml.safe_dump(raw))
+    config = load_config(folder / "project.yaml")
+    judged = prefer_items(config).preferences.set_index("item_id")
+    assert (judged["status"] == "ok").all(), judged["error"].tolist()
+    assert publish(config, argilla_client).records == 2
+    annotator = add_annotator(argilla_client, config, PAIRS_REVIEWER)
+    driver = _chrome(tmp_path_factory)
+    try:
+        yield config, driver, annotator.password, judged
+    finally:
+        driver.quit()
+        get_dataset(argilla_client, config).delete()
+
+
+def test_a_reviewer_sees_a_and_b_with_the_judges_suggestion_and_submits_a_choice(pairs_project, argilla_server) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as EC
+
+    config, browser, password, judged = pairs_project
+    _sign_in_and_open(browser, argilla_server, PAIRS_REVIEWER, password, "browser-pairs")
+    fields = _wait(browser, lambda d: [_normal(f.text) for f in d.find_elements(By.CSS_SELECTOR,
+                                                                                 ".fields .markdown-render")] or None)
+    assert len(fields) == 3, "prompt, response A and response B"
+    items = load_items(config).set_index("item_id")
+    shown = next(i for i in items.index if _normal(items.at[i, "response_a"]) == fields[1])
+    assert fields[2] == _normal(items.at[shown, "response_b"])
+    suggested = judged.at[shown, "preference"]
+    assert browser.find_element(By.ID, f"preference_{suggested}").is_selected(), "the judge's choice is pre-selected"
+    answer = "B" if suggested == "A" else "A"
+    browser.find_element(By.CSS_SELECTOR, f"label[for=preference_{answer}]").click()
+    _wait(browser, lambda d: d.find_element(By.ID, f"preference_{answer}").is_selected())
+    _wait(browser, EC.element_to_be_clickable((By.CSS_SELECTOR, "button.button--submit"))).click()
+    _wait(browser, lambda d: _normal(d.find_elements(By.CSS_SELECTOR, ".fields .markdown-render")[1].text)
+          != fields[1])
+
+    _invoke(argilla_server, "sync", str(config.source_path))
+    synced = pd.read_parquet(config.run_path / "annotations.parquet")
+    mine = synced[(synced["annotator"] == PAIRS_REVIEWER) & (synced["question"] == "preference")]
+    assert mine[["item_id", "value", "status"]].values.tolist() == [[shown, answer, "submitted"]]

@@ -42,6 +42,7 @@ __all__ = [
     "LLMBackend",
     "LLMConfig",
     "MetadataConfig",
+    "PAIR_FIELDS",
     "PREFERENCE_LABELS",
     "PreferenceConfig",
     "ProjectConfig",
@@ -57,6 +58,7 @@ __all__ = [
 
 _NAME = r"^[a-z0-9_-]+$"
 PREFERENCE_LABELS = ("A", "B", "tie", "both-bad")
+PAIR_FIELDS = ("response_a", "response_b")  # the two shown responses of a pair (item columns, see `items.load_items`)
 _DOCS = "See README.md, section 'Configuration'."
 
 
@@ -310,6 +312,8 @@ class PreferenceConfig(_Strict):
     tie_margin: float = Field(default=0.25, ge=0.0, description="expected-rating gap below which a pair is a tie")
     human_preferred: Optional[str] = Field(default=None, description="response column the humans preferred")
     shuffle_seed: int = 13
+    human_annotator: str = Field(default="original-raters", pattern=_NAME,
+                                 description="who the recorded `human_preferred` choice is from (one reviewer)")
     rating_questions: list[str] = Field(default_factory=lambda: ["rating_a", "rating_b"])
     preference_question: str = "preference"
     rationale_question: str = "rationale"
@@ -556,6 +560,10 @@ class HubConfig(_Strict):
         default=None, description="file of gold item ids (one per line, or a JSON list); relative to the config file")
     restore_redacted: bool = Field(default=False, description="push the original text instead of the redaction "
                                                               "tokens (the map stays in the run dir either way)")
+    dpo_format: Optional[Literal["standard", "conversational"]] = Field(
+        default=None, description="the preference split's form (TRL's conventions): `standard` strings prompt / "
+                                  "chosen / rejected, or `conversational` lists of messages; default standard for "
+                                  "`task: preference`, refused for any other task")
 
 
 class ProjectConfig(_Strict):
@@ -587,6 +595,20 @@ class ProjectConfig(_Strict):
     suppression: Optional[SuppressionConfig] = None
     consensus: ConsensusConfig = Field(default_factory=ConsensusConfig)
     source_path: Optional[Path] = Field(default=None, exclude=True, description="the YAML file this came from")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _pair_fields(cls, data: Any) -> Any:
+        """A pair from data columns shows its two responses as fields `response_a` / `response_b` (item columns in a
+        seeded random order, see `items.load_items`), so every stage reads a pair as it reads an item."""
+        if not isinstance(data, dict) or data.get("task") != TaskKind.preference.value:
+            return data
+        spec = data.get("preference")
+        if not isinstance(spec, dict) or spec.get("candidates") != "columns" or not isinstance(data.get("fields"), list):
+            return data
+        named = {f.get("name") if isinstance(f, dict) else getattr(f, "name", None) for f in data["fields"]}
+        extra = [{"name": name, "title": f"Response {name[-1].upper()}"} for name in PAIR_FIELDS if name not in named]
+        return {**data, "fields": [*data["fields"], *extra]}
 
     @field_validator("fields")
     @classmethod
@@ -636,6 +658,9 @@ class ProjectConfig(_Strict):
         if leaked:
             raise ValueError(f"reference.gold_columns: column(s) {leaked} are shown to reviewers (a field or "
                              f"metadata); gold labels must stay in the run dir")
+        if self.hub.dpo_format is not None and self.task != TaskKind.preference:
+            raise ValueError("hub.dpo_format: a DPO split needs a preference question (`task: preference` with a "
+                             "`preference` section); this config labels items")
         if self.task == TaskKind.preference:
             self._check_preference(field_names)
         elif self.preference is not None:

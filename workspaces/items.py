@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 from pathlib import Path
 from dataclasses import dataclass, field
 from typing import Any, Optional
@@ -10,17 +11,21 @@ from typing import Any, Optional
 import numpy as np
 import pandas as pd
 
-from .config import ConfigError, ProjectConfig
+from .config import PAIR_FIELDS, PREFERENCE_LABELS, ConfigError, ProjectConfig
 from .redaction import redact_items
 from .shapes import ShapeValueError, shape_of
 
 __all__ = [
     "ItemCheck",
+    "PAIR_SOURCES",
     "check_items",
     "load_gold_ids",
     "load_items",
+    "pair_sources",
     "read_table",
+    "recorded_choices",
     "recorded_labels",
+    "with_pair_columns",
 ]
 
 _RECORDED_COLUMNS = ["item_id", "question", "annotator", "value"]
@@ -77,6 +82,7 @@ def load_items(config: ProjectConfig, *, redact: bool = True) -> pd.DataFrame:
     if id_column not in frame.columns:
         raise ConfigError(f"{config.source_path}: data.id_column: no column {id_column!r} in {path}; "
                           f"columns: {list(frame.columns)}")
+    frame = with_pair_columns(config, frame)
     missing = [f.source_column for f in config.fields if f.source_column not in frame.columns]
     if missing:
         raise ConfigError(f"{config.source_path}: fields: no column(s) {missing} in {path}")
@@ -99,6 +105,50 @@ def load_items(config: ProjectConfig, *, redact: bool = True) -> pd.DataFrame:
     return frame
 
 
+PAIR_SOURCES = "pair_sources"  # item column: the data columns shown as response A and B, in that order
+
+
+def pair_sources(config: ProjectConfig, item_id: str) -> list[str]:
+    """The data columns shown as response A and B of a pair: `preference.response_columns` in a random order seeded
+    by `preference.shuffle_seed` and the item id (so neither the judge nor a reviewer can learn "A is the chosen")."""
+    spec = config.preference
+    assert spec is not None
+    columns = list(spec.response_columns)
+    random.Random(f"{spec.shuffle_seed}:{item_id}").shuffle(columns)
+    return columns
+
+
+def with_pair_columns(config: ProjectConfig, frame: pd.DataFrame) -> pd.DataFrame:
+    """A pair from data columns (`candidates: columns`) gets its shown responses as item columns `response_a`,
+    `response_b` (the fields `PAIR_FIELDS`) and their source columns in `pair_sources`; other items are unchanged."""
+    spec = config.preference
+    if spec is None or spec.candidates != "columns":
+        return frame
+    missing = [c for c in spec.response_columns if c not in frame.columns]
+    if missing:
+        raise ConfigError(f"{config.source_path}: preference.response_columns: no column(s) {missing} in "
+                          f"{config.data.path}")
+    frame = frame.copy()
+    id_column = "item_id" if "item_id" in frame.columns else config.data.id_column
+    orders = [pair_sources(config, str(_id_text(i))) for i in frame[id_column]]
+    for slot, name in enumerate(PAIR_FIELDS):
+        frame[name] = [row[order[slot]] for order, (_, row) in zip(orders, frame.iterrows())]
+    frame[PAIR_SOURCES] = orders
+    return frame
+
+
+def recorded_choices(config: ProjectConfig, items: pd.DataFrame) -> pd.DataFrame:
+    """A pair's recorded human choice (`preference.human_preferred`: the column the raters preferred) as the
+    shown slot, A or B, from one reviewer `preference.human_annotator`; empty when the data records no choice."""
+    spec = config.preference
+    if spec is None or spec.human_preferred is None or PAIR_SOURCES not in items.columns:
+        return pd.DataFrame(columns=_RECORDED_COLUMNS)
+    rows = [{"item_id": item_id, "question": spec.preference_question, "annotator": spec.human_annotator,
+             "value": PREFERENCE_LABELS[list(order).index(spec.human_preferred)]}
+            for item_id, order in zip(items["item_id"], items[PAIR_SOURCES])]
+    return pd.DataFrame(rows, columns=_RECORDED_COLUMNS)
+
+
 def field_texts(config: ProjectConfig, question: Any, items: Optional[pd.DataFrame] = None) -> dict[str, str]:
     """item id -> the text of a span question's `field` (what its character offsets point into); {} for a
     question with no field."""
@@ -117,6 +167,9 @@ def recorded_labels(config: ProjectConfig, items: pd.DataFrame) -> pd.DataFrame:
     values is an error naming the item, so a wrong mapping can never slip into an agreement figure.
     """
     spec = config.human_labels
+    choices = recorded_choices(config, items)
+    if spec is None and len(choices):
+        return choices
     if spec is None:
         raise ConfigError(f"{config.source_path}: no `human_labels` section: the data carries no recorded labels")
     if spec.column not in items.columns:
@@ -150,7 +203,8 @@ def recorded_labels(config: ProjectConfig, items: pd.DataFrame) -> pd.DataFrame:
                     raise ConfigError(f"{config.source_path}: human_labels.values.{question_name}: item {item_id} "
                                       f"has {mapping.key}={raw!r}, which maps to none of {allowed}")
                 rows.append({"item_id": item_id, "question": question_name, "annotator": annotator, "value": value})
-    return pd.DataFrame(rows, columns=_RECORDED_COLUMNS)
+    labels = pd.DataFrame(rows, columns=_RECORDED_COLUMNS)
+    return pd.concat([labels, choices], ignore_index=True) if len(choices) else labels
 
 
 def _source_row(path: Path, index: Any) -> int:

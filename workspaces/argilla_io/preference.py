@@ -16,7 +16,7 @@ from typing import Any, Callable, Optional
 import argilla as rg
 import pandas as pd
 
-from ..config import ProjectConfig, QuestionKind, TaskKind
+from ..config import PAIR_FIELDS, ProjectConfig, QuestionKind, TaskKind
 from ..errors import ConfigError
 from ..items import load_items
 from ..rundir import PREFERENCES, read_table
@@ -25,7 +25,7 @@ from .records import display_text
 
 __all__ = ["build_preference_records", "build_preference_settings", "publish_preferences"]
 
-RESPONSE_FIELDS = ("response_a", "response_b")
+RESPONSE_FIELDS = PAIR_FIELDS
 
 Progress = Callable[[int, int], None]
 
@@ -42,9 +42,11 @@ def build_preference_settings(config: ProjectConfig) -> rg.Settings:
     spec = config.preference
     assert spec is not None
     prompt = next(f for f in config.fields if f.name == spec.prompt_field)
-    fields = [rg.TextField(name=prompt.name, title=prompt.title or prompt.name, use_markdown=True),
-              rg.TextField(name="response_a", title="Response A", use_markdown=True),
-              rg.TextField(name="response_b", title="Response B", use_markdown=True)]
+    shown = {f.name: f for f in config.fields}
+    fields = [rg.TextField(name=prompt.name, title=prompt.title or prompt.name, use_markdown=True)]
+    fields += [rg.TextField(name=name, title=(shown[name].title if name in shown and shown[name].title else
+                                              f"Response {name[-1].upper()}"), use_markdown=True)
+               for name in RESPONSE_FIELDS]
     questions: list[Any] = []
     for question in config.questions:
         title = question.title or question.name

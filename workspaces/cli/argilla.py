@@ -33,7 +33,10 @@ def publish_command(
 ) -> None:
     """Create/update the Argilla dataset from CONFIG and log its items (idempotent: record ids = item ids).
 
-    A `task: preference` config publishes its preference pairs (`curate prefer` output) instead.
+    A pair from data columns (`task: preference`, `candidates: columns`) is an item like any other: its responses
+    are the fields `response_a` / `response_b` and the judge's answers are suggestions from `labels.parquet`
+    (`curate prefer`). Pairs whose responses the LLM wrote (`candidates: generate`) are published from
+    `preferences.parquet`.
     """
     from ..argilla_io.preference import publish_preferences
     from ..argilla_io.publish import publish
@@ -41,7 +44,7 @@ def publish_command(
     project = load(config)
     owner = client()
     with progress_bar("Publishing", "records") as update:
-        if project.task == TaskKind.preference:
+        if project.task == TaskKind.preference and project.preference and project.preference.candidates == "generate":
             result = publish_preferences(project, owner, progress=update)
         else:
             result = publish(project, owner, labels_path=labels, embeddings_path=embeddings, recreate=recreate,

@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING, Any, Optional
 import numpy as np
 import typer
 
-from ..config import ProjectConfig
-from ..errors import PromiseBrokenError
+from ..config import ProjectConfig, TaskKind
+from ..errors import ConfigError, PromiseBrokenError
 from ..rundir import CALIBRATION, REVIEWER_LOGIN, read_json, write_json
 from ._app import app, command, load
 from .agreement import print_report, report_with_sections
@@ -109,8 +109,9 @@ def _describe_round(config: ProjectConfig, done: "LoopRound") -> None:
     for question, q in ((calibration or {}).get("questions") or {}).items():
         model = (q.get("labeler") or {}).get("model")
         sets = "hamming_loss" in q
-        say(f"{question}: the {calibration['labeler']}{f' ({model})' if model else ''}, retrained on every human label "
-            f"so far, measured on {q['n']} reference items: accuracy {_f(q['accuracy'])}"
+        retrained = ", retrained on every human label so far," if calibration["labeler"] != "llm" else ""
+        say(f"{question}: the {calibration['labeler']}{f' ({model})' if model else ''}{retrained} measured on "
+            f"{q['n']} reference items: accuracy {_f(q['accuracy'])}"
             + (" (exact set)" if sets else "") + f", Cohen's kappa {_f(q['kappa'])}"
             + (" (mean per label)" if sets else "") + f", alpha {_f(q['alpha'])}, ECE {_f(q['ece'])}")
     for question, decision in done.gates.items():
@@ -221,7 +222,7 @@ def run_demo(config: ProjectConfig, *, label: bool = True, repo_id: Optional[str
     Raises:
         PromiseBrokenError: the labels accepted without a human measured below their promise on the held-back labels.
     """
-    from pipelines import embed_items, label_items
+    from pipelines import embed_items, label_items, prefer_items
 
     from ..argilla_io.connection import connect
     from ..argilla_io.replay import ensure_user
@@ -235,14 +236,25 @@ def run_demo(config: ProjectConfig, *, label: bool = True, repo_id: Optional[str
         client, info = connect()
         say(f"{'external' if info.external else 'embedded'} server at {info.api_url}"
             f"{'' if info.external else (' (started)' if info.started else ' (reused)')}")
+    recorded = recorded_labels(config, load_items(config))
+    if recorded.empty:
+        raise ConfigError(f"{config.source_path}: the data records no human answer to replay as reviewers "
+                          "(`human_labels`, or `preference.human_preferred` for pairs), so the demo has no humans")
     if label and config.llm is not None and config.triage.labeler in ("llm", "ensemble"):
-        with stage("LLM labels (the LLM is the labeler that decides, so it labels the pool)", timings), \
-                progress_bar("Labelling", "items") as update:
-            labelled = label_items(config, progress=update)
-        say(f"{labelled.ok} ok, {labelled.failed} failed ({labelled.skipped} already labelled)")
+        if config.task == TaskKind.preference:
+            with stage("LLM judge (the judge is the labeler that decides, so it rates every pair)", timings), \
+                    progress_bar("Judging", "ratings") as update:
+                judged = prefer_items(config, progress=update)
+            say(f"{judged.report['ok']} pairs judged, {judged.report['failed']} failed (each with its reason in "
+                f"{judged.path.name})")
+        else:
+            with stage("LLM labels (the LLM is the labeler that decides, so it labels the pool)", timings), \
+                    progress_bar("Labelling", "items") as update:
+                labelled = label_items(config, progress=update)
+            say(f"{labelled.ok} ok, {labelled.failed} failed ({labelled.skipped} already labelled)")
     with stage("Embeddings", timings), progress_bar("Embedding", "texts") as update:
         embed_items(config, progress=update)
-    humans = ArgillaHumans(client, recorded_labels(config, load_items(config)))
+    humans = ArgillaHumans(client, recorded)
     with stage(f"Review rounds (1 + {config.selection.rounds}) with active learning, honeypots, suppression and "
                f"the audit; the {config.triage.labeler} retrained, calibrated, gated and triaged after each", timings):
         result = run_loop(config, humans, on_round=lambda done: _describe_round(config, done))
@@ -252,7 +264,9 @@ def run_demo(config: ProjectConfig, *, label: bool = True, repo_id: Optional[str
     labeler_seconds = sum(r.seconds.get("labeler", 0.0) for r in result.rounds)
     counts = result.triage.routes.drop_duplicates("item_id")
     unreviewed_auto = int(((counts["route"] == "auto") & ~counts["item_id"].isin(result.reviewed)).sum())
-    tiers = [{"labeler": result.labeler, "decided": unreviewed_auto, "seconds": round(labeler_seconds, 1)}]
+    tiers = [{"labeler": result.labeler, "decided": unreviewed_auto, "seconds": round(labeler_seconds, 1),
+              "gates": {q: {"decision": "pass" if state.open else "fail", "reason": state.reason}
+                        for q, state in result.triage.states.items()}}]
     if label and config.llm is not None and result.labeler == "student":
         with stage(f"LLM tier: label {LLM_TIER_ITEMS} gold items, calibrate and gate", timings):
             tiers.append(_llm_tier(config, result))

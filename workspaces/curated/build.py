@@ -20,6 +20,9 @@ Sources, per question and for the item (the item's `source` is the one of its pr
 question): `gold`, `human-consensus` (>= 2 humans with a majority), `human-single` (one human), `llm-reviewed` (humans
 agreed with or overrode an LLM label), `auto-accepted` (a labeler's label under an open gate), `unverified`.
 
+A preference project's split is its pairs in TRL's conventions instead (`prompt`, `chosen`, `rejected`, by prompt:
+see `workspaces.curated.pairs`).
+
 Splits: gold items form a `gold` split and never enter train/validation/test, which are drawn with sklearn's
 `train_test_split`, stratified by the primary question's final label and seeded with `hub.seed`.
 """
@@ -37,7 +40,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ..config import ProjectConfig, QuestionConfig, QuestionKind
+from ..config import ProjectConfig, QuestionConfig, QuestionKind, TaskKind
 from ..shapes import PickCountError, ShapeValueError, iob2_names, iob2_tags, shape_of, whitespace_tokens
 from ..errors import RunFileError
 from ..items import load_gold_ids, load_items, recorded_labels
@@ -46,6 +49,7 @@ from ..judge.gate import GateState, gate_state
 from ..judge.labeler import load_labeler
 from ..rundir import ANNOTATIONS, LABELS, ROUTES, read_arrow
 from ..votes import human_label
+from .pairs import pair_features, pair_tables
 
 __all__ = ["CuratedDataset", "CurationError", "SOURCES", "SPLITS", "build_curated", "curated_features",
            "load_gold_ids"]
@@ -87,8 +91,10 @@ class CuratedDataset:
     def counts_by_source(self, question: Optional[str] = None) -> dict[str, dict[str, int]]:
         """`{split: {source: rows}}` for the item-level source (or one question's source)."""
         column = "source" if question is None else f"{question}_source"
+        if question == self.primary_question and any(column not in t.column_names for t in self.tables.values()):
+            column = "source"  # a pair row carries the decider of its preference question as its `source`
         counts = {name: table.select([column]).to_pandas()[column].value_counts(dropna=False).sort_index()
-                  for name, table in self.tables.items()}
+                  for name, table in self.tables.items() if column in table.column_names}
         return {name: {str(k): int(v) for k, v in values.items()} for name, values in counts.items()}
 
     def to_dataset(self, config: ProjectConfig, split: str) -> "Any":
@@ -134,7 +140,7 @@ def build_curated(config: ProjectConfig) -> CuratedDataset:
               if config.consensus.method == "dawid-skene" else {})
     primary = _primary_question(config)
     by_question = {q.name: 0 for q in config.questions}
-    schema = curated_features(config).arrow_schema
+    schema = item_features(config).arrow_schema
     columns = schema.names
     chunks: list[pa.Table] = []
     models_seen: set[tuple[str, str, str]] = set()
@@ -189,6 +195,12 @@ def build_curated(config: ProjectConfig) -> CuratedDataset:
                      f"e.g. {reasons[0]}")
     table = pa.concat_tables(chunks) if chunks else schema.empty_table()
     del chunks
+    submitted_annotators = sorted(str(a) for a in pc.unique(annotations.filter(is_known)["annotator"]).to_pylist())
+    llm = [{"question": q, "model": m, "prompt_hash": h} for q, m, h in sorted(models_seen)]
+    if config.task == TaskKind.preference:  # a pair's split is prompt / chosen / rejected (`curated.pairs`)
+        return CuratedDataset(tables=pair_tables(config, table, excluded, notes), primary_question=primary,
+                              excluded=excluded, excluded_by_question={k: v for k, v in by_question.items() if v},
+                              notes=notes, annotators=submitted_annotators, llm=llm, gates=gates)
     thin = table.select(["source", primary]).to_pandas()  # what the splits are drawn on, one row per curated item
     is_gold = thin["source"] == "gold"
     positions = _split(thin[~is_gold], primary, config, notes)
@@ -197,15 +209,19 @@ def build_curated(config: ProjectConfig) -> CuratedDataset:
     # the rows were built in item_id order, so taking each split's positions in order keeps it sorted by item_id
     tables = {name: table.take(pa.array(np.sort(part.index.to_numpy()), pa.int64()))
               for name, part in positions.items() if len(part) or name == "gold"}
-    submitted_annotators = sorted(str(a) for a in pc.unique(annotations.filter(is_known)["annotator"]).to_pylist())
-    llm = [{"question": q, "model": m, "prompt_hash": h} for q, m, h in sorted(models_seen)]
     return CuratedDataset(tables=tables, primary_question=primary, excluded=excluded,
                           excluded_by_question={k: v for k, v in by_question.items() if v}, notes=notes,
                           annotators=submitted_annotators, llm=llm, gates=gates)
 
 
 def curated_features(config: ProjectConfig) -> "Any":
-    """The `datasets.Features` of a curated row: item fields, per-question label + provenance, item provenance."""
+    """The `datasets.Features` of a curated row: a pair's (`curated.pairs.pair_features`) for a preference project,
+    else an item's (`item_features`)."""
+    return pair_features(config) if config.task == TaskKind.preference else item_features(config)
+
+
+def item_features(config: ProjectConfig) -> "Any":
+    """The `datasets.Features` of a curated item: item fields, per-question label + provenance, item provenance."""
     from datasets import ClassLabel, Features, List, Value
 
     features: dict[str, Any] = {"item_id": Value("string")}

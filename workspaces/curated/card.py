@@ -12,7 +12,7 @@ import re
 from typing import Any, Optional
 
 from ..agreement import Report
-from ..config import ProjectConfig, QuestionKind
+from ..config import ProjectConfig, QuestionKind, TaskKind
 from ..encoders import NAMED_ENCODERS, NamedEncoder
 from .build import SPLITS, CuratedDataset
 
@@ -34,11 +34,14 @@ def card_metadata(config: ProjectConfig, curated: CuratedDataset) -> dict[str, A
     kinds = {q.kind for q in config.questions}
     tasks = ((["text-classification"] if kinds & {QuestionKind.label, QuestionKind.multi_label, QuestionKind.rating}
               else []) + (["token-classification"] if QuestionKind.span in kinds else [])) or ["text-generation"]
+    tags = ["curate", "argilla", "distilabel", "human-feedback", "provenance"]
+    if config.task == TaskKind.preference:  # prompt / chosen / rejected pairs: preference data for DPO / reward models
+        tasks, tags = ["text-generation"], [*tags, "dpo", "preference"]
     return {
         "license": _license_id(config),
         "pretty_name": config.name,
         "task_categories": tasks,
-        "tags": ["curate", "argilla", "distilabel", "human-feedback", "provenance"],
+        "tags": tags,
         "size_categories": [_size_category(total)],
         "configs": [{"config_name": "default", "data_files": [
             {"split": name, "path": f"data/{name}-*"} for name in _ordered(curated.rows)]}],
@@ -101,9 +104,17 @@ def _splits_section(config: ProjectConfig, curated: CuratedDataset) -> list[str]
     out = ["## Splits", "", "| split | rows |", "|---|---|"]
     out += [f"| {name} | {rows[name]} |" for name in names]
     out += [f"| **total** | {sum(rows.values())} |", ""]
-    out.append(f"Train/validation/test are drawn with a fixed seed ({config.hub.seed}), stratified by "
-               f"`{curated.primary_question}` (test {config.hub.test_size:g}, validation "
-               f"{config.hub.validation_size:g}).")
+    if config.task == TaskKind.preference:
+        out.append(f"Each row is a pair in TRL's conventions (`prompt`, `chosen`, `rejected`, "
+                   f"{config.hub.dpo_format or 'standard'} form) with `score_chosen` / `score_rejected` and who "
+                   f"decided it (`source`, `n_annotators`, `agreement`, `gate_id`, the judge's model and prompt hash). "
+                   f"Train/test are split by prompt with a fixed seed ({config.hub.seed}, test "
+                   f"{config.hub.test_size:g}): no prompt is in two splits. Pairs decided `tie` or `both-bad` are "
+                   "left out and counted below.")
+    else:
+        out.append(f"Train/validation/test are drawn with a fixed seed ({config.hub.seed}), stratified by "
+                   f"`{curated.primary_question}` (test {config.hub.test_size:g}, validation "
+                   f"{config.hub.validation_size:g}).")
     if "gold" in rows:
         out.append("The `gold` split holds the gold items (labels recorded with the source data); they never appear "
                    "in train, validation or test.")
@@ -111,7 +122,7 @@ def _splits_section(config: ProjectConfig, curated: CuratedDataset) -> list[str]
     out += [f"### Rows per source (item level: the source of `{curated.primary_question}`)", ""]
     out += _source_table(curated.counts_by_source(), names)
     for q in config.questions:
-        if q.name != curated.primary_question:
+        if q.name != curated.primary_question and config.task != TaskKind.preference:
             out += [f"Per question `{q.name}`:", ""]
             out += _source_table(curated.counts_by_source(q.name), names)
     out += ["Sources: " + "; ".join(f"`{s}` = {text}" for s, text in _SOURCE_TEXT.items()) + ".", ""]
