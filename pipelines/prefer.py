@@ -21,17 +21,14 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import random
 import shutil
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, Optional
 
 import pandas as pd
-from distilabel.steps import Step, StepInput
-from pydantic import Field, PrivateAttr
 
 from workspaces.config import PAIR_FIELDS, EngineConfig, LLMConfig, PreferenceConfig, ProjectConfig, TaskKind
 from workspaces.errors import ConfigError
@@ -44,9 +41,6 @@ from .engine import model_resources, new_pipeline, resolve_engine, run_pipeline
 from .label import _quiet_distilabel, offline_citations, run_label_pipeline
 from .prompt import LabelSpec
 from .steps import WriteRows
-
-if TYPE_CHECKING:
-    from distilabel.steps.typing import StepOutput
 
 __all__ = [
     "CANDIDATES_FILE",

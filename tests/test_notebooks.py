@@ -13,12 +13,13 @@ import json
 from pathlib import Path
 
 import argilla as rg
-import nbformat
 import pandas as pd
 import pytest
 import yaml
-from nbclient import NotebookClient
 from typer.testing import CliRunner
+
+from support.notebooks import assert_figures as _assert_figures, images as _images, outputs as _outputs
+from support.notebooks import run_notebook as _run_notebook
 
 from workspaces.argilla_io.publish import get_dataset
 from workspaces.argilla_io.replay import replay_recorded_labels
@@ -30,39 +31,6 @@ from workspaces.items import load_items, recorded_labels
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "configs" / "convabuse_demo.yaml"
 N_ITEMS = 160
-PNG = b"\x89PNG\r\n\x1a\n"
-
-
-def _run_notebook(name: str, monkeypatch, figures: Path, **env: str) -> nbformat.NotebookNode:
-    """Execute notebooks/<name>.ipynb in a fresh kernel (Agg backend, figures saved under `figures`)."""
-    monkeypatch.setenv("CURATE_ROOT", str(ROOT))
-    monkeypatch.setenv("MPLBACKEND", "Agg")
-    monkeypatch.setenv("CURATE_FIGURES", str(figures))
-    for key, value in env.items():
-        monkeypatch.setenv(key, value)
-    notebook = nbformat.read(ROOT / "notebooks" / f"{name}.ipynb", as_version=4)
-    NotebookClient(notebook, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(ROOT)}}).execute()
-    return notebook
-
-
-def _outputs(notebook) -> str:
-    texts = []
-    for cell in notebook.cells:
-        for output in cell.get("outputs", []):
-            texts.append(output.get("text", "") + str(output.get("data", {}).get("text/plain", "")))
-    return "\n".join(texts)
-
-
-def _images(notebook) -> int:
-    return sum("image/png" in output.get("data", {}) for cell in notebook.cells for output in cell.get("outputs", []))
-
-
-def _assert_figures(figures: Path, names: list[str]) -> None:
-    for name in names:
-        path = figures / f"{name}.png"
-        assert path.is_file(), f"the notebook did not draw {name}"
-        data = path.read_bytes()
-        assert data.startswith(PNG) and len(data) > 5_000, f"{name}.png is not a drawn figure"
 
 
 def _invoke(*args: str, env: dict[str, str], codes: tuple[int, ...] = (0,)) -> str:

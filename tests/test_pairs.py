@@ -228,3 +228,32 @@ def test_the_curated_split_goes_through_trls_dpo_trainer_for_a_real_step(demo, t
     assert trainer.state.global_step == 1
     assert np.isfinite(trainer.state.log_history[0]["loss"])
     assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters())), "the step changed the weights"
+
+
+def test_the_conversational_form_gives_messages_trl_reads_as_conversational(demo) -> None:
+    from trl.data_utils import is_conversational
+
+    from workspaces.curated import build_curated
+
+    config, _ = demo
+    chat = config.model_copy(update={"hub": config.hub.model_copy(update={"dpo_format": "conversational"})})
+    curated = build_curated(chat)
+    plain = build_curated(config)
+    assert curated.rows == plain.rows
+    train = curated.to_dataset(chat, "train")
+    row = train[0]
+    assert is_conversational(row)
+    assert row["prompt"][0]["role"] == "user" and row["prompt"][-1]["role"] == "user"
+    assert row["chosen"] == [{"role": "assistant", "content": plain.splits["train"].iloc[0]["chosen"].strip()}]
+
+
+def test_the_preference_notebook_draws_judge_against_humans_on_the_demos_run(demo, monkeypatch, tmp_path) -> None:
+    from support.notebooks import assert_figures, images, outputs, run_notebook
+
+    config, _ = demo
+    notebook = run_notebook("preference_judge", monkeypatch, tmp_path, CURATE_CONFIG=str(config.source_path))
+    text = outputs(notebook)
+    assert f"run dir {config.run_path}" in text
+    assert "pairs with a human choice of A or B" in text and "Spearman(margin, length difference)" in text
+    assert images(notebook) == 3
+    assert_figures(tmp_path, ["pairs_reliability", "pairs_agreement_vs_margin", "pairs_position_and_length"])
