@@ -131,8 +131,10 @@ def with_pair_columns(config: ProjectConfig, frame: pd.DataFrame) -> pd.DataFram
     frame = frame.copy()
     id_column = "item_id" if "item_id" in frame.columns else config.data.id_column
     orders = [pair_sources(config, str(_id_text(i))) for i in frame[id_column]]
-    for slot, name in enumerate(PAIR_FIELDS):
-        frame[name] = [row[order[slot]] for order, (_, row) in zip(orders, frame.iterrows())]
+    first, second = spec.response_columns
+    swapped = np.array([order[0] != first for order in orders], dtype=bool)
+    frame[PAIR_FIELDS[0]] = np.where(swapped, frame[second], frame[first])
+    frame[PAIR_FIELDS[1]] = np.where(swapped, frame[first], frame[second])
     frame[PAIR_SOURCES] = orders
     return frame
 

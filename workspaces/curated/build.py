@@ -198,17 +198,16 @@ def build_curated(config: ProjectConfig) -> CuratedDataset:
     submitted_annotators = sorted(str(a) for a in pc.unique(annotations.filter(is_known)["annotator"]).to_pylist())
     llm = [{"question": q, "model": m, "prompt_hash": h} for q, m, h in sorted(models_seen)]
     if config.task == TaskKind.preference:  # a pair's split is prompt / chosen / rejected (`curated.pairs`)
-        return CuratedDataset(tables=pair_tables(config, table, excluded, notes), primary_question=primary,
-                              excluded=excluded, excluded_by_question={k: v for k, v in by_question.items() if v},
-                              notes=notes, annotators=submitted_annotators, llm=llm, gates=gates)
-    thin = table.select(["source", primary]).to_pandas()  # what the splits are drawn on, one row per curated item
-    is_gold = thin["source"] == "gold"
-    positions = _split(thin[~is_gold], primary, config, notes)
-    if gold_ids:
-        positions["gold"] = thin[is_gold]
-    # the rows were built in item_id order, so taking each split's positions in order keeps it sorted by item_id
-    tables = {name: table.take(pa.array(np.sort(part.index.to_numpy()), pa.int64()))
-              for name, part in positions.items() if len(part) or name == "gold"}
+        tables = pair_tables(config, table, excluded, notes)
+    else:
+        thin = table.select(["source", primary]).to_pandas()  # what the splits are drawn on, one row per item
+        is_gold = thin["source"] == "gold"
+        positions = _split(thin[~is_gold], primary, config, notes)
+        if gold_ids:
+            positions["gold"] = thin[is_gold]
+        # the rows were built in item_id order, so taking each split's positions in order keeps it sorted by item_id
+        tables = {name: table.take(pa.array(np.sort(part.index.to_numpy()), pa.int64()))
+                  for name, part in positions.items() if len(part) or name == "gold"}
     return CuratedDataset(tables=tables, primary_question=primary, excluded=excluded,
                           excluded_by_question={k: v for k, v in by_question.items() if v}, notes=notes,
                           annotators=submitted_annotators, llm=llm, gates=gates)
