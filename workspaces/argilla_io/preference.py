@@ -25,8 +25,6 @@ from .records import display_text
 
 __all__ = ["build_preference_records", "build_preference_settings", "publish_preferences"]
 
-RESPONSE_FIELDS = PAIR_FIELDS
-
 Progress = Callable[[int, int], None]
 
 
@@ -46,7 +44,7 @@ def build_preference_settings(config: ProjectConfig) -> rg.Settings:
     fields = [rg.TextField(name=prompt.name, title=prompt.title or prompt.name, use_markdown=True)]
     fields += [rg.TextField(name=name, title=(shown[name].title if name in shown and shown[name].title else
                                               f"Response {name[-1].upper()}"), use_markdown=True)
-               for name in RESPONSE_FIELDS]
+               for name in PAIR_FIELDS]
     questions: list[Any] = []
     for question in config.questions:
         title = question.title or question.name
@@ -94,7 +92,7 @@ def build_preference_records(config: ProjectConfig, preferences: pd.DataFrame,
     for row in preferences.to_dict(orient="records"):
         item_id = str(row["item_id"])
         fields = {spec.prompt_field: display_text(str(row["prompt"]))}
-        for name in RESPONSE_FIELDS:
+        for name in PAIR_FIELDS:
             text = _clean(row.get(name))
             fields[name] = display_text(str(text)) if text is not None and str(text).strip() else "(empty response)"
         suggestions = []

@@ -28,9 +28,8 @@ import pyarrow as pa
 
 from ..config import PAIR_FIELDS, ProjectConfig
 
-__all__ = ["PAIR_SPLITS", "pair_features", "pair_tables", "to_messages"]
+__all__ = ["pair_features", "pair_tables", "to_messages"]
 
-PAIR_SPLITS = ("train", "test")
 _TURN = re.compile(r"(?:^|\n\n)(Human|Assistant):[ \t]?")
 
 
