@@ -15,6 +15,11 @@ Output: `<run dir>/labels.parquet`, one row per (item_id, question) with `label`
 (a JSON object string; `read_labels` decodes it), `model`, `prompt_hash`, `raw_output`, `status`, `error`, `run_id`,
 `labeled_at`. A killed run resumes from its checkpoint parts; rows already labeled with the same model and prompt hash
 are never sent to the model again.
+
+Consent (`data.consent_column`): a remote LLM (`pipelines.llms.is_remote`) is never sent an item without consent; it
+gets a failed row `not sent: no consent: ...` (counted in `LabelRun.no_consent`, and looked at again on every run, so
+consent given later is acted on), and a few-shot example without consent stops the run. An in-process LLM (local,
+llama-cpp, transformers) labels every item: nothing leaves the machine.
 """
 
 
@@ -36,7 +41,7 @@ import pandas as pd
 
 from workspaces.config import EngineConfig, LLMConfig, ProjectConfig, TaskKind
 from workspaces.errors import ConfigError
-from workspaces.items import check_items, load_items
+from workspaces.items import NO_CONSENT, check_consent, check_items, load_items
 from workspaces.rundir import LABELS, PROMPT_EXAMPLES, private_dir, read_json, read_table, write_json, write_table
 from workspaces.shapes import shape_of
 
@@ -61,6 +66,7 @@ PARTS_DIR = "labels.parts"
 LABEL_COLUMNS = ["item_id", "question", "label", "confidence", "probabilities", "model", "prompt_hash", "raw_output",
                  "status", "error", "run_id", "labeled_at"]
 _KEY = ["item_id", "question"]
+_NO_CONSENT_ERROR = f"not sent: {NO_CONSENT}"
 _DOCS = "See pipelines/README.md."
 
 Progress = Callable[[int, int], None]
@@ -180,6 +186,12 @@ class LabelRun:
         return int((self.labels["status"] != "ok").sum())
 
     @property
+    def no_consent(self) -> int:
+        """Items never sent to the (remote) LLM for lack of consent."""
+        refused = self.labels["error"].fillna("").astype(str).str.startswith(_NO_CONSENT_ERROR)
+        return int(self.labels.loc[refused, "item_id"].nunique())
+
+    @property
     def items_per_second(self) -> float:
         return self.labeled / self.seconds if self.seconds > 0 and self.labeled else 0.0
 
@@ -250,6 +262,22 @@ def _fold_label_sets(config: ProjectConfig, frame: pd.DataFrame, run_id: str) ->
     return pd.concat(out, ignore_index=True)[LABEL_COLUMNS] if len(out) > 1 else frame
 
 
+def _refuse_examples_without_consent(config: ProjectConfig, llm: "LLM | LLMConfig", specs: List[LabelSpec]) -> None:
+    """A remote LLM sees the few-shot examples in every prompt: stop (`ConsentRefusedError`) when one of them, an
+    item of `llm.few_shot_path`, has no consent (`data.consent_column` is read in that file too)."""
+    from .llms import refuse_without_consent
+
+    llm_config = config.llm or LLMConfig()
+    example_ids = {item_id for spec in specs for item_id in spec.example_ids}
+    if config.data.consent_column is None or llm_config.few_shot_path is None or not example_ids:
+        return
+    pool_config = config.model_copy(update={"data": config.data.model_copy(
+        update={"path": llm_config.few_shot_path, "where": {}, "limit": None})})
+    pool = load_items(pool_config)
+    refuse_without_consent(pool_config, llm, pool[pool["item_id"].isin(example_ids)],
+                           what=f"few-shot example(s) of llm.few_shot_path {llm_config.few_shot_path}")
+
+
 def label_items(
     config: ProjectConfig,
     *,
@@ -278,10 +306,14 @@ def label_items(
         A `LabelRun` whose `labels` are the rows of the requested items (all questions), fresh and resumed alike.
 
     Raises:
-        ConfigError: a bad config (unknown question, missing few-shot labels).
+        ConfigError: a bad config (unknown question, missing few-shot labels, a consent column the data lacks).
         LLMSetupError: the model cannot be built (missing package / model file / API key).
+        ConsentRefusedError: a remote LLM would see a few-shot example without consent.
+
+    A remote LLM is never sent an item without consent (`data.consent_column`): the item gets a failed row
+    `not sent: no consent: ...` instead. An in-process LLM labels every item: nothing leaves the machine.
     """
-    from .llms import build_llm, generation_kwargs, model_id
+    from .llms import build_llm, generation_kwargs, is_remote, model_id, refuse_without_consent
 
     if config.task == TaskKind.preference:
         raise ConfigError(f"{config.source_path}: a `task: preference` project is built with `curate prefer`, "
@@ -302,6 +334,9 @@ def label_items(
     run_id = f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:6]}"
     examples = read_json(config.run_path, PROMPT_EXAMPLES, required=False) or {}
     specs = [spec for question in _questions(config) for spec in build_label_specs(config, question, items)]
+    remote = is_remote(llm if llm is not None else llm_config)
+    if remote:
+        _refuse_examples_without_consent(config, llm if llm is not None else llm_config, specs)
     for number, spec in enumerate(specs):
         question = spec.question
         hashes[question] = spec.prompt_hash
@@ -312,26 +347,35 @@ def label_items(
                         & (existing["prompt_hash"] == spec.prompt_hash) & existing["item_id"].isin(wanted)]
         if retry_failed:
             done = done[done["status"] == "ok"]
+        # consent is read afresh on every run: an item refused for lack of it is not done
+        done = done[~done["error"].fillna("").astype(str).str.startswith(_NO_CONSENT_ERROR)]
         done_ids = set(done["item_id"])
         todo = items[~items["item_id"].isin(done_ids)]
         skipped += len(items) - len(todo)
         if todo.empty:
             continue
+        problems: Dict[str, str] = {}
+        if remote:  # an item without consent never leaves the machine
+            consent = check_consent(config, todo)
+            problems.update(consent.problems)
+            todo = consent.valid
         checked = check_items(config, todo, fields=list(llm_config.fields) or None)
-        if checked.problems:  # never sent: a failed row with its reason each, counted like any failure
+        problems.update(checked.problems)
+        if problems:  # never sent: a failed row with its reason each, counted like any failure
             write_part(path.parent / PARTS_DIR, f"{run_id}-{question}-invalid", 1, [
                 {"item_id": item_id, "question": question, "label": None, "confidence": None,
                  "probabilities": None, "model": model, "prompt_hash": spec.prompt_hash, "raw_output": None,
                  "status": "failed", "error": f"not sent: {reason}", "run_id": run_id,
                  "labeled_at": pd.Timestamp.now(tz="UTC").isoformat()}
-                for item_id, reason in checked.problems.items()])
-            labeled += len(checked.problems)
+                for item_id, reason in problems.items()])
+            labeled += len(problems)
         todo = checked.valid
         if todo.empty:
             continue
         rows = [{"item_id": row["item_id"], "question": question, "text": item_text(config, row)}
                 for row in todo.to_dict(orient="records")]
         the_llm = llm if llm is not None else build_llm(llm_config)
+        refuse_without_consent(config, the_llm, todo)  # the second line of defence: raises before any request
         kwargs = generation_kwargs(llm_config, max_new_tokens=llm_config.max_new_tokens,
                                    temperature=llm_config.temperature, key=spec.key, labels=spec.labels)
         base = labeled

@@ -10,6 +10,12 @@ Every backend returns, next to each generation, the model's own top-k log-probab
 | `openai`              | `OpenAILLM` (any OpenAI-compatible API)| `logprobs` + `top_logprobs` of the API |
 | `inference-endpoints` | `InferenceEndpointsLLM`                | `logprobs` + `top_logprobs` of the API |
 | `transformers`        | `LogprobTransformersLLM`               | `generate(output_scores=True)`         |
+
+Consent (`data.consent_column`): `local`, `llama-cpp` and `transformers` run in this process, so the items never
+leave the machine and every item may be labelled, with or without consent. The other backends are remote
+(`is_remote`): `pipelines.label` never sends them an item without consent (it is a failed row `not sent: no
+consent`, counted), and `refuse_without_consent` is the second line of defence, called right before items are handed
+to a remote LLM: it raises `ConsentRefusedError` before any request if one of them lacks consent.
 """
 
 from __future__ import annotations
@@ -19,20 +25,24 @@ import json
 import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Union
 
 import numpy as np
+import pandas as pd
 from distilabel.models.llms import LlamaCppLLM, OpenAILLM
 from distilabel.models.llms.base import LLM
 from distilabel.models.llms.utils import prepare_output
 from distilabel.typing import FormattedInput, GenerateOutput
 from pydantic import PrivateAttr, validate_call
 
-from workspaces.config import LLMBackend, LLMConfig
+from workspaces.config import LLMBackend, LLMConfig, ProjectConfig
 from workspaces.errors import ModelError
+from workspaces.items import check_consent
 
 __all__ = [
+    "ConsentRefusedError",
     "DEFAULT_GGUF",
+    "IN_PROCESS_BACKENDS",
     "LLMSetupError",
     "LocalLlamaCppLLM",
     "LogprobTransformersLLM",
@@ -41,7 +51,9 @@ __all__ = [
     "build_llm",
     "default_gguf_path",
     "generation_kwargs",
+    "is_remote",
     "model_id",
+    "refuse_without_consent",
 ]
 
 DEFAULT_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -399,6 +411,48 @@ def _api_key(config: LLMConfig, default: Optional[str]) -> Optional[str]:
             raise LLMSetupError(f"llm.api_key_env: environment variable {config.api_key_env} is not set. " + _DOCS)
         return value
     return default
+
+
+IN_PROCESS_BACKENDS = frozenset({LLMBackend.local, LLMBackend.llama_cpp, LLMBackend.transformers})
+
+
+class ConsentRefusedError(ModelError):
+    """A remote LLM was about to be handed items without consent (`data.consent_column`); nothing was sent."""
+
+
+def is_remote(llm: Union[LLM, LLMConfig]) -> bool:
+    """Whether what this LLM is given leaves the machine: every backend but the in-process ones
+    (`IN_PROCESS_BACKENDS`). A Distilabel LLM handed over directly is remote unless it is one of this module's
+    in-process classes: consent is never assumed for an LLM whose whereabouts are unknown."""
+    if isinstance(llm, LLMConfig):
+        return llm.backend not in IN_PROCESS_BACKENDS
+    return not isinstance(llm, (LocalLlamaCppLLM, LogprobTransformersLLM))
+
+
+def refuse_without_consent(config: ProjectConfig, llm: Union[LLM, LLMConfig], items: pd.DataFrame, *,
+                           what: str = "item(s)") -> None:
+    """Refuse to hand a remote LLM any of `items` (`load_items` form) without consent (`items.check_consent`).
+
+    Call it right before the items are sent: it makes no request, so when it raises nothing has left the machine.
+    An in-process LLM (`is_remote` false) may be handed every item: they never leave the machine.
+
+    Raises:
+        ConsentRefusedError: naming how many items lack consent, a few of their ids and `data.consent_column`.
+    """
+    if not is_remote(llm) or config.data.consent_column is None or items.empty:
+        return
+    refused = check_consent(config, items).problems
+    if not refused:
+        return
+    if isinstance(llm, LLMConfig):
+        target = f"backend {llm.backend.value} ({llm.base_url or llm.model})"
+    else:
+        target = f"{type(llm).__name__} ({getattr(llm, 'base_url', None) or getattr(llm, 'model_name', '?')})"
+    raise ConsentRefusedError(
+        f"{config.source_path or config.name}: {len(refused)} {what} have no consent (data.consent_column "
+        f"{config.data.consent_column!r}), e.g. {sorted(refused)[:3]}: the remote LLM {target} is never handed "
+        f"them, and nothing was sent. Label them with an in-process backend (local, llama-cpp, transformers) or "
+        f"leave them out.")
 
 
 def build_llm(config: LLMConfig) -> LLM:

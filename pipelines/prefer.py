@@ -270,7 +270,8 @@ def _combine(config: ProjectConfig, items: pd.DataFrame, candidates: pd.DataFram
                    preference=None, preference_score=None)
         if len(responses) < 2 or any(r is None or not str(r).strip() for r in responses[:2]):
             errors.append("fewer than two non-empty candidate responses")
-        elif str(responses[0]).strip() == str(responses[1]).strip():
+        elif spec.candidates == "columns" and str(responses[0]).strip() == str(responses[1]).strip():
+            # a data pair with one reply twice is bad input; two generated replies may agree (greedy decoding)
             errors.append("the two responses are identical: nothing to prefer")
         if not str(prompts[item_id]).strip():
             errors.append("the prompt is empty")

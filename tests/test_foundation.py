@@ -80,7 +80,10 @@ def test_sync_returns_every_replayed_response_with_its_user_and_value(replayed) 
     config = replayed["config"]
     synced = pd.read_parquet(replayed["synced"].path)
     assert list(synced.columns) == ["record_id", "item_id", "question", "annotator", "value", "status", "updated_at",
-                                    "paused"]
+                                    "paused", "unqualified", "seconds", "min_seconds", "timing", "too_fast"]
+    recorded = synced["annotator"] != "test-reviewer"  # the replayed raters have no real timing; the reviewer has
+    assert (synced.loc[recorded, "timing"] == "untimed").all() and "untimed" not in set(synced.loc[~recorded, "timing"])
+    assert not synced[["unqualified", "too_fast"]].any().any()  # no qualification, timing not enabled: all count
     source = recorded_labels(config, load_items(config))
     source = source.assign(annotator=source["annotator"].str.lower(), value=source["value"].astype(str))
     submitted = synced[synced["status"] == "submitted"]

@@ -28,6 +28,8 @@ __all__ = [
     "HoneypotConfig",
     "SelectionConfig",
     "SuppressionConfig",
+    "TimingConfig",
+    "QualificationConfig",
     "GateConfig",
     "ReferenceConfig",
     "TriageConfig",
@@ -209,6 +211,12 @@ class DataConfig(_Strict):
                                                               "longer item is left out and counted")
     license: Optional[str] = None
     attribution: Optional[str] = None
+    consent_column: Optional[str] = Field(
+        default=None, min_length=1,
+        description="the data column holding each item's consent flag or legal basis (`true`/`yes`/`1`, or a basis "
+                    "such as `contract`, `legitimate-interest`); an item whose value is missing or a refusal "
+                    "(`false`, `0`, `no`, `none`, `withdrawn`, ...; `items.CONSENT_REFUSALS`) is never published, "
+                    "sent to a remote LLM or pushed, and is counted. Default: no such column, every item consented")
 
 
 class ArgillaConfig(_Strict):
@@ -439,6 +447,32 @@ class SuppressionConfig(_Strict):
     every: int = Field(default=10, ge=2)
 
 
+class QualificationConfig(_Strict):
+    """Qualification (`workspaces.review.qualification`): a reviewer's responses count only once they have agreed
+    with gold on `batch` items of their own (the data's recorded raters: on their own recorded answers)."""
+
+    batch: int = Field(default=20, ge=1, description="gold items per qualification batch (and answers scored)")
+    min_agreement: float = Field(default=0.95, gt=0.0, le=1.0, description="accuracy against gold to qualify")
+    question: Optional[str] = Field(default=None, description="the question scored; default the review question")
+    seed: int = 0
+
+
+class TimingConfig(_Strict):
+    """Time on task (`curate sync`, see `workspaces.timing`): a response given faster than a person reads the fields
+    shown is flagged `too_fast`, kept, and never counted. Every response is timed and reported; the exclusion is
+    off unless `enabled`, because Argilla cannot tell a response given in its UI from one imported through the SDK
+    (which arrives in a burst), and excluding imported answers silently is not safe. The shipped demo config
+    enables it (its replayed raters are untimed)."""
+
+    enabled: bool = False
+    words_per_second: float = Field(default=10.0, gt=0, description="reading speed (words of the fields shown per "
+                                    "second) above which a response is too fast; skimming runs at about 5-8")
+    session_break: float = Field(default=900.0, gt=0, description="seconds since the reviewer's previous response "
+                                 "after which a response starts a session (its time is unknown, never flagged)")
+    untimed: list[str] = Field(default_factory=list, description="usernames whose responses carry no real timing "
+                               "(answers imported through the SDK); the data's recorded raters are untimed anyway")
+
+
 class SelectionConfig(_Strict):
     """How `curate select` picks review batches."""
 
@@ -593,6 +627,8 @@ class ProjectConfig(_Strict):
     selection: SelectionConfig = Field(default_factory=SelectionConfig)
     honeypots: Optional[HoneypotConfig] = None
     suppression: Optional[SuppressionConfig] = None
+    timing: TimingConfig = Field(default_factory=TimingConfig)
+    qualification: Optional[QualificationConfig] = None
     consensus: ConsensusConfig = Field(default_factory=ConsensusConfig)
     source_path: Optional[Path] = Field(default=None, exclude=True, description="the YAML file this came from")
 
@@ -658,6 +694,10 @@ class ProjectConfig(_Strict):
         if leaked:
             raise ValueError(f"reference.gold_columns: column(s) {leaked} are shown to reviewers (a field or "
                              f"metadata); gold labels must stay in the run dir")
+        if self.qualification is not None and self.qualification.question is not None \
+                and self.qualification.question not in names:
+            raise ValueError(f"qualification.question: no such question {self.qualification.question!r}; known: "
+                             f"{sorted(names)}")
         if self.hub.dpo_format is not None and self.task != TaskKind.preference:
             raise ValueError("hub.dpo_format: a DPO split needs a preference question (`task: preference` with a "
                              "`preference` section); this config labels items")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
+import numbers
 import random
 from pathlib import Path
 from dataclasses import dataclass, field
@@ -16,9 +18,14 @@ from .redaction import redact_items
 from .shapes import ShapeValueError, shape_of
 
 __all__ = [
+    "CONSENT_REFUSALS",
     "ItemCheck",
+    "NO_CONSENT",
     "PAIR_SOURCES",
+    "check_consent",
     "check_items",
+    "consent_mask",
+    "has_consent",
     "load_gold_ids",
     "load_items",
     "pair_sources",
@@ -267,6 +274,77 @@ def check_items(config: ProjectConfig, items: pd.DataFrame, fields: Optional[lis
             problems[ids[i]] = f"too long: {', '.join(too_long)} over data.max_chars={limit:,}"
     valid = items[~items["item_id"].isin(set(problems))].reset_index(drop=True)
     return ItemCheck(valid=valid, problems=problems)
+
+
+NO_CONSENT = "no consent"  # the reason (its first words) an item is withheld for lack of consent, in every count
+
+# Values of `data.consent_column` that refuse (compared lower-case, `_` and spaces as `-`). Anything else that is
+# truthy consents: `true`, `yes`, `1`, or a legal basis (`contract`, `legitimate-interest`, a consent date...).
+CONSENT_REFUSALS = frozenset({
+    "", "0", "0.0", "false", "f", "no", "n", "off", "none", "null", "nan", "n/a", "unknown", "pending",
+    "withdrawn", "revoked", "refused", "declined", "denied", "rejected", "opt-out", "opted-out", "no-consent",
+})
+
+
+def _consent_token(text: str) -> str:
+    return "-".join(text.strip().lower().replace("_", " ").split())
+
+
+def has_consent(value: Any) -> bool:
+    """Whether one value of `data.consent_column` grants consent: the one rule every stage applies.
+
+    A bool is itself; a number consents unless it is 0 or NaN; a text consents unless it is one of
+    `CONSENT_REFUSALS` (so a legal basis such as `contract` consents); a date or time consents unless missing.
+    Missing values and anything else (lists, mappings) do not: consent is never guessed.
+    """
+    if value is None or value is pd.NA or value is pd.NaT:
+        return False
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, numbers.Number):
+        return bool(not pd.isna(value) and value != 0)  # type: ignore[operator]
+    if isinstance(value, str):
+        return _consent_token(value) not in CONSENT_REFUSALS
+    if isinstance(value, (dt.date, dt.datetime, np.datetime64)):
+        return not pd.isna(value)
+    return False
+
+
+def consent_mask(config: ProjectConfig, frame: pd.DataFrame) -> pd.Series:
+    """True for each row of `frame` (items, in `load_items` form) whose `data.consent_column` grants consent
+    (`has_consent`); every row when the config names no consent column. Index aligned with `frame`.
+
+    Raises:
+        ConfigError: the config names a consent column the data lacks.
+    """
+    column = config.data.consent_column
+    if column is None:
+        return pd.Series(True, index=frame.index, dtype=bool)
+    if column not in frame.columns:
+        raise ConfigError(f"{config.source_path}: data.consent_column: no column {column!r} in {config.data.path}; "
+                          f"columns: {[c for c in frame.columns if c != PAIR_SOURCES]}")
+    return pd.Series([has_consent(v) for v in frame[column]], index=frame.index, dtype=bool)
+
+
+def check_consent(config: ProjectConfig, items: pd.DataFrame) -> ItemCheck:
+    """The items with consent (`valid`) and, for each other item, why it is withheld (`problems`: reasons starting
+    with `NO_CONSENT`). Publish, remote labelling and the curated build all call this, so one rule decides."""
+    mask = consent_mask(config, items)
+    if mask.all():
+        return ItemCheck(valid=items.reset_index(drop=True))
+    column = config.data.consent_column
+    refused = items.loc[~mask, ["item_id", column]]
+    problems = {str(item_id): f"{NO_CONSENT}: data.consent_column {column!r} is "
+                              + ("missing" if _missing(value) else repr(value))
+                for item_id, value in zip(refused["item_id"], refused[column])}
+    return ItemCheck(valid=items[mask.to_numpy()].reset_index(drop=True), problems=problems)
+
+
+def _missing(value: Any) -> bool:
+    try:
+        return value is None or bool(pd.isna(value))
+    except (TypeError, ValueError):  # a list or mapping: not a missing scalar
+        return False
 
 
 def load_gold_ids(config: ProjectConfig) -> set[str]:

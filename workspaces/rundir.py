@@ -44,8 +44,11 @@ __all__ = [
     "GATE_HISTORY",
     "GOLD_IDS",
     "LABELS",
+    "LEDGER",
+    "LEDGER_HEAD",
     "LOOP_ROUNDS",
     "PAUSED",
+    "QUALIFICATION",
     "PREFERENCES",
     "PROMPT_EXAMPLES",
     "PREFERENCES_REPORT",
@@ -127,12 +130,17 @@ REDACTION_COUNTS = RunFile("redaction_counts.json", "curate publish",
 PUSH = RunFile("push.json", "curate push", "where the last push went (no credentials)")
 REVIEWER_LOGIN = RunFile("reviewer_login.json", "curate demo", "the demo reviewer's login")
 LOOP_ROUNDS = RunFile("loop_rounds.jsonl", "curate demo", "append-only: what each round of the label loop did")
+LEDGER = RunFile("ledger.jsonl", "curate sync / gate / triage / push",
+                 "append-only, hash-chained: every response synced, gate decision, route and pushed row")
+LEDGER_HEAD = RunFile("ledger_head.json", "curate sync / gate / triage / push", "the ledger's entry count and last hash")
+QUALIFICATION = RunFile("qualification.json", "curate sync / annotators qualify",
+                        "qualification batches, answers and every reviewer's standing")
 GOLD_IDS = RunFile("gold_ids.txt", "curate demo", "the label loop's random gold set (`selection.gold`), one id a line")
 
 RUN_FILES: tuple[RunFile, ...] = (
     ANNOTATIONS, ANNOTATIONS_HISTORY, LABELS, STUDENT_LABELS, EMBEDDINGS, PREFERENCES, PREFERENCES_REPORT, REPORT,
     REPORT_MD, CALIBRATION, CALIBRATION_MD, CALIBRATION_ITEMS, GATE_BASELINE, PROMPT_EXAMPLES, GATE_HISTORY, ROUTES, SELECTION, REVIEW_PLAN, PAUSED, REDACTION, REDACTION_COUNTS, PUSH,
-    REVIEWER_LOGIN, GOLD_IDS, LOOP_ROUNDS,
+    REVIEWER_LOGIN, GOLD_IDS, LOOP_ROUNDS, LEDGER, LEDGER_HEAD, QUALIFICATION,
 )
 
 RUN_DIR_MODE = 0o700  # every folder of a run directory: its owner only

@@ -17,15 +17,62 @@ The rules live in `workspaces.shapes` (one shape per question kind); this module
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Any, Iterable, Optional, Sequence, Union
 
 import pandas as pd
 
-from .config import AlphaLevel, QuestionConfig, QuestionKind
+from .config import AlphaLevel, ProjectConfig, QuestionConfig, QuestionKind
 from .shapes import shape_of, strict_majority
 
-__all__ = ["HumanLabel", "human_label", "human_labels", "strict_majority", "vote_table"]
+__all__ = ["EXCLUSION_FLAGS", "HumanLabel", "counted", "flag_responses", "human_label", "human_labels", "qualified_reviewers",
+           "strict_majority", "vote_table"]
+
+EXCLUSION_FLAGS = ("paused", "too_fast", "unqualified")
+"""Columns of the synced table that flag a response kept but never counted: its reviewer was paused by the
+honeypot rule, it came faster than a person reads the record (`workspaces.timing`), or its reviewer is not
+qualified (`workspaces.review.qualification`)."""
+
+
+def qualified_reviewers(config: ProjectConfig) -> Optional[set[str]]:
+    """The usernames whose standing is `qualified` in `qualification.json`; None when the project does not qualify
+    reviewers (no `qualification` section): then everyone counts."""
+    from .rundir import QUALIFICATION, read_json
+
+    if config.qualification is None:
+        return None
+    state = read_json(config.run_path, QUALIFICATION, required=False) or {}
+    return {str(u) for u, s in (state.get("standing") or {}).items() if s.get("status") == "qualified"}
+
+
+def flag_responses(config: ProjectConfig, path: Optional["os.PathLike[str]"] = None) -> None:
+    """Flag the synced responses that are kept but never counted: each response's time on task
+    (`workspaces.timing`: `seconds`, `min_seconds`, `timing`, `too_fast`) and `unqualified` (its reviewer is not
+    `qualified` in `qualification.json`, when the project qualifies reviewers). `curate sync` calls it on every
+    snapshot, and the qualification stage when a standing changes; the caller holds the table's lock."""
+    from .items import load_items
+    from .rundir import ANNOTATIONS, read_table, write_table
+    from .timing import TIMING_COLUMNS, response_timing
+
+    path = path or ANNOTATIONS.path(config.run_path)
+    frame = read_table(path, ANNOTATIONS, required=False)
+    if frame is None:
+        return
+    frame = frame.drop(columns=[c for c in [*TIMING_COLUMNS, "unqualified"] if c in frame.columns])
+    items = load_items(config) if len(frame) else None
+    qualified = qualified_reviewers(config)
+    frame["unqualified"] = False if qualified is None else ~frame["annotator"].astype(str).isin(qualified)
+    write_table(path, pd.concat([frame, response_timing(config, frame, items)], axis=1))
+
+
+def counted(annotations: pd.DataFrame) -> pd.DataFrame:
+    """The synced rows that count as human votes: submitted, and flagged by none of `EXCLUSION_FLAGS`."""
+    keep = annotations["status"] == "submitted"
+    for flag in EXCLUSION_FLAGS:
+        if flag in annotations.columns:
+            keep &= ~annotations[flag].astype("boolean").fillna(False).astype(bool)
+    return annotations[keep]
 
 Value = Union[str, int]
 

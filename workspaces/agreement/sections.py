@@ -52,12 +52,10 @@ SECTION_RENDERERS["audit"] = render_audit  # computed by the judge (`workspaces.
 
 
 def _consensus(config: ProjectConfig, annotations: pd.DataFrame) -> Optional[dict[str, Any]]:
-    """Dawid-Skene next to the majority, per label question, on the submitted responses (paused annotators out)."""
+    """Dawid-Skene next to the majority, per label question, on the counted responses (`human_table`)."""
     from ..config import QuestionKind
     from .consensus import dawid_skene
 
-    if "paused" in annotations.columns:
-        annotations = annotations[~annotations["paused"].fillna(False).astype(bool)]
     section: dict[str, Any] = {}
     for question in config.questions:
         if question.kind != QuestionKind.label:
@@ -134,6 +132,48 @@ def render_loop(section: dict[str, Any]) -> list[MarkdownTable]:
     return [summary, tiers, held]
 
 
+def render_timing(section: dict[str, Any]) -> list[MarkdownTable]:
+    rows = [[a["annotator"], str(a["responses"]), str(a["measured"]), str(a["untimed"]), str(a["too_fast"]),
+             "n/a" if a["median_seconds"] is None else f"{a['median_seconds']:.1f}"] for a in section["annotators"]]
+    excluded = "excluded" if section.get("enabled") else "not excluded: timing.enabled is off"
+    return [MarkdownTable(
+        title=f"Time on task: submitted responses faster than a person reads the record ({excluded})",
+        columns=["annotator", "submitted", "timed", "untimed (replayed or imported)", "too fast",
+                 "median seconds (timed)"], rows=rows,
+        note=f"Too fast: under the record's words / {section['words_per_second']:g} words per second since the "
+             f"reviewer's previous response; a gap over {section['session_break']:g} s starts a session (not timed).")]
+
+
+@section("timing", render_timing)
+def _timing(config: ProjectConfig, annotations: pd.DataFrame) -> Optional[dict[str, Any]]:
+    """Per reviewer: submitted responses, how many were timed, untimed, and too fast (flagged by `curate sync`)."""
+    if "timing" not in annotations.columns or annotations.empty:
+        return None
+    submitted = annotations[annotations["status"] == "submitted"].drop_duplicates(["item_id", "annotator"])
+    rows = []
+    for annotator, mine in submitted.groupby("annotator", sort=True):
+        timed = mine[mine["timing"] == "measured"]
+        median = timed["seconds"].median() if len(timed) else None
+        rows.append({"annotator": str(annotator), "responses": int(len(mine)), "measured": int(len(timed)),
+                     "untimed": int((mine["timing"] == "untimed").sum()),
+                     "too_fast": int((timed["seconds"] < timed["min_seconds"]).sum()),  # flagged when enabled
+                     "median_seconds": None if median is None or pd.isna(median) else float(median)})
+    return {"enabled": config.timing.enabled, "words_per_second": config.timing.words_per_second,
+            "session_break": config.timing.session_break, "annotators": rows} if rows else None
+
+
+def render_qualification(section: dict[str, Any]) -> list[MarkdownTable]:
+    rows = [[r["annotator"], r["status"], r["evidence"], str(r["scored"]), str(r["correct"]), _f(r["accuracy"]),
+             f"[{_f(r['wilson_low'])}, {_f(r['wilson_high'])}]"] for r in section["reviewers"]]
+    return [MarkdownTable(
+        title=f"Qualification ({section['question']}): responses count once a reviewer agrees with gold",
+        columns=["reviewer", "status", "evidence", "scored", "agree with gold", "accuracy", "95% interval (Wilson)"],
+        rows=rows, note=f"Qualified: accuracy of at least {section['min_agreement']:.0%} on at least "
+                        f"{section['batch']} scored gold answers (a recorded rater: their recorded answers, each "
+                        "scored against the other raters' label). Others' responses are kept, never counted.")]
+
+
+SECTION_RENDERERS["qualification"] = render_qualification  # computed by `workspaces.review.qualification`
 SECTION_RENDERERS["loop"] = render_loop  # computed by `curate demo` (`workspaces.review.loop`)
 SECTION_BUILDERS["consensus"] = _consensus
 SECTION_RENDERERS["consensus"] = render_consensus

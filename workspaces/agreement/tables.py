@@ -7,13 +7,16 @@ import pandas as pd
 
 from ..config import QuestionConfig, QuestionKind
 from ..shapes import shape_of
+from ..votes import counted
 
 __all__ = ["human_table"]
 
 
 def human_table(annotations: pd.DataFrame, question: QuestionConfig) -> pd.DataFrame:
-    """Submitted values for one question as `unit, annotator, value`, typed for the question's scale."""
-    rows = annotations[(annotations["question"] == question.name) & (annotations["status"] == "submitted")]
+    """Counted values (`workspaces.votes.counted`: submitted, not flagged) for one question as `unit, annotator,
+    value`, typed for the question's scale."""
+    rows = counted(annotations)
+    rows = rows[rows["question"] == question.name]
     table = pd.DataFrame({"unit": rows["item_id"].astype(str), "annotator": rows["annotator"].astype(str),
                           "value": rows["value"]})
     if question.kind == QuestionKind.rating:

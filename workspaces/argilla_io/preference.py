@@ -4,7 +4,8 @@ One record per prompt (id = item id): the prompt and both responses as fields; a
 the `preference` label question (A / B / tie / both-bad), each suggested by the LLM judge with `value`, `score` (the
 judge's probability of that value) and `agent` (the judge model); a `rationale` text question suggested with the
 judge's rationales. Margin, judge model and (when known) the humans' preferred response are metadata, so reviewers
-can sort by how close the judge found a pair. Reads `<run dir>/preferences.parquet` (`curate prefer`).
+can sort by how close the judge found a pair. Reads `<run dir>/preferences.parquet` (`curate prefer`). A pair whose
+item has no consent (`data.consent_column`, `items.check_consent`) is never published, and is counted.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import pandas as pd
 
 from ..config import PAIR_FIELDS, ProjectConfig, QuestionKind, TaskKind
 from ..errors import ConfigError
-from ..items import load_items
+from ..items import NO_CONSENT, check_consent, load_items
 from ..rundir import PREFERENCES, read_table
 from .publish import PublishResult, log_records
 from .records import display_text
@@ -136,6 +137,9 @@ def publish_preferences(config: ProjectConfig, client: rg.Argilla, *, preference
         batch_size: records per bulk request.
         progress: called with (records sent, total).
 
+    Returns:
+        What was published; pairs whose item has no consent are in `skipped` and counted in `no_consent`.
+
     Raises:
         ConfigError: not a preference config, or no preferences file yet.
         PublishError: the dataset exists with other questions.
@@ -143,7 +147,17 @@ def publish_preferences(config: ProjectConfig, client: rg.Argilla, *, preference
     _check(config)
     preferences = read_table(preferences_path or config.run_path, PREFERENCES)
     items = load_items(config)
-    records, attached = build_preference_records(config, preferences, items)
-    return log_records(config, client, build_preference_settings(config), records, suggestions=attached,
-                       batch_size=batch_size, progress=progress)
+    consent = check_consent(config, items)  # a pair without consent never becomes a record
+    ids = preferences["item_id"].astype(str)
+    withheld = ids.isin(set(consent.problems))
+    if config.data.consent_column is not None:  # a pair whose item is no longer in the data: consent unknown
+        withheld |= ~ids.isin(set(items["item_id"]))
+    records, attached = build_preference_records(config, preferences[~withheld], consent.valid)
+    result = log_records(config, client, build_preference_settings(config), records, suggestions=attached,
+                         batch_size=batch_size, progress=progress)
+    result.skipped = {item_id: consent.problems.get(item_id, f"{NO_CONSENT}: not an item of {config.data.path} "
+                                                             "(consent unknown)")
+                      for item_id in sorted(set(ids[withheld]))}
+    result.no_consent = len(result.skipped)
+    return result
 

@@ -3,7 +3,8 @@
 Record ids are the items' own ids, so publishing again updates records in place and never duplicates them. Items are
 checked before they leave (`items.check_items`): an empty required field or an over-long text is a per-item outcome,
 counted and reported, never a rejected batch; a batch the server refuses is retried record by record so one bad
-record cannot spoil the others.
+record cannot spoil the others. An item without consent (`data.consent_column`, `items.check_consent`) never leaves:
+it is counted in `no_consent` and named in `skipped`.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from pydantic import BaseModel, Field
 
 from ..config import ProjectConfig
 from ..errors import ArgillaError, ConfigError
-from ..items import check_items, load_items
+from ..items import check_consent, check_items, load_items
 from ..rundir import EMBEDDINGS, LABELS, REVIEW_PLAN, ROUTES, STUDENT_LABELS, locked, read_arrow, read_table
 from ._wire import Wire, argilla_errors
 from .records import Suggestion, iter_records, suggestions_from_labels
@@ -43,6 +44,8 @@ class PublishResult(BaseModel):
     vectors: bool
     url: str
     skipped: dict[str, str] = Field(default_factory=dict, description="item id -> why it was not published")
+    no_consent: int = Field(default=0, description="items withheld for lack of consent (`data.consent_column`); "
+                                                   "each is also in `skipped`")
     failed: dict[str, str] = Field(default_factory=dict, description="item id -> why the server refused it")
     changes: list[str] = Field(default_factory=list, description="settings brought in line with the config")
 
@@ -151,7 +154,8 @@ def _publish(config: ProjectConfig, client: rg.Argilla, *, labels_path: Optional
         if unknown:
             raise ConfigError(f"{len(unknown)} item id(s) to publish are not items of {config.name}, e.g. {unknown[:3]}")
         items = items[items["item_id"].isin(wanted)].reset_index(drop=True)
-    checked = check_items(config, items)
+    consent = check_consent(config, items)  # an item without consent never becomes a record
+    checked = check_items(config, consent.valid)
     suppressed = {str(i) for i in suppressed}
     labels = _suggestion_rows(config, labels_path)
     vectors = _vector_rows(embeddings_path or config.run_path, required=embeddings_path is not None)
@@ -163,7 +167,8 @@ def _publish(config: ProjectConfig, client: rg.Argilla, *, labels_path: Optional
     attached = 0 if labels is None else len(_rows_of(labels, wanted))  # what `iter_records` attaches
     result = log_records(config, client, settings, records, suggestions=attached, recreate=recreate,
                          batch_size=batch_size, progress=progress, total=len(checked.valid))
-    result.skipped = dict(checked.problems)
+    result.skipped = {**consent.problems, **checked.problems}
+    result.no_consent = len(consent.problems)
     suppressed = set(suppressed) & set(checked.valid["item_id"])
     if suppressed and not result.created:  # records published earlier may still carry a suggestion
         wire = Wire(client)
@@ -186,6 +191,20 @@ def _created_meanwhile(client: rg.Argilla, config: ProjectConfig, wait: float = 
         if dataset is None or dataset._model.status == "ready" or time.monotonic() > deadline:
             return dataset
         time.sleep(0.5)
+
+
+def _upsert(dataset: rg.Dataset, batch: list[rg.Record]) -> None:
+    """Upsert `batch`; a connection that broke with no answer (a reset while concurrent publishes wait on the
+    database) is sent once more after a second: records are upserted by id, so sending a batch twice is safe."""
+    import time
+
+    import httpx
+
+    try:
+        dataset.records.log(batch, batch_size=len(batch))
+    except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError):
+        time.sleep(1.0)
+        dataset.records.log(batch, batch_size=len(batch))
 
 
 def log_records(config: ProjectConfig, client: rg.Argilla, settings: rg.Settings, records: Iterable[rg.Record], *,
@@ -228,7 +247,7 @@ def log_records(config: ProjectConfig, client: rg.Argilla, settings: rg.Settings
     while batch := list(islice(stream, batch_size)):
         try:
             with argilla_errors(url, what):
-                dataset.records.log(batch, batch_size=len(batch))
+                _upsert(dataset, batch)
         except ArgillaError as exc:
             if "cannot reach" in str(exc) or "broke" in str(exc) or "refused the API key" in str(exc):
                 raise

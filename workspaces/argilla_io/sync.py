@@ -36,12 +36,14 @@ from pydantic import BaseModel, Field
 
 from ..config import ProjectConfig
 from ..errors import ArgillaError, DataLossError, RunFileError
+from .. import ledger
+from ..votes import flag_responses
 from ..rundir import ANNOTATIONS, ANNOTATIONS_HISTORY, PAUSED, StagedTable, locked, read_json, read_table, write_table
 from ._wire import Wire, argilla_errors
 from .settings import get_dataset
 
 __all__ = ["ANNOTATION_COLUMNS", "HISTORY_COLUMNS", "SyncError", "SyncResult", "fetch_responses", "flag_paused",
-           "iter_responses", "sync"]
+           "iter_responses", "ledger_responses", "sync"]
 
 ANNOTATION_COLUMNS = ["record_id", "item_id", "question", "annotator", "value", "status", "updated_at"]
 HISTORY_COLUMNS = [*ANNOTATION_COLUMNS, "dataset_id", "event", "synced_at"]
@@ -71,6 +73,7 @@ class SyncResult(BaseModel):
     removed: int = Field(0, description="responses the previous sync had that are no longer on the server")
     removed_examples: list[str] = Field(default_factory=list)
     history: Optional[Path] = None
+    ledgered: int = Field(0, description="responses new or changed since the last sync, appended to the ledger")
 
 
 def _value_text(value: Any) -> str:
@@ -240,6 +243,7 @@ def sync(config: ProjectConfig, client: rg.Argilla, *, path: Optional[Path] = No
     """
     run = config.run_path
     path = path or ANNOTATIONS.path(run)
+    ledger.require_intact(run)  # a broken ledger stops the sync before anything is read or written
     with argilla_errors(str(client.api_url), f"looking up dataset {config.argilla.dataset!r}"):
         dataset = get_dataset(client, config)
     if dataset is None:
@@ -281,11 +285,31 @@ def sync(config: ProjectConfig, client: rg.Argilla, *, path: Optional[Path] = No
                     f"a new id ({dataset.id}). {path} was NOT changed, and every response is kept in {history_path}. "
                     f"If the deletion is intended, run `curate sync CONFIG --accept-deletions`.")
             staged.commit()
+            flag_responses(config, path)
+        ledgered = ledger_responses(run, path)
     finally:
         staged.discard()
     return SyncResult(path=path, records=records, responses=responses, rows=staged.rows,
                       by_status={str(k): int(v) for k, v in sorted(by_status.items())}, removed=len(lost),
-                      removed_examples=examples, history=history_path)
+                      removed_examples=examples, history=history_path, ledgered=ledgered)
+
+
+def ledger_responses(run: Path, path: Path) -> int:
+    """Append to the run's ledger every response of the snapshot at `path` that is new or changed since it was last
+    ledgered (one entry per response: record, status, values per question, `updated_at`); returns how many."""
+    frame = pq.read_table(path, columns=ANNOTATION_COLUMNS).to_pandas()
+    if frame.empty:
+        return 0
+    frame = frame.sort_values([*_KEY, "question"])
+    decisions = []
+    for (item_id, annotator), rows in frame.groupby(_KEY, sort=False):
+        first = rows.iloc[0]
+        updated = rows["updated_at"].max()
+        decisions.append((f"{item_id}|{annotator}", {
+            "item_id": item_id, "annotator": annotator, "record_id": first["record_id"], "status": first["status"],
+            "values": {q: v for q, v in zip(rows["question"], rows["value"]) if q},
+            "updated_at": None if pd.isna(updated) else pd.Timestamp(updated).isoformat()}))
+    return ledger.record(run, "response", decisions)
 
 
 def _paused(config: ProjectConfig) -> set[str]:

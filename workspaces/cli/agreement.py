@@ -31,10 +31,12 @@ def report_with_sections(project, *, bootstrap: int = 1000, extra: Optional[dict
     from ..agreement import write_report
     from ..judge import check_audit
     from ..review.honeypots import honeypot_section
+    from ..review.qualification import qualification_section
     from ..review.suppression import anchoring_section
 
     extra = {"audit": check_audit(project), "honeypots": honeypot_section(project),
-             "anchoring": anchoring_section(project), **(extra or {})}
+             "anchoring": anchoring_section(project), "qualification": qualification_section(project),
+             **(extra or {})}
     if extra["honeypots"]:
         from ..argilla_io.annotators import paused
 

@@ -62,3 +62,38 @@ def resume_command(config: Path = ConfigArg, username: str = typer.Argument(...)
 
     resume_annotator(client(), load(config), username)
     say(f"{username} resumed")
+
+
+@command(annotators_app, "qualify")
+def qualify_command(config: Path = ConfigArg, username: str = typer.Argument(...)) -> None:
+    """Give a reviewer their qualification batch (gold items in a dataset only they can open); their responses
+    count once they reach `qualification.min_agreement` on it. `curate sync` reads the answers."""
+    from ..argilla_io.qualification import publish_qualification
+    from ..review.qualification import next_batch
+
+    project = load(config)
+    batch = next_batch(project, username)
+    if not batch:
+        say(f"{username} is qualified: no batch to answer")
+        return
+    dataset = publish_qualification(project, client(), username, batch)
+    say(f"{username}: qualification batch of {len(batch)} gold items in dataset {dataset} (workspace "
+        f"{project.argilla.workspace}-qual-{username}); their responses count once they reach "
+        f"{project.qualification.min_agreement:.0%} agreement")
+
+
+@command(annotators_app, "standing")
+def standing_command(config: Path = ConfigArg) -> None:
+    """Every reviewer's qualification standing and its evidence (as the last `curate sync` worked it out)."""
+    from ..review.qualification import qualification_section
+
+    section = qualification_section(load(config))
+    if section is None:
+        say("no qualification standing yet (no `qualification` section, or no `curate sync` since)")
+        return
+    print_table(f"qualification ({section['question']}, {section['min_agreement']:.0%} on {section['batch']} "
+                "gold items)", ["reviewer", "status", "evidence", "scored", "accuracy", "95% Wilson"],
+                [[r["annotator"], r["status"], r["evidence"], str(r["scored"]),
+                  "n/a" if r["accuracy"] is None else f"{r['accuracy']:.3f}",
+                  "n/a" if r["wilson_low"] is None else f"[{r['wilson_low']:.3f}, {r['wilson_high']:.3f}]"]
+                 for r in section["reviewers"]])

@@ -91,6 +91,23 @@ def sync_command(
              + "; ".join(result.removed_examples) + f"; they are kept in {result.history}")
     for annotator, reason in apply_pause_rule(project, owner):
         warn(f"{annotator} paused: {reason}; their responses no longer count")
+    for annotator, row in apply_qualification(project, owner).items():
+        if row["status"] != "qualified":
+            warn(f"{annotator} is {row['status']} ({row['evidence']}: {row['correct']} of {row['scored']} agree with "
+                 "gold): their responses do not count yet")
+
+
+def apply_qualification(project: ProjectConfig, owner: "rg.Argilla") -> dict[str, dict]:
+    """Read the qualification answers from the server and update every reviewer's standing (flags the synced
+    responses of those not qualified); {} without a `qualification` section."""
+    from ..argilla_io.qualification import fetch_qualification_answers
+    from ..review.qualification import qualification_question, reviewers_qualifying, update_standing
+
+    if project.qualification is None:
+        return {}
+    answers = fetch_qualification_answers(project, owner, reviewers_qualifying(project),
+                                          qualification_question(project))
+    return update_standing(project, answers)
 
 
 def apply_pause_rule(project: ProjectConfig, owner: "rg.Argilla") -> list[tuple[str, str]]:

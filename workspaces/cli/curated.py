@@ -40,3 +40,26 @@ def push_command(
     where = f"{result.location} (commit {result.commit[:10]})" if result.commit else result.location
     status = "updated" if result.changed else "no change (same content as before)"
     say(f"published to {where}: {status}")
+
+
+@command(app, "verify")
+def verify_command(
+    config: Path = ConfigArg,
+    rebase: bool = typer.Option(False, "--rebase", help="Move a broken ledger aside (kept) and start a new chain "
+                                                        "whose first entry records the old head and why."),
+    reason: str = typer.Option("re-based by `curate verify --rebase`", "--reason", help="Why (kept in the new "
+                                                                                          "chain's first entry)."),
+) -> None:
+    """Walk the run's hash-chained decision ledger and name the first broken entry (exit 3 when broken)."""
+    from ..ledger import LedgerError, rebase as rebase_ledger, verify
+
+    project = load(config)
+    found = verify(project.run_path)
+    if rebase:
+        old, new = rebase_ledger(project.run_path, reason)
+        say(f"was: {old.describe()}")
+        say(f"re-based: a new chain, head {new.hash}; the old ledger is kept next to it")
+        return
+    if not found.ok:
+        raise LedgerError(f"{found.describe()}. Restore the file, or run `curate verify {config} --rebase`")
+    say(found.describe())

@@ -227,6 +227,7 @@ def run_demo(config: ProjectConfig, *, label: bool = True, repo_id: Optional[str
     from ..argilla_io.connection import connect
     from ..argilla_io.replay import ensure_user
     from ..curated import build_curated, push
+    from ..ledger import verify
     from ..items import load_items, recorded_labels
     from ..review.loop import run_loop, score_held_back
 
@@ -289,6 +290,8 @@ def run_demo(config: ProjectConfig, *, label: bool = True, repo_id: Optional[str
     say(f"curated dataset -> {pushed.location} (" + ", ".join(f"{split} {n}" for split, n in pushed.rows.items())
         + "; excluded " + (", ".join(f"{k.replace('_', ' ')} {v}" for k, v in pushed.excluded.items() if v) or "none")
         + ")")
+    chain = verify(config.run_path)
+    say(f"decision ledger: {chain.describe()} (the card carries head {pushed.ledger_head})")
 
     username, password = reviewer_login(config)
     ensure_user(client, username, config.argilla.workspace, password=password)

@@ -23,6 +23,10 @@ agreed with or overrode an LLM label), `auto-accepted` (a labeler's label under 
 A preference project's split is its pairs in TRL's conventions instead (`prompt`, `chosen`, `rejected`, by prompt:
 see `workspaces.curated.pairs`).
 
+Consent: an item without consent (`data.consent_column`, `items.check_consent`) is never a curated row, whatever its
+labels (gold included); it is counted as `no_consent`, and its responses count nowhere (not even as annotations of
+unknown items).
+
 Splits: gold items form a `gold` split and never enter train/validation/test, which are drawn with sklearn's
 `train_test_split`, stratified by the primary question's final label and seeded with `hub.seed`.
 """
@@ -43,12 +47,12 @@ import pyarrow.compute as pc
 from ..config import ProjectConfig, QuestionConfig, QuestionKind, TaskKind
 from ..shapes import PickCountError, ShapeValueError, iob2_names, iob2_tags, shape_of, whitespace_tokens
 from ..errors import RunFileError
-from ..items import load_gold_ids, load_items, recorded_labels
+from ..items import check_consent, load_gold_ids, load_items, recorded_labels
 from ..redaction import restore_items
 from ..judge.gate import GateState, gate_state
 from ..judge.labeler import load_labeler
 from ..rundir import ANNOTATIONS, LABELS, ROUTES, read_arrow
-from ..votes import human_label
+from ..votes import EXCLUSION_FLAGS, human_label
 from .pairs import pair_features, pair_tables
 
 __all__ = ["CuratedDataset", "CurationError", "SOURCES", "SPLITS", "build_curated", "curated_features",
@@ -123,19 +127,25 @@ def build_curated(config: ProjectConfig) -> CuratedDataset:
     llm_table = _read_llm_labels(run, config)
     accepted, gates = _auto_accepted(config)
     items = load_items(config)
+    every_id = set(items["item_id"])
+    consent = check_consent(config, items)  # an item without consent is never curated
+    items = consent.valid
     if config.hub.restore_redacted:  # asked for explicitly: the originals, from the run dir's token map
         items = restore_items(config, items)
     gold_ids = load_gold_ids(config) | _gold_column_ids(config, items)
     known = set(items["item_id"])
     excluded = {"no_majority": 0, "unreviewed": 0, "unlabeled": 0, "unknown_item_annotations": 0,
-                "gold_without_labels": 0}
+                "gold_without_labels": 0, "no_consent": len(consent.problems)}
     is_known = pc.is_in(annotations["item_id"], value_set=pa.array(sorted(known), pa.string()))
-    unknown = _prepare_annotations(annotations.filter(pc.invert(is_known)), config, run, {})
+    is_item = pc.is_in(annotations["item_id"], value_set=pa.array(sorted(every_id), pa.string()))
+    unknown = _prepare_annotations(annotations.filter(pc.invert(is_item)), config, run, {})
     excluded["unknown_item_annotations"] = len(unknown)
-    unknown_gold = sorted(gold_ids - known)
+    unknown_gold = sorted(gold_ids - every_id)
     notes = [f"{len(unknown_gold)} gold id(s) are not items of this project and were ignored"] if unknown_gold else []
     gold_ids &= known
 
+    annotations = annotations.filter(pc.or_(is_known, pc.invert(is_item)))  # none of an item without consent
+    is_known = pc.is_in(annotations["item_id"], value_set=pa.array(sorted(known), pa.string()))
     models = (_dawid_skene(config, _prepare_annotations(annotations, config, run, {}))  # counted below
               if config.consensus.method == "dawid-skene" else {})
     primary = _primary_question(config)
@@ -262,14 +272,15 @@ def item_features(config: ProjectConfig) -> "Any":
 # ---- reading the run directory ----------------------------------------------------------------------------------
 
 def _read_annotations(run: Path, config: ProjectConfig) -> pa.Table:
-    """The submitted responses to the config's questions by annotators not paused, as an Arrow table."""
+    """The counted responses to the config's questions (submitted, not flagged), as an Arrow table."""
     table = read_arrow(run, ANNOTATIONS, columns=["item_id", "question", "annotator", "value", "status"],
-                       optional=("updated_at", "paused"), text=("item_id", "question", "annotator", "status"))
+                       optional=("updated_at", *EXCLUSION_FLAGS), text=("item_id", "question", "annotator", "status"))
     assert table is not None
     keep = pc.and_(pc.equal(table["status"], "submitted"),
                    pc.is_in(table["question"], value_set=pa.array([q.name for q in config.questions], pa.string())))
-    if "paused" in table.column_names:  # annotators paused by the honeypot rule do not count
-        keep = pc.and_(keep, pc.invert(pc.fill_null(table["paused"].cast(pa.bool_()), False)))
+    for flag in EXCLUSION_FLAGS:  # kept in the synced table, never counted (`workspaces.votes.counted`)
+        if flag in table.column_names:
+            keep = pc.and_(keep, pc.invert(pc.fill_null(table[flag].cast(pa.bool_()), False)))
     table = table.filter(keep)
     if "updated_at" not in table.column_names:
         table = table.append_column("updated_at", pa.nulls(len(table), pa.timestamp("ns", tz="UTC")))

@@ -14,6 +14,7 @@ from typing import Any, Optional
 from ..agreement import Report
 from ..config import ProjectConfig, QuestionKind, TaskKind
 from ..encoders import NAMED_ENCODERS, NamedEncoder
+from ..ledger import decisions_head
 from .build import SPLITS, CuratedDataset
 
 __all__ = ["card_body", "card_metadata", "render_card"]
@@ -210,6 +211,9 @@ def _provenance_section(config: ProjectConfig, curated: CuratedDataset) -> list[
     out = ["## Provenance", "",
            f"- Guideline version (hash of the guidelines and questions): `{config.guideline_hash}`",
            f"- Human annotators with submitted responses: {len(curated.annotators)}"]
+    chain = decisions_head(config.run_path)
+    out.append(f"- Decision ledger: entry {chain.entries} of the run's hash-chained `ledger.jsonl` (its last "
+               f"decision before this push), hash `{chain.hash}`; `curate verify CONFIG` checks the chain")
     out += [f"- Embedding model: {encoder.describe()}" for encoder in _named_encoders_used(config, curated)]
     if curated.llm:
         out += ["- LLM labels:", "", "  | question | model | prompt hash |", "  |---|---|---|"]

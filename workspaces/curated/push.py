@@ -14,6 +14,7 @@ The token is never printed, logged, written to the run directory or put in the c
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import uuid
@@ -25,6 +26,7 @@ from typing import Any, Callable, Iterator, Literal, Optional, Union
 from ..agreement import Report, read_report
 from ..config import ProjectConfig
 from ..errors import CurateError, DataLossError, HubError
+from ..ledger import decisions_head, record, require_intact
 from ..rundir import PUSH, file_sha256, write_json
 from .build import CuratedDataset, build_curated
 from .card import card_body, card_metadata, render_card
@@ -57,6 +59,8 @@ class PushResult:
     private: Optional[bool] = None
     by_source: dict[str, dict[str, int]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    version: Optional[str] = None  # the Hub commit, or the folder's hash (sha256 of its files' sha256s)
+    ledger_head: Optional[str] = None  # the ledger hash the card carries (its last decision before the push)
 
 
 def push(config: ProjectConfig, *, to: Union[str, Path, None] = None, repo_id: Optional[str] = None,
@@ -81,6 +85,7 @@ def push(config: ProjectConfig, *, to: Union[str, Path, None] = None, repo_id: O
         DataLossError: (folder, without `force`) the push would replace or delete a file it did not write, or one
             changed since it wrote it; nothing was changed.
     """
+    require_intact(config.run_path)  # the card carries the ledger's head: a broken chain is repaired first
     curated = build_curated(config)
     report = read_report(config, required=False)
     if sum(curated.rows.values()) == 0:
@@ -100,7 +105,28 @@ def push(config: ProjectConfig, *, to: Union[str, Path, None] = None, repo_id: O
         folder = Path(to) if to is not None else (config.hub.local_dir or config.run_path / "curated")
         result = _push_dir(config, curated, report, folder, force)
     _record(config, result)
+    _ledger_rows(config, curated, result)
     return result
+
+
+def _ledger_rows(config: ProjectConfig, curated: CuratedDataset, result: PushResult) -> int:
+    """Append one `push` entry per curated row to the run's ledger: the row's sha256, its source and gate, where it
+    went and the dataset version (the Hub commit, or the folder's hash); a row pushed unchanged to the same version
+    is not appended again."""
+    decisions = []
+    for split, table in curated.tables.items():
+        for batch in table.to_batches():
+            for row in batch.to_pylist():
+                gates = sorted({str(v) for k, v in row.items() if k.endswith("gate_id") and v})
+                decisions.append((f"{split}|{row['item_id']}", {
+                    "item_id": row["item_id"], "split": split, "source": row.get("source"), "gate_ids": gates,
+                    "row_sha256": _row_sha256(row), "target": result.target, "location": result.location,
+                    "version": result.version}))
+    return record(config.run_path, "push", decisions)
+
+
+def _row_sha256(row: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(row, sort_keys=True, separators=(",", ":"), default=str).encode()).hexdigest()
 
 
 def export_argilla_dataset(client: Any, config: ProjectConfig, repo_id: Optional[str] = None, *,
@@ -155,7 +181,8 @@ def _push_hub(config: ProjectConfig, curated: CuratedDataset, report: Optional[R
         after = api.repo_info(repo_id, repo_type="dataset", token=token).sha
     return PushResult(target="hub", location=f"{api.endpoint}/datasets/{repo_id}", rows=curated.rows,
                       excluded=curated.excluded, changed=after != before, repo_id=repo_id, commit=after,
-                      private=is_private, by_source=curated.counts_by_source(), notes=notes)
+                      private=is_private, by_source=curated.counts_by_source(), notes=notes, version=after,
+                      ledger_head=decisions_head(config.run_path).hash)
 
 
 def _push_card(api: Any, repo_id: str, token: str, metadata: dict[str, Any], body: str) -> None:
@@ -274,8 +301,10 @@ def _push_dir(config: ProjectConfig, curated: CuratedDataset, report: Optional[R
             enable_progress_bars()
         _discard(staged)
     notes = list(curated.notes) + [f"--force: replaced {name} ({why})" for name, why in conflicts.items()]
+    version = hashlib.sha256(json.dumps(new, sort_keys=True).encode()).hexdigest()
     return PushResult(target="dir", location=str(folder), rows=curated.rows, excluded=curated.excluded,
-                      changed=changed, by_source=curated.counts_by_source(), notes=notes)
+                      changed=changed, by_source=curated.counts_by_source(), notes=notes, version=version,
+                      ledger_head=decisions_head(config.run_path).hash)
 
 
 def _conflicts(current: dict[str, str], new: dict[str, str],

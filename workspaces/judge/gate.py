@@ -25,6 +25,7 @@ import pandas as pd
 from pydantic import BaseModel, Field
 
 from ..config import ProjectConfig
+from ..ledger import record, require_intact
 from ..rundir import (CALIBRATION, CALIBRATION_ITEMS, GATE_BASELINE, GATE_HISTORY, append_jsonl, read_json, read_jsonl,
                       read_table, write_table)
 from .calibrate import labeler_questions
@@ -77,8 +78,11 @@ def history(config: ProjectConfig) -> list[GateDecision]:
 
 
 def append_decision(config: ProjectConfig, decision: GateDecision) -> GateDecision:
-    """Append one decision to the history (the file is only ever appended to)."""
-    append_jsonl(GATE_HISTORY.path(config.run_path), decision.model_dump(mode="json"))
+    """Append one decision to the history (the file is only ever appended to) and to the run's ledger."""
+    require_intact(config.run_path)
+    entry = decision.model_dump(mode="json")
+    append_jsonl(GATE_HISTORY.path(config.run_path), entry)
+    record(config.run_path, "gate", [(decision.id, entry)])
     return decision
 
 

@@ -27,7 +27,7 @@ from ..errors import ConfigError
 from ..items import load_gold_ids, load_items, recorded_labels
 from ..rundir import ANNOTATIONS, PAUSED, read_json, read_table
 from ..shapes import ShapeValueError, shape_of
-from ..votes import human_label
+from ..votes import counted, human_label, qualified_reviewers
 
 __all__ = ["Reference", "human_reference", "human_votes", "leave_one_out", "paused_annotators"]
 
@@ -60,12 +60,15 @@ def paused_annotators(config: ProjectConfig) -> set[str]:
     return set(paused.get("paused", {}))
 
 
-def human_votes(config: ProjectConfig, items: Optional[pd.DataFrame] = None) -> pd.DataFrame:
+def human_votes(config: ProjectConfig, items: Optional[pd.DataFrame] = None, *, qualified_only: bool = True
+                ) -> pd.DataFrame:
     """Every human vote the run knows: `item_id, question, annotator, value` (value as text), one per annotator.
 
     Recorded labels of the data (annotator names as Argilla usernames) and submitted synced responses; the synced
     one wins for the same (item, question, annotator). Paused annotators are left out. Values are in their shape's
-    one spelling (tags in the labels' order, spans by offset); a vote that does not fit its tag or span question
+    one spelling (tags in the labels' order, spans by offset). With a `qualification` section only qualified
+    reviewers' votes count (`qualified_only=False`: everyone's, the evidence qualification itself scores; responses
+    flagged `unqualified` are in the synced table too). A vote that does not fit its tag or span question
     (`min`/`max` broken, overlapping spans) is left out and counted in `votes.attrs["invalid"]` (question -> count).
     """
     frames = []
@@ -77,7 +80,9 @@ def human_votes(config: ProjectConfig, items: Optional[pd.DataFrame] = None) -> 
                                           value=recorded["value"].map(_stored_text), order=0))
     synced = read_table(config.run_path, ANNOTATIONS, required=False)
     if synced is not None and len(synced):
-        synced = synced[(synced["status"] == "submitted") & synced["question"].notna() & synced["value"].notna()]
+        synced = counted(synced if qualified_only or "unqualified" not in synced.columns
+                         else synced.assign(unqualified=False))
+        synced = synced[synced["question"].notna() & synced["value"].notna()]
         synced = synced.sort_values("updated_at") if "updated_at" in synced.columns else synced
         frames.append(synced[["item_id", "question", "annotator", "value"]].assign(value=synced["value"].astype(str),
                                                                                   order=1))
@@ -88,6 +93,9 @@ def human_votes(config: ProjectConfig, items: Optional[pd.DataFrame] = None) -> 
     paused = paused_annotators(config)
     if paused:
         votes = votes[~votes["annotator"].isin(paused)]
+    qualified = qualified_reviewers(config) if qualified_only else None
+    if qualified is not None:  # recorded raters too: nobody's answers count before they qualify
+        votes = votes[votes["annotator"].isin(qualified)]
     votes, invalid = _canonical(config, votes.drop(columns="order").reset_index(drop=True))
     votes.attrs["invalid"] = invalid
     return votes

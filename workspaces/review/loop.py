@@ -38,6 +38,7 @@ from ..judge.gate import GateDecision
 from ..rundir import GOLD_IDS, LOOP_ROUNDS, append_jsonl, read_jsonl, write_text
 from ..votes import human_label
 from .plan import ReviewBatch, plan_batch, read_plan, record_batch
+from .qualification import update_standing
 from .select import Selection, select_items
 from .triage import Triage, triage
 
@@ -162,6 +163,7 @@ def run_loop(config: ProjectConfig, humans: Humans, *, labeler: Optional[str] = 
         clock["select"] = time.perf_counter() - started
         started = time.perf_counter()
         humans(config, batch)
+        update_standing(config)  # who counts now (`qualification`): nobody's answers before they qualify
         record_batch(config, batch, selection)
         clock["humans"] = time.perf_counter() - started
         started = time.perf_counter()
@@ -197,6 +199,7 @@ def _final_audit(config: ProjectConfig, humans: Humans, result: Triage) -> Optio
         selection = Selection(item_ids=[], scores=[], strategy=AUDIT, seed=config.selection.seed)
         batch = plan_batch(_honeypots_known(config), selection, seed=config.selection.seed, audit=audit)
         humans(config, batch)
+        update_standing(config)
         record_batch(config, batch, selection)
     elif not (result.routes["route"] == "audit").any():
         return None

@@ -26,6 +26,7 @@ from ..items import load_items
 from ..judge.calibrate import Policy, labeler_questions
 from ..judge.gate import GateState, gate_state
 from ..judge.labeler import LabelerLabels, load_labeler
+from ..ledger import record, require_intact
 from ..rundir import ROUTES, write_table
 
 __all__ = ["ROUTE_COLUMNS", "Triage", "audited", "triage"]
@@ -113,7 +114,10 @@ def triage(config: ProjectConfig, labeler: Optional[str] = None) -> Triage:
     routes = {item_id: route(item_id) for item_id in items}
     frame.insert(2, "route", frame["item_id"].map(routes))
     frame.loc[(frame["route"] == "audit"), "reason"] = "audit: a random share of the would-be-auto items"
+    require_intact(config.run_path)
     write_table(ROUTES.path(config.run_path), frame[ROUTE_COLUMNS])
+    record(config.run_path, "route", ((f"{row['item_id']}|{row['question']}", row) for row in
+                                      frame[ROUTE_COLUMNS].to_dict(orient="records")))
     counts = pd.Series(routes).value_counts().to_dict()
     return Triage(routes=frame[ROUTE_COLUMNS], states=states,
                   counts={k: int(counts.get(k, 0)) for k in ("auto", "audit", "review")})
