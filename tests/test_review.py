@@ -182,3 +182,84 @@ def test_annotators_pause_and_resume_from_the_cli(project, argilla_server, argil
     assert resumed.returncode == 0, resumed.stderr
     assert "cli-paused" not in paused(config)
     assert not refused(submit(plan["item_id"].iloc[2])), "a resumed annotator can submit again"
+
+
+def test_watch_pauses_a_failing_honeypot_reviewer_within_seconds_and_ends_equal_to_a_full_sync(
+        project, argilla_server, argilla_client, tmp_path) -> None:
+    """Issue 25.9: `curate watch` on the server's real, signed webhooks: a reviewer who fails the honeypots is paused
+    within 10 s of their responses; a forged, a foreign and a replayed event are rejected and counted; the webhook is
+    gone afterwards; and the table the watch kept equals a full sync."""
+    import re
+    import signal
+    import threading
+    import time
+    from datetime import datetime, timezone
+
+    import httpx
+    from standardwebhooks.webhooks import Webhook
+
+    from workspaces.argilla_io.sync import ANNOTATION_COLUMNS, sync
+
+    path, config, _, _ = project
+    plan = pd.read_parquet(config.run_path / "review_plan.parquet")
+    honeypots = plan.loc[plan["role"] == "honeypot", "item_id"].tolist()
+    truth = {i: human_label(config.question("is_abusive"), g["value"].tolist()).label for i, g in
+             recorded_labels(config, load_items(config)).query("question == 'is_abusive'").groupby("item_id")}
+    env = {**os.environ, "ARGILLA_API_URL": argilla_server.api_url, "ARGILLA_API_KEY": argilla_server.api_key,
+           "COLUMNS": "400"}
+    watch = subprocess.Popen([sys.executable, "-m", "workspaces", "watch", str(path), "--seconds", "180"], env=env,
+                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(iter(watch.stdout.readline, "")), daemon=True)
+    reader.start()
+    try:
+        deadline = time.monotonic() + 120
+        while not any("watching" in line for line in lines):
+            assert watch.poll() is None and time.monotonic() < deadline, watch.stderr.read() if watch.poll() else lines
+            time.sleep(0.2)
+        url = re.search(r" on (http://\S+) ", next(line for line in lines if "watching" in line)).group(1)
+        [hook] = [w for w in argilla_client.webhooks if w.url == url]
+
+        # bad input: a forged signature, a signed event about another dataset, and that event sent again
+        stamp = datetime.now(timezone.utc)
+        forged = httpx.post(url, content=b'{"type": "response.created", "data": {}}', headers={
+            "webhook-id": "msg_forged", "webhook-timestamp": str(int(stamp.timestamp())),
+            "webhook-signature": "v1,bm90IGEgc2lnbmF0dXJl"})
+        assert forged.status_code == 401
+        body = json.dumps({"type": "response.created", "timestamp": stamp.isoformat(),
+                           "data": {"record": {"dataset": {"id": "00000000-0000-0000-0000-000000000000"}}}})
+        signed = {"webhook-id": "msg_foreign", "webhook-timestamp": str(int(stamp.timestamp())),
+                  "webhook-signature": Webhook(hook.secret).sign("msg_foreign", stamp, body)}
+        assert httpx.post(url, content=body, headers=signed).status_code == 422
+        assert httpx.post(url, content=body, headers=signed).status_code == 409
+
+        # a reviewer gets every honeypot wrong: paused within 10 s, by the watch alone
+        ids = record_ids(argilla_client, get_dataset(argilla_client, config))
+        careless = ensure_user(argilla_client, "watched-careless", config.argilla.workspace)
+        answers = [{"record_id": ids[i], "status": "submitted", "values": {
+            "is_abusive": {"value": "no" if truth[i] == "yes" else "yes"}, "severity": {"value": 1}}}
+            for i in honeypots]
+        started = time.monotonic()
+        user_client(argilla_client, careless).api.http_client.post(
+            "/api/v1/me/responses/bulk", json={"items": answers}).raise_for_status()
+        while "watched-careless" not in paused(config):
+            assert time.monotonic() - started < 10, lines
+            time.sleep(0.2)
+        assert time.monotonic() - started < 10
+    finally:
+        watch.send_signal(signal.SIGINT)
+        out, err = watch.communicate(timeout=60)
+    said = " ".join(lines) + out
+    assert watch.returncode == 0, err[-3000:]
+    assert "watched-careless paused" in err and "bad signature 1" in said and "unknown dataset 1" in said
+    assert "replayed 1" in said and re.search(r"accepted \d+", said)
+    assert not [w for w in argilla_client.webhooks if w.url == url]  # the watch removed its webhook
+
+    watched = pd.read_parquet(config.run_path / "annotations.parquet")
+    full = sync(config, argilla_client, path=tmp_path / "full.parquet")
+    assert full.removed == 0
+    again = pd.read_parquet(tmp_path / "full.parquet")
+    key = [*ANNOTATION_COLUMNS, "paused"]
+    ordered = [c for c in key if c != "updated_at"]
+    assert watched[key].sort_values(ordered).reset_index(drop=True).equals(
+        again[key].sort_values(ordered).reset_index(drop=True))

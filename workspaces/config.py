@@ -30,6 +30,7 @@ __all__ = [
     "SuppressionConfig",
     "TimingConfig",
     "QualificationConfig",
+    "CostConfig",
     "GateConfig",
     "ReferenceConfig",
     "TriageConfig",
@@ -487,6 +488,17 @@ class SelectionConfig(_Strict):
                                                    "by active learning are the hardest ones)")
 
 
+class CostConfig(_Strict):
+    """Prices for the cost of a curated label (`workspaces.review.cost`), per role."""
+
+    human_per_hour: float = Field(default=30.0, ge=0, description="a reviewer's hour")
+    human_seconds_per_response: float = Field(default=30.0, gt=0, description="the time a response is costed at "
+                                              "when it has no real timing (replayed or imported answers)")
+    machine_per_hour: float = Field(default=0.5, ge=0, description="an hour of the machine that runs the student "
+                                    "and the local LLM")
+    currency: str = "USD"
+
+
 class ConsensusConfig(_Strict):
     """Which human consensus the curated labels use."""
 
@@ -629,6 +641,7 @@ class ProjectConfig(_Strict):
     suppression: Optional[SuppressionConfig] = None
     timing: TimingConfig = Field(default_factory=TimingConfig)
     qualification: Optional[QualificationConfig] = None
+    cost: CostConfig = Field(default_factory=CostConfig)
     consensus: ConsensusConfig = Field(default_factory=ConsensusConfig)
     source_path: Optional[Path] = Field(default=None, exclude=True, description="the YAML file this came from")
 

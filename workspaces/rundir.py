@@ -43,6 +43,7 @@ __all__ = [
     "GATE_BASELINE",
     "GATE_HISTORY",
     "GOLD_IDS",
+    "GUIDELINE_CHANGES",
     "LABELS",
     "LEDGER",
     "LEDGER_HEAD",
@@ -133,6 +134,8 @@ LOOP_ROUNDS = RunFile("loop_rounds.jsonl", "curate demo", "append-only: what eac
 LEDGER = RunFile("ledger.jsonl", "curate sync / gate / triage / push",
                  "append-only, hash-chained: every response synced, gate decision, route and pushed row")
 LEDGER_HEAD = RunFile("ledger_head.json", "curate sync / gate / triage / push", "the ledger's entry count and last hash")
+GUIDELINE_CHANGES = RunFile("guideline_changes.jsonl", "curate publish",
+                            "append-only: each guideline change and the items labelled under an earlier version")
 QUALIFICATION = RunFile("qualification.json", "curate sync / annotators qualify",
                         "qualification batches, answers and every reviewer's standing")
 GOLD_IDS = RunFile("gold_ids.txt", "curate demo", "the label loop's random gold set (`selection.gold`), one id a line")
@@ -140,7 +143,7 @@ GOLD_IDS = RunFile("gold_ids.txt", "curate demo", "the label loop's random gold 
 RUN_FILES: tuple[RunFile, ...] = (
     ANNOTATIONS, ANNOTATIONS_HISTORY, LABELS, STUDENT_LABELS, EMBEDDINGS, PREFERENCES, PREFERENCES_REPORT, REPORT,
     REPORT_MD, CALIBRATION, CALIBRATION_MD, CALIBRATION_ITEMS, GATE_BASELINE, PROMPT_EXAMPLES, GATE_HISTORY, ROUTES, SELECTION, REVIEW_PLAN, PAUSED, REDACTION, REDACTION_COUNTS, PUSH,
-    REVIEWER_LOGIN, GOLD_IDS, LOOP_ROUNDS, LEDGER, LEDGER_HEAD, QUALIFICATION,
+    REVIEWER_LOGIN, GOLD_IDS, LOOP_ROUNDS, LEDGER, LEDGER_HEAD, QUALIFICATION, GUIDELINE_CHANGES,
 )
 
 RUN_DIR_MODE = 0o700  # every folder of a run directory: its owner only

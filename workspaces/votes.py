@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Iterable, Optional, Sequence, Union
 
 import pandas as pd
@@ -52,13 +53,13 @@ def flag_responses(config: ProjectConfig, path: Optional["os.PathLike[str]"] = N
     `qualified` in `qualification.json`, when the project qualifies reviewers). `curate sync` calls it on every
     snapshot, and the qualification stage when a standing changes; the caller holds the table's lock."""
     from .items import load_items
-    from .rundir import ANNOTATIONS, read_table, write_table
+    from .rundir import ANNOTATIONS, RunFile, read_table, write_table
     from .timing import TIMING_COLUMNS, response_timing
 
-    path = path or ANNOTATIONS.path(config.run_path)
-    frame = read_table(path, ANNOTATIONS, required=False)
-    if frame is None:
+    path = Path(path or ANNOTATIONS.path(config.run_path))
+    if not path.is_file():
         return
+    frame = read_table(path.parent, RunFile(path.name, ANNOTATIONS.command, ANNOTATIONS.description))
     frame = frame.drop(columns=[c for c in [*TIMING_COLUMNS, "unqualified"] if c in frame.columns])
     items = load_items(config) if len(frame) else None
     qualified = qualified_reviewers(config)

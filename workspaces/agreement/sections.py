@@ -12,6 +12,7 @@ import pandas as pd
 
 from ..config import ProjectConfig
 from .render import MarkdownTable
+from ..votes import counted
 from .tables import human_table
 
 __all__ = ["SECTION_BUILDERS", "SECTION_RENDERERS", "section"]
@@ -129,7 +130,25 @@ def render_loop(section: dict[str, Any]) -> list[MarkdownTable]:
                                   "promise", "verdict"], rows=rows,
                          note="Held-back labels: the recorded annotators' majority on items no human reviewed in the "
                               "loop; no labeler, calibration or gate ever saw them.")
-    return [summary, tiers, held]
+    tables = [summary, tiers, held]
+    cost = section.get("cost")
+    if cost:
+        money = cost["currency"]
+        tables.append(MarkdownTable(
+            title=f"Cost per curated label, by tier ({money})",
+            columns=["tier", "items decided", "seconds", "cost", "cost per label"],
+            rows=[*[[t["tier"], str(t["decided"]), f"{t['seconds']:.0f}", f"{t['cost']:.2f}",
+                     "n/a" if t["per_label"] is None else f"{t['per_label']:.4f}"] for t in cost["tiers"]],
+                  ["all tiers", str(section["curated_items"]), "", f"{cost['total']:.2f}",
+                   "n/a" if cost["per_curated_label"] is None else f"{cost['per_curated_label']:.4f}"],
+                  ["all-human baseline", str(section["curated_items"]), "", f"{cost['all_human']:.2f}",
+                   "n/a" if cost["all_human_per_label"] is None else f"{cost['all_human_per_label']:.4f}"]],
+            note=f"Prices: a reviewer's hour {cost['prices']['human_per_hour']:g}, the machine's hour "
+                 f"{cost['prices']['machine_per_hour']:g}; {cost['timed_responses']} of {cost['responses']} human "
+                 f"responses had a real time on task, the others are costed at "
+                 f"{cost['prices']['human_seconds_per_response']:g} s. The baseline: every curated item labelled by "
+                 f"humans at {cost['responses_per_item']:.2f} responses per item."))
+    return tables
 
 
 def render_timing(section: dict[str, Any]) -> list[MarkdownTable]:
@@ -169,8 +188,46 @@ def render_qualification(section: dict[str, Any]) -> list[MarkdownTable]:
         title=f"Qualification ({section['question']}): responses count once a reviewer agrees with gold",
         columns=["reviewer", "status", "evidence", "scored", "agree with gold", "accuracy", "95% interval (Wilson)"],
         rows=rows, note=f"Qualified: accuracy of at least {section['min_agreement']:.0%} on at least "
-                        f"{section['batch']} scored gold answers (a recorded rater: their recorded answers, each "
-                        "scored against the other raters' label). Others' responses are kept, never counted.")]
+                        f"{section['batch']} scored gold answers: the last qualification batch, else their answers on "
+                        "the project's gold items, each scored against a gold column or the other reviewers' label. "
+                        "Others' responses are kept, never counted.")]
+
+
+def render_guideline_versions(section: dict[str, Any]) -> list[MarkdownTable]:
+    questions = section["questions"]
+    rows = [[f"`{v['guideline_hash']}`" + (" (current)" if v["current"] else ""), str(v["responses"]),
+             str(v["items"]), *[_f(v["alpha"].get(q)) for q in questions]] for v in section["versions"]]
+    return [MarkdownTable(title="Agreement per guideline version (the guidelines in force when each response was "
+                                "given)", columns=["guideline version", "responses", "items",
+                                                   *[f"alpha {q}" for q in questions]], rows=rows,
+                          note="A response keeps the version it was given under until it changes; compare the rows "
+                               "to see whether a guideline change helped.")]
+
+
+@section("guideline_versions", render_guideline_versions)
+def _guideline_versions(config: ProjectConfig, annotations: pd.DataFrame) -> Optional[dict[str, Any]]:
+    """Counted responses and alpha per guideline version (`guideline_hash`, stamped by `curate sync`)."""
+    from ..config import QuestionKind
+    from .alpha import AgreementError, krippendorff_alpha
+
+    if "guideline_hash" not in annotations.columns or annotations.empty:
+        return None
+    questions = [q for q in config.questions if q.kind in (QuestionKind.label, QuestionKind.rating)]
+    versions = []
+    for version, rows in annotations.groupby("guideline_hash", sort=False):
+        counted_rows = counted(rows)
+        alpha: dict[str, Optional[float]] = {}
+        for question in questions:
+            try:
+                alpha[question.name] = krippendorff_alpha(human_table(counted_rows, question), question.alpha_level,
+                                                          value_domain=question.allowed_values or None,
+                                                          bootstrap=0).alpha
+            except (AgreementError, ValueError):
+                alpha[question.name] = None
+        versions.append({"guideline_hash": str(version), "current": version == config.guideline_hash,
+                         "responses": int(counted_rows.drop_duplicates(["item_id", "annotator"]).shape[0]),
+                         "items": int(counted_rows["item_id"].nunique()), "alpha": alpha})
+    return {"questions": [q.name for q in questions], "versions": versions}
 
 
 SECTION_RENDERERS["qualification"] = render_qualification  # computed by `workspaces.review.qualification`

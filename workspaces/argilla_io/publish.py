@@ -22,7 +22,9 @@ from pydantic import BaseModel, Field
 from ..config import ProjectConfig
 from ..errors import ArgillaError, ConfigError
 from ..items import check_consent, check_items, load_items
-from ..rundir import EMBEDDINGS, LABELS, REVIEW_PLAN, ROUTES, STUDENT_LABELS, locked, read_arrow, read_table
+from ..rundir import (ANNOTATIONS, EMBEDDINGS, GUIDELINE_CHANGES, LABELS, REVIEW_PLAN, ROUTES, STUDENT_LABELS,
+                      append_jsonl, locked, read_arrow, read_table)
+from ..votes import counted
 from ._wire import Wire, argilla_errors
 from .records import Suggestion, iter_records, suggestions_from_labels
 from .settings import PublishError, build_settings, ensure_workspace, get_dataset, reconcile_settings
@@ -48,6 +50,9 @@ class PublishResult(BaseModel):
                                                    "each is also in `skipped`")
     failed: dict[str, str] = Field(default_factory=dict, description="item id -> why the server refused it")
     changes: list[str] = Field(default_factory=list, description="settings brought in line with the config")
+    earlier_guidelines: list[str] = Field(default_factory=list, description="when the guidelines changed: the items "
+                                          "with counted responses given under an earlier version (also appended to "
+                                          "guideline_changes.jsonl)")
 
 
 def read_suggestions(config: ProjectConfig, path: Optional[Path] = None) -> Optional[dict[str, list[Suggestion]]]:
@@ -101,6 +106,21 @@ def _chunked_records(config: ProjectConfig, items: pd.DataFrame, labels: Optiona
         suggestions = None if labels is None else suggestions_from_labels(config, _rows_of(labels, ids).to_pandas())
         part_vectors = None if vectors is None else _vector_map(_rows_of(vectors, ids))
         yield from iter_records(config, part, suggestions=suggestions, vectors=part_vectors, suppressed=suppressed)
+
+
+def _record_guideline_change(config: ProjectConfig, changes: list[str]) -> list[str]:
+    """The items whose counted responses were given under another guideline version than the config's, appended to
+    `guideline_changes.jsonl` with the versions and what changed."""
+    synced = read_table(config.run_path, ANNOTATIONS, required=False)
+    if synced is None or "guideline_hash" not in synced.columns:
+        return []
+    earlier = counted(synced)
+    earlier = earlier[earlier["guideline_hash"] != config.guideline_hash]
+    items = sorted(earlier["item_id"].astype(str).unique())
+    append_jsonl(GUIDELINE_CHANGES.path(config.run_path), {
+        "at": pd.Timestamp.now(tz="UTC").isoformat(timespec="seconds"), "to": config.guideline_hash,
+        "from": sorted(earlier["guideline_hash"].astype(str).unique()), "changes": changes, "items": items})
+    return items
 
 
 def publish(
@@ -169,6 +189,8 @@ def _publish(config: ProjectConfig, client: rg.Argilla, *, labels_path: Optional
                          batch_size=batch_size, progress=progress, total=len(checked.valid))
     result.skipped = {**consent.problems, **checked.problems}
     result.no_consent = len(consent.problems)
+    if "guidelines" in result.changes or any(c.startswith("question") for c in result.changes):
+        result.earlier_guidelines = _record_guideline_change(config, result.changes)
     suppressed = set(suppressed) & set(checked.valid["item_id"])
     if suppressed and not result.created:  # records published earlier may still carry a suggestion
         wire = Wire(client)

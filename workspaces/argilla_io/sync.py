@@ -38,7 +38,8 @@ from ..config import ProjectConfig
 from ..errors import ArgillaError, DataLossError, RunFileError
 from .. import ledger
 from ..votes import flag_responses
-from ..rundir import ANNOTATIONS, ANNOTATIONS_HISTORY, PAUSED, StagedTable, locked, read_json, read_table, write_table
+from ..rundir import (ANNOTATIONS, ANNOTATIONS_HISTORY, PAUSED, RunFile, StagedTable, locked, read_json, read_table,
+                      write_table)
 from ._wire import Wire, argilla_errors
 from .settings import get_dataset
 
@@ -269,6 +270,7 @@ def sync(config: ProjectConfig, client: rg.Argilla, *, path: Optional[Path] = No
         now = datetime.now(timezone.utc).isoformat(timespec="seconds")
         with locked(path):
             previous = _read_previous(path)
+            versions = _guideline_versions(path)
             gone = pd.DataFrame(columns=ANNOTATION_COLUMNS)
             if previous is not None and previous.num_rows:
                 keys = pq.read_table(staged.temporary, columns=_KEY)
@@ -285,6 +287,7 @@ def sync(config: ProjectConfig, client: rg.Argilla, *, path: Optional[Path] = No
                     f"a new id ({dataset.id}). {path} was NOT changed, and every response is kept in {history_path}. "
                     f"If the deletion is intended, run `curate sync CONFIG --accept-deletions`.")
             staged.commit()
+            _stamp_guidelines(config, path, versions)
             flag_responses(config, path)
         ledgered = ledger_responses(run, path)
     finally:
@@ -294,10 +297,37 @@ def sync(config: ProjectConfig, client: rg.Argilla, *, path: Optional[Path] = No
                       removed_examples=examples, history=history_path, ledgered=ledgered)
 
 
+_VERSION_KEY = ["item_id", "annotator", "question", "updated_at"]
+
+
+def _guideline_versions(path: Path) -> Optional[pd.DataFrame]:
+    """The previous snapshot's `guideline_hash` per response row (None before the first sync or an older table)."""
+    try:
+        frame = pq.read_table(path, columns=[*_VERSION_KEY, "guideline_hash"]).to_pandas()
+    except Exception:  # no snapshot yet, or one written before responses carried a guideline version
+        return None
+    return frame.drop_duplicates(_VERSION_KEY)
+
+
+def _stamp_guidelines(config: ProjectConfig, path: Path, versions: Optional[pd.DataFrame]) -> None:
+    """Give every response row the guideline version it was given under (`guideline_hash`): the one the last sync
+    recorded while the response is unchanged (same `updated_at`), else the config's in force at this sync."""
+    frame = read_table(path.parent, RunFile(path.name, ANNOTATIONS.command, ANNOTATIONS.description))
+    frame = frame.drop(columns=["guideline_hash"], errors="ignore")
+    if versions is not None and len(frame):
+        frame = frame.merge(versions, on=_VERSION_KEY, how="left")
+    else:
+        frame["guideline_hash"] = None
+    frame["guideline_hash"] = frame["guideline_hash"].where(frame["guideline_hash"].notna(), config.guideline_hash)
+    write_table(path, frame)
+
+
 def ledger_responses(run: Path, path: Path) -> int:
     """Append to the run's ledger every response of the snapshot at `path` that is new or changed since it was last
     ledgered (one entry per response: record, status, values per question, `updated_at`); returns how many."""
-    frame = pq.read_table(path, columns=ANNOTATION_COLUMNS).to_pandas()
+    names = pq.read_schema(path).names
+    frame = pq.read_table(path, columns=[*ANNOTATION_COLUMNS, *(["guideline_hash"] if "guideline_hash" in names
+                                                                 else [])]).to_pandas()
     if frame.empty:
         return 0
     frame = frame.sort_values([*_KEY, "question"])
@@ -308,6 +338,7 @@ def ledger_responses(run: Path, path: Path) -> int:
         decisions.append((f"{item_id}|{annotator}", {
             "item_id": item_id, "annotator": annotator, "record_id": first["record_id"], "status": first["status"],
             "values": {q: v for q, v in zip(rows["question"], rows["value"]) if q},
+            "guideline_hash": first.get("guideline_hash"),
             "updated_at": None if pd.isna(updated) else pd.Timestamp(updated).isoformat()}))
     return ledger.record(run, "response", decisions)
 

@@ -51,6 +51,10 @@ def publish_command(
                              progress=update)
     for change in result.changes:
         say(f"settings: {change}")
+    if result.earlier_guidelines:
+        warn(f"the guidelines changed: {len(result.earlier_guidelines)} items were labelled under an earlier version "
+             f"(e.g. {', '.join(result.earlier_guidelines[:3])}; all in guideline_changes.jsonl); the report's "
+             "agreement per guideline version shows whether the change helped")
     verb = "created" if result.created else "updated"
     say(f"{verb} dataset {result.dataset} in workspace {result.workspace}: {result.records} records, "
         f"{result.suggestions} suggestions{', vectors' if result.vectors else ''}\n{result.url}")
@@ -120,3 +124,85 @@ def apply_pause_rule(project: ProjectConfig, owner: "rg.Argilla") -> list[tuple[
     for annotator, reason in stopped:
         pause_annotator(owner, project, annotator, reason)
     return stopped
+
+
+@command(app, "watch")
+def watch_command(
+    config: Path = ConfigArg,
+    seconds: Optional[float] = typer.Option(None, "--seconds", help="Stop after this many seconds (default: until "
+                                                                     "Ctrl-C)."),
+    port: int = typer.Option(0, "--port", help="Listener port on 127.0.0.1 (default: a free one)."),
+    retriage_every: int = typer.Option(50, "--retriage-every", help="Re-run calibrate, gate and triage once this many "
+                                                                    "new responses count."),
+) -> None:
+    """A live loop on Argilla webhooks: each signed response event syncs the table, applies the pause rule and
+    qualification within seconds, and re-runs calibrate -> gate -> triage when enough new evidence counts."""
+    import signal
+    import time
+
+    from ..argilla_io.publish import get_dataset
+    from ..argilla_io.sync import sync
+    from ..argilla_io.webhooks import WebhookReceiver, describe, register_webhook
+    from ..errors import ArgillaError
+
+    project = load(config)
+    owner = client()
+    dataset = get_dataset(owner, project)
+    if dataset is None:
+        raise ArgillaError(f"dataset {project.argilla.dataset!r} is not published: run `curate publish {config}` first")
+    receiver = WebhookReceiver(str(dataset.id), port=port).start()
+    webhook = register_webhook(owner, receiver.url)
+    receiver.secret = webhook.secret
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # a stop from outside ends as Ctrl-C does
+    counted = _counted_responses(project, sync(project, owner))
+    say(f"watching {project.argilla.dataset} on {receiver.url} (webhook {webhook.id}); {counted} responses count")
+    deadline = None if seconds is None else time.monotonic() + seconds
+    try:
+        while deadline is None or time.monotonic() < deadline:
+            events = receiver.drain(timeout=0.5 if deadline is None else max(0.0, min(0.5, deadline - time.monotonic())))
+            if not events:
+                continue
+            result = sync(project, owner)
+            users = sorted({e["user"] for e in events if e["user"]})
+            say(f"{len(events)} event(s) from {', '.join(users) or 'unknown users'}: synced {result.responses} "
+                f"responses ({result.ledgered} new or changed)")
+            for annotator, reason in apply_pause_rule(project, owner):
+                warn(f"{annotator} paused: {reason}; their responses no longer count")
+            apply_qualification(project, owner)
+            now = _counted_responses(project, result)
+            if now - counted >= retriage_every:
+                counted = now
+                _retriage(project)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        webhook.delete()
+        receiver.stop()
+        say(f"stopped; events: {describe(receiver.counts)}")
+
+
+def _counted_responses(project: ProjectConfig, result: "object") -> int:
+    """Responses that count now (submitted, not flagged), as in the synced table."""
+    from ..rundir import ANNOTATIONS, read_table
+    from ..votes import counted
+
+    synced = read_table(project.run_path, ANNOTATIONS, required=False)
+    return 0 if synced is None else int(counted(synced).drop_duplicates(["item_id", "annotator"]).shape[0])
+
+
+def _retriage(project: ProjectConfig) -> None:
+    """Calibrate, gate and triage the project's labeler again on the new evidence (skipped, said, without labels)."""
+    from ..errors import CurateError
+    from ..judge import calibrate, run_gate
+    from ..review.triage import triage
+
+    labeler = project.triage.labeler
+    try:
+        calibrate(project, labeler)
+        decisions = run_gate(project, labeler)
+        counts = triage(project, labeler).counts
+    except CurateError as exc:
+        warn(f"re-triage skipped: {exc}")
+        return
+    say("new evidence: " + ", ".join(f"gate {d.question} {d.decision}" for d in decisions)
+        + f"; routes auto {counts['auto']}, audit {counts['audit']}, review {counts['review']}")

@@ -147,6 +147,10 @@ def _describe_review(report: "Report") -> list[str]:
 LLM_TIER_ITEMS = 200  # gold items the LLM tier is measured on: enough for the gate's min_reference, at ~2.5 items/s
 
 
+def _money(value: Optional[float]) -> str:
+    return "n/a" if value is None else f"{value:.4f}"
+
+
 def _llm_tier(config: ProjectConfig, result: "LoopResult") -> dict[str, Any]:
     """The LLM as the next tier: it labels a seeded sample of the gold set (else of the first batch) the humans
     reviewed, at most `LLM_TIER_ITEMS`, and is calibrated and gated on it. Its gate decides whether it may take what
@@ -195,6 +199,8 @@ def _human_responses(config: ProjectConfig) -> tuple[int, int]:
 
 def _loop_section(config: ProjectConfig, result: "LoopResult", scores: dict[str, "HeldBackScore"],
                   curated_rows: int, tiers: list[dict[str, Any]]) -> dict[str, Any]:
+    from ..review.cost import cost_section
+
     few_shot = 0
     if config.llm is not None and config.llm.few_shot_path is not None and config.llm.few_shot_path.is_file():
         few_shot = sum(1 for line in config.llm.few_shot_path.read_text().splitlines() if line.strip())
@@ -210,6 +216,7 @@ def _loop_section(config: ProjectConfig, result: "LoopResult", scores: dict[str,
         "alpha_on": f"the {human_items} items the humans reviewed (every batch: selected, honeypot and audit items)",
         "rounds": [{**r.as_dict(), "gates": {q: d.decision for q, d in r.gates.items()}} for r in result.rounds],
         "audit": result.audit,
+        "cost": cost_section(config, tiers, curated_rows, human_items),
     }
 
 
@@ -306,6 +313,15 @@ def run_demo(config: ProjectConfig, *, label: bool = True, repo_id: Optional[str
             + (", ".join(f"{label} {_f(f['precision'])} [{_f(f['wilson_low'])}, {_f(f['wilson_high'])}] vs promise "
                          f"{f['promise']}" for label, f in score.per_label.items()) or "none accepted"),
             style="red" if score.broken else "bold green" if score.overall["n"] else "bold")
+    cost = loop.get("cost")
+    if cost and cost["per_curated_label"] is not None:
+        per_tier = ", ".join(f"{t['tier']} {_money(t['per_label'])}" for t in cost["tiers"])
+        say(f"cost per curated label: {_money(cost['per_curated_label'])} {cost['currency']} ({per_tier}) vs "
+            f"{_money(cost['all_human_per_label'])} all-human at the same prices", style="bold")
+    standing = report.sections.get("qualification")
+    if standing:
+        say("qualification (" + f"{standing['min_agreement']:.0%} on {standing['batch']} gold answers): " + ", ".join(
+            f"{r['annotator']} {r['status']} {_f(r['accuracy'])}" for r in standing["reviewers"]))
     console.rule("Review it yourself")
     say(f"Argilla UI: {info.api_url}  (dataset {config.argilla.dataset}, workspace {config.argilla.workspace})")
     say(f"reviewer login: {username} / {password}   (owner credentials: "

@@ -62,6 +62,7 @@ def card_body(config: ProjectConfig, curated: CuratedDataset, report: Optional[R
     out += _judge_section(report)
     out += _gate_section(curated, report)
     out += _loop_card_section(report)
+    out += _qualification_card_section(report)
     out += _provenance_section(config, curated)
     out += _license_section(config)
     return "\n".join(out).rstrip() + "\n"
@@ -203,6 +204,19 @@ def _loop_card_section(report: Optional[Report]) -> list[str]:
         return []
     out = ["## The label loop: what humans spent, and the promise checked on held-back labels", ""]
     for table in render_loop(loop):
+        out += [f"**{table.title}**", "", *table.to_markdown(), ""]
+    return out
+
+
+def _qualification_card_section(report: Optional[Report]) -> list[str]:
+    """Who counted: every reviewer's qualification standing and its evidence (the report's table)."""
+    from ..agreement.sections import render_qualification
+
+    section = report.sections.get("qualification") if report is not None else None
+    if not section:
+        return []
+    out = ["## Reviewers: who counted", ""]
+    for table in render_qualification(section):
         out += [f"**{table.title}**", "", *table.to_markdown(), ""]
     return out
 

@@ -5,8 +5,10 @@
   `next_batch` picks the items, `workspaces.argilla_io.qualification` publishes them and reads the answers back).
   Nobody else can open it, and nothing in the project's dataset tells its gold items apart. No suggestions.
 - A reviewer without a batch (the data's recorded raters, replayed by `curate demo`) qualifies on their answers in
-  the project: every vote the run counts (recorded labels when `reference.recorded`, synced responses) that has a
-  truth is scored. Only what the loop has seen is used: the main job's held-back labels never decide a standing.
+  the project: every vote the run counts (recorded labels when `reference.recorded`, synced responses) on the
+  project's gold items (`gold_items`: a random sample, unlike the hard items active learning picks; all items when
+  there is no gold set) that has a truth is scored. Only what the loop has seen is used: the main job's held-back
+  labels never decide a standing.
 - An item's truth is its gold column's label, else the label of at least `reference.min_votes` *other* reviewers
   (the one human-label rule), so nobody is scored against their own answer.
 - Standing: `qualified` when the accuracy on the last batch (without a batch: all their scored answers) reaches
@@ -29,13 +31,13 @@ import pandas as pd
 
 from ..config import ProjectConfig
 from ..errors import ConfigError
-from ..items import load_items
+from ..items import load_gold_ids, load_items
 from ..judge import human_reference, human_votes, review_question
 from ..judge.calibrate import wilson_interval
 from ..rundir import ANNOTATIONS, QUALIFICATION, locked, read_json, read_table, write_json
 from ..votes import flag_responses, human_label
 
-__all__ = ["QUALIFIED", "next_batch", "qualification_question", "qualification_section", "reviewers_qualifying",
+__all__ = ["QUALIFIED", "gold_items", "next_batch", "qualification_question", "qualification_section", "reviewers_qualifying",
            "standing", "update_standing"]
 
 QUALIFIED = "qualified"
@@ -81,6 +83,16 @@ def _truth(config: ProjectConfig, items: pd.DataFrame, question: str
     return truth, votes
 
 
+def gold_items(config: ProjectConfig, items: pd.DataFrame) -> set[str]:
+    """The project's gold items: gold ids (`hub.gold_ids_path`, or the loop's random gold set) and items with a
+    gold column's label for the qualification question; empty when the project has none."""
+    gold = load_gold_ids(config) & set(items["item_id"])
+    column = config.reference.gold_columns.get(qualification_question(config))
+    if column is not None and column in items.columns:
+        gold |= set(items.loc[items[column].notna(), "item_id"])
+    return gold
+
+
 def _score(answers: dict[str, str], truth: Callable[[str, str], Optional[str]], who: str) -> dict[str, Any]:
     scored = [(item, value, truth(item, who)) for item, value in answers.items()]
     scored = [(item, value, t) for item, value, t in scored if t is not None]
@@ -98,9 +110,13 @@ def standing(config: ProjectConfig, annotators: Optional[set[str]] = None) -> di
     items = load_items(config)
     truth, votes = _truth(config, items, question)
     state = _state(config)
+    gold = gold_items(config, items)
+    if gold:  # the project's gold set: a random sample, not the hard items active learning picks
+        votes = votes[votes["item_id"].isin(gold)]
     out: dict[str, dict[str, Any]] = {}
     for username, answers in sorted(votes.groupby("annotator")):  # their answers in the project (e.g. replayed)
-        out[username] = {"evidence": "answers in the project", "batches": 0,
+        out[username] = {"evidence": "gold answers in the project" if gold else "answers in the project",
+                         "batches": 0,
                          **_score(dict(zip(answers["item_id"], answers["value"])), truth, username)}
     for username, mine in sorted(state["reviewers"].items()):  # a batch of their own decides
         batches = mine.get("batches") or []
