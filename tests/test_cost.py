@@ -7,24 +7,17 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-import yaml
 
+from support.projects import convabuse_project
 from workspaces.agreement.sections import render_loop
 from workspaces.config import load_config
 from workspaces.review.cost import cost_section, human_seconds
 
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def _config(tmp_path: Path):
-    raw = yaml.safe_load((ROOT / "configs" / "convabuse_demo.yaml").read_text())
-    raw["data"]["path"] = str(ROOT / "data" / "convabuse" / "valid.jsonl")
-    raw["llm"]["few_shot_path"] = str(ROOT / "data" / "convabuse" / "train_fewshot_pool.jsonl")
-    raw["run_dir"] = str(tmp_path / "run")
-    raw["cost"] = {"human_per_hour": 36.0, "human_seconds_per_response": 20.0, "machine_per_hour": 3.6}
-    path = tmp_path / "cost.yaml"
-    path.write_text(yaml.safe_dump(raw))
-    return load_config(path)
+    return load_config(convabuse_project(tmp_path, "cost", cost={
+        "human_per_hour": 36.0, "human_seconds_per_response": 20.0, "machine_per_hour": 3.6}))
 
 
 def test_cost_per_label_by_tier_against_the_all_human_baseline(tmp_path: Path) -> None:

@@ -11,6 +11,7 @@ import argilla as rg
 import pandas as pd
 import yaml
 
+from support.projects import convabuse_project
 from workspaces.agreement import write_report
 from workspaces.argilla_io._wire import Wire
 from workspaces.argilla_io.publish import get_dataset, publish
@@ -18,19 +19,12 @@ from workspaces.argilla_io.replay import ensure_user, record_ids, replay_recorde
 from workspaces.argilla_io.sync import sync
 from workspaces.config import load_config
 
-ROOT = Path(__file__).resolve().parents[1]
-DEMO = ROOT / "configs" / "convabuse_demo.yaml"
 
 
 def test_a_guideline_change_keeps_old_answers_on_their_version_and_lists_them(
         argilla_client: rg.Argilla, tmp_path: Path) -> None:
-    raw = yaml.safe_load(DEMO.read_text())
-    raw["data"].update(path=str(ROOT / "data" / "convabuse" / "valid.jsonl"), limit=24)
-    raw["llm"]["few_shot_path"] = str(ROOT / "data" / "convabuse" / "train_fewshot_pool.jsonl")
-    raw["argilla"].update(dataset="guideline-versions", workspace="tests")
-    raw["run_dir"] = str(tmp_path / "run")
-    path = tmp_path / "project.yaml"
-    path.write_text(yaml.safe_dump(raw))
+    path = convabuse_project(tmp_path, "guideline-versions")
+    raw = yaml.safe_load(path.read_text())
     config = load_config(path)
     try:
         publish(config, argilla_client)

@@ -13,8 +13,8 @@ from pathlib import Path
 import argilla as rg
 import pandas as pd
 import pytest
-import yaml
 
+from support.projects import convabuse_project
 from workspaces.argilla_io._wire import Wire
 from workspaces.argilla_io.publish import get_dataset, publish
 from workspaces.argilla_io.replay import ensure_user, record_ids, replay_recorded_labels, user_client
@@ -27,7 +27,6 @@ from workspaces.ledger import GENESIS, LedgerError, head, rebase, record, verify
 from workspaces.review.triage import triage
 
 ROOT = Path(__file__).resolve().parents[1]
-DEMO = ROOT / "configs" / "convabuse_demo.yaml"
 
 
 def _entries(run: Path) -> list[dict]:
@@ -105,16 +104,8 @@ def test_a_rebase_keeps_the_broken_ledger_and_records_its_head(tmp_path: Path) -
 # ---- the stages, on the real server ---------------------------------------------------------------------------------
 
 def _config_file(tmp_path: Path, dataset: str) -> Path:
-    raw = yaml.safe_load(DEMO.read_text())
-    raw["data"].update(path=str(ROOT / "data" / "convabuse" / "valid.jsonl"), limit=24)
-    raw["llm"]["few_shot_path"] = str(ROOT / "data" / "convabuse" / "train_fewshot_pool.jsonl")
-    raw["argilla"].update(dataset=dataset, workspace="tests")
-    raw["run_dir"] = str(tmp_path / "run")
-    raw["hub"] = {**raw.get("hub", {}), "local_dir": str(tmp_path / "curated")}
-    raw.pop("qualification", None)  # every replayed rater counts here: this test is about the ledger
-    path = tmp_path / f"{dataset}.yaml"
-    path.write_text(yaml.safe_dump(raw))
-    return path
+    # every replayed rater counts here: this test is about the ledger
+    return convabuse_project(tmp_path, dataset, hub={"local_dir": str(tmp_path / "curated")}, qualification=None)
 
 
 def _curate(*args: str, server) -> subprocess.CompletedProcess:

@@ -5,12 +5,13 @@ standing, with its Wilson interval, is in the report. On the real server."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Optional
 
 import argilla as rg
 import pandas as pd
 import pytest
-import yaml
 
+from support.projects import convabuse_project
 from workspaces.agreement import write_report
 from workspaces.argilla_io._wire import Wire
 from workspaces.argilla_io.publish import get_dataset, publish
@@ -24,22 +25,13 @@ from workspaces.judge.reference import human_reference, human_votes
 from workspaces.review.qualification import (_truth, next_batch, qualification_question, qualification_section,
                                              standing, update_standing)
 
-ROOT = Path(__file__).resolve().parents[1]
-DEMO = ROOT / "configs" / "convabuse_demo.yaml"
 BATCH = 10
 
 
-def _config(tmp_path: Path, dataset: str, limit: int = 80, min_agreement: float = 0.95):
-    raw = yaml.safe_load(DEMO.read_text())
-    raw["data"].update(path=str(ROOT / "data" / "convabuse" / "valid.jsonl"), limit=limit)
-    raw["llm"]["few_shot_path"] = str(ROOT / "data" / "convabuse" / "train_fewshot_pool.jsonl")
-    raw["argilla"].update(dataset=dataset, workspace="tests")
-    raw["run_dir"] = str(tmp_path / "run")
-    raw["qualification"] = {"batch": BATCH, "min_agreement": min_agreement}
-    raw["timing"] = {"enabled": False}  # the scripted reviewer answers in bursts: only qualification decides here
-    path = tmp_path / f"{dataset}.yaml"
-    path.write_text(yaml.safe_dump(raw))
-    return load_config(path)
+def _config(tmp_path: Path, dataset: str, limit: Optional[int] = 80, min_agreement: float = 0.95):
+    # the scripted reviewer answers in bursts: only qualification decides here
+    return load_config(convabuse_project(tmp_path, dataset, limit=limit, timing={"enabled": False},
+                                         qualification={"batch": BATCH, "min_agreement": min_agreement}))
 
 
 def test_recorded_raters_qualify_on_their_own_answers_scored_against_the_others(tmp_path: Path) -> None:

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import argilla as rg
 import pandas as pd
-import yaml
 
+from support.projects import convabuse_project
 from workspaces.agreement import write_report
 from workspaces.argilla_io._wire import Wire
 from workspaces.argilla_io.publish import get_dataset, publish
@@ -21,21 +21,12 @@ from workspaces.items import load_items
 from workspaces.judge.reference import human_votes
 from workspaces.timing import response_timing, words_shown
 
-ROOT = Path(__file__).resolve().parents[1]
-DEMO = ROOT / "configs" / "convabuse_demo.yaml"
 WPS = 40.0  # words per second: the test's reader is fast, so the careful reviewer waits only a second or two
 
 
 def _config(tmp_path: Path, dataset: str):
-    raw = yaml.safe_load(DEMO.read_text())
-    raw["data"].update(path=str(ROOT / "data" / "convabuse" / "valid.jsonl"), limit=24)
-    raw["llm"]["few_shot_path"] = str(ROOT / "data" / "convabuse" / "train_fewshot_pool.jsonl")
-    raw["argilla"].update(dataset=dataset, workspace="tests")
-    raw["run_dir"] = str(tmp_path / "run")
-    raw["timing"] = {"enabled": True, "words_per_second": WPS, "session_break": 600}
-    path = tmp_path / f"{dataset}.yaml"
-    path.write_text(yaml.safe_dump(raw))
-    return load_config(path)
+    return load_config(convabuse_project(tmp_path, dataset, timing={"enabled": True, "words_per_second": WPS,
+                                                                     "session_break": 600}))
 
 
 def test_gaps_between_a_reviewers_responses_decide_what_is_too_fast(tmp_path: Path) -> None:

@@ -40,13 +40,14 @@ def words_shown(config: ProjectConfig, items: pd.DataFrame) -> pd.Series:
 def untimed_reviewers(config: ProjectConfig, items: Optional[pd.DataFrame]) -> set[str]:
     """Usernames whose responses carry no real timing: the recorded raters of the data (as replayed) and
     `timing.untimed`."""
+    from .errors import ConfigError
     from .items import recorded_labels
 
     names = set(config.timing.untimed)
     if items is not None:
         try:
             names |= {slug(str(a)) for a in recorded_labels(config, items)["annotator"].unique()}
-        except Exception:  # no recorded labels in this data
+        except ConfigError:  # the data records no labels
             pass
     return names
 

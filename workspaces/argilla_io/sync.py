@@ -1,7 +1,9 @@
 """Pulling every response (submitted, draft, discarded) from Argilla into the run directory, never losing one.
 
 `<run dir>/annotations.parquet` is the server's current state: one row per (record, question, annotator):
-`record_id, item_id, question, annotator, value, status, updated_at, paused`. `value` is text (a rating `3` is `"3"`);
+`record_id, item_id, question, annotator, value, status, updated_at, paused`, then the flags of responses kept but
+never counted (`unqualified`, time on task: `workspaces.votes.flag_responses`) and the guideline version each was
+given under (`guideline_hash`). `value` is text (a rating `3` is `"3"`);
 `annotator` is the Argilla username. A response without values (a record discarded unanswered) is one row with
 `question` and `value` empty, so every response is accounted for.
 
@@ -14,9 +16,10 @@ Human responses are the most expensive data in the loop, so sync is careful:
   non-zero, unless `accept_deletions` is given; either way the history keeps them;
 - concurrent syncs of one run are serialised by a lock; files are written atomically under unique temporary names.
 
-Memory stays flat in the number of responses: records are read a page at a time and each page goes straight into a
-parquet row group of a temporary file; the history and lost-response checks join Arrow tables (keys only), and no
-step holds one Python object per response.
+Memory stays flat in the number of responses while reading: records are read a page at a time and each page goes
+straight into a parquet row group of a temporary file; the history and lost-response checks join Arrow tables (keys
+only). The steps after the commit read the snapshot whole (a few columns per response row): the guideline stamp, the
+flags, and the ledger, which holds one small entry per new or changed response.
 """
 
 from __future__ import annotations

@@ -200,12 +200,8 @@ def _loop_card_section(report: Optional[Report]) -> list[str]:
     from ..agreement.sections import render_loop
 
     loop = report.sections.get("loop") if report is not None else None
-    if not loop:
-        return []
-    out = ["## The label loop: what humans spent, and the promise checked on held-back labels", ""]
-    for table in render_loop(loop):
-        out += [f"**{table.title}**", "", *table.to_markdown(), ""]
-    return out
+    return _tables("The label loop: what humans spent, and the promise checked on held-back labels",
+                   render_loop(loop)) if loop else []
 
 
 def _qualification_card_section(report: Optional[Report]) -> list[str]:
@@ -213,10 +209,13 @@ def _qualification_card_section(report: Optional[Report]) -> list[str]:
     from ..agreement.sections import render_qualification
 
     section = report.sections.get("qualification") if report is not None else None
-    if not section:
-        return []
-    out = ["## Reviewers: who counted", ""]
-    for table in render_qualification(section):
+    return _tables("Reviewers: who counted", render_qualification(section)) if section else []
+
+
+def _tables(heading: str, tables: list[Any]) -> list[str]:
+    """A card section of report tables (each with its title in bold)."""
+    out = [f"## {heading}", ""]
+    for table in tables:
         out += [f"**{table.title}**", "", *table.to_markdown(), ""]
     return out
 
