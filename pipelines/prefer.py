@@ -177,14 +177,6 @@ def _expected(probabilities: Optional[Dict[str, float]]) -> Optional[float]:
     return sum(int(k) * v for k, v in probabilities.items())
 
 
-def _outcomes(pa: Dict[str, float], pb: Dict[str, float]) -> Dict[str, float]:
-    """P(A better), P(B better), P(tie), P(both bad: both ratings <= 2), with the two ratings independent."""
-    a_better = sum(pa[i] * pb[j] for i in RATINGS for j in RATINGS if int(i) > int(j))
-    b_better = sum(pa[i] * pb[j] for i in RATINGS for j in RATINGS if int(i) < int(j))
-    both_bad = sum(pa[i] for i in ("1", "2")) * sum(pb[j] for j in ("1", "2"))
-    return {"A": a_better, "B": b_better, "tie": max(0.0, 1.0 - a_better - b_better), "both-bad": both_bad}
-
-
 def _exclusive(pa: Dict[str, float], pb: Dict[str, float]) -> Dict[str, float]:
     """The judge's distribution over the preference labels as exclusive outcomes (they sum to 1): both-bad when both
     ratings are <= 2, else A / B / tie by which rating is higher, with the two ratings independent."""
@@ -281,7 +273,7 @@ def _combine(config: ProjectConfig, items: pd.DataFrame, candidates: pd.DataFram
             pa, pb = probs["A"], probs["B"]
             assert pa is not None and pb is not None
             margin = float(row["expected_rating_a"] - row["expected_rating_b"])
-            outcomes = _outcomes(pa, pb)
+            outcomes = _exclusive(pa, pb)  # the same distribution the labeler file and the suggestions carry
             tie = abs(margin) < spec.tie_margin
             if max(row["expected_rating_a"], row["expected_rating_b"]) < 2.0:
                 preference = "both-bad"

@@ -13,7 +13,7 @@ import yaml
 from distilabel.models.llms.base import LLM
 from distilabel.models.llms.utils import prepare_output
 
-from pipelines.prefer import RATINGS, _outcomes, prefer_items, read_preferences, summarize_preferences
+from pipelines.prefer import RATINGS, _exclusive, prefer_items, read_preferences, summarize_preferences
 from workspaces.config import ConfigError, load_config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -24,12 +24,12 @@ BANKING = ROOT / "configs" / "banking77_support_prefs.yaml"
 def test_outcome_probabilities_are_a_distribution():
     pa = {"1": 0.1, "2": 0.1, "3": 0.2, "4": 0.3, "5": 0.3}
     pb = {"1": 0.5, "2": 0.2, "3": 0.1, "4": 0.1, "5": 0.1}
-    outcomes = _outcomes(pa, pb)
-    assert outcomes["A"] + outcomes["B"] + outcomes["tie"] == pytest.approx(1.0)
+    outcomes = _exclusive(pa, pb)
+    assert sum(outcomes.values()) == pytest.approx(1.0)
     assert outcomes["A"] > outcomes["B"]
     assert outcomes["both-bad"] == pytest.approx(0.2 * 0.7)
     certain = {r: float(r == "5") for r in RATINGS}
-    assert _outcomes(certain, certain)["tie"] == pytest.approx(1.0)
+    assert _exclusive(certain, certain)["tie"] == pytest.approx(1.0)
 
 
 def test_summary_compares_judge_and_humans():
