@@ -80,7 +80,9 @@ def test_sync_returns_every_replayed_response_with_its_user_and_value(replayed) 
     config = replayed["config"]
     synced = pd.read_parquet(replayed["synced"].path)
     assert list(synced.columns) == ["record_id", "item_id", "question", "annotator", "value", "status", "updated_at",
-                                    "paused", "unqualified", "seconds", "min_seconds", "timing", "too_fast"]
+                                    "paused", "guideline_hash", "unqualified", "seconds", "min_seconds", "timing",
+                                    "too_fast"]
+    assert set(synced["guideline_hash"]) == {config.guideline_hash}
     recorded = synced["annotator"] != "test-reviewer"  # the replayed raters have no real timing; the reviewer has
     assert (synced.loc[recorded, "timing"] == "untimed").all() and "untimed" not in set(synced.loc[~recorded, "timing"])
     assert not synced[["unqualified", "too_fast"]].any().any()  # no qualification, timing not enabled: all count
