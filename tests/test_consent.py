@@ -16,9 +16,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from distilabel.models.llms.base import LLM
-from distilabel.models.llms.utils import prepare_output
 
+from support.recording_llm import RecordingLLM
 from workspaces.config import ConfigError, load_config
 from workspaces.items import NO_CONSENT, check_consent, consent_mask, has_consent, load_items
 
@@ -221,29 +220,6 @@ def test_remote_labelling_never_sends_an_item_without_consent(tmp_path: Path, re
     assert not any(f"the text of {i}" in sent for i in WITHHELD)
 
 
-class _RecordingLLM(LLM):
-    """A Distilabel LLM of no known whereabouts (so: remote) that answers "a" and records each prompt it sees."""
-
-    log_path: str
-
-    def load(self) -> None:
-        super().load()
-
-    @property
-    def model_name(self) -> str:
-        return "recording-llm"
-
-    def generate(self, inputs: List[Any], num_generations: int = 1, max_new_tokens: int = 16,  # type: ignore[override]
-                 temperature: float = 0.0, top_logprobs: Optional[int] = None, answer_prefix: Optional[str] = None,
-                 grammar: Optional[str] = None, stop: Optional[List[str]] = None) -> List[Any]:
-        with open(self.log_path, "a", encoding="utf-8") as log:
-            log.writelines(json.dumps(messages) + "\n" for messages in inputs)
-        steps = [[{"token": '{"label": "', "logprob": 0.0}], [{"token": "a", "logprob": -0.1},
-                                                                {"token": "b", "logprob": -2.5}], [{"token": '"}', "logprob": 0.0}]]
-        return [prepare_output(['{"label": "a"}'], input_tokens=[10], output_tokens=[3], logprobs=[steps])
-                for _ in inputs]
-
-
 def test_consent_given_later_is_labelled_on_the_next_run_and_a_few_shot_example_without_consent_stops_it(
         tmp_path: Path) -> None:
     from pipelines.label import label_items
@@ -251,7 +227,7 @@ def test_consent_given_later_is_labelled_on_the_next_run_and_a_few_shot_example_
 
     path = _project(tmp_path, llm={"questions": ["q"], "few_shot": 0})
     log = tmp_path / "prompts.log"
-    first = label_items(load_config(path), llm=_RecordingLLM(log_path=str(log)))
+    first = label_items(load_config(path), llm=RecordingLLM(log_path=str(log)))
     assert first.no_consent == len(WITHHELD) and first.ok == len(CONSENTED)
     assert not any(f"the text of {i}" in log.read_text() for i in WITHHELD)
     # item-002 gives consent: the next run sends it (no --retry-failed), and nothing already labelled again
@@ -259,7 +235,7 @@ def test_consent_given_later_is_labelled_on_the_next_run_and_a_few_shot_example_
     frame.loc[frame["id"] == "item-002", "consent"] = "yes"
     frame.to_csv(tmp_path / "items.csv", index=False)
     before = len(log.read_text().splitlines())
-    second = label_items(load_config(path), llm=_RecordingLLM(log_path=str(log)))
+    second = label_items(load_config(path), llm=RecordingLLM(log_path=str(log)))
     sent = log.read_text().splitlines()[before:]
     assert len(sent) == 1 and "the text of item-002" in sent[0]
     assert second.no_consent == len(WITHHELD) - 1
@@ -278,7 +254,7 @@ def test_consent_given_later_is_labelled_on_the_next_run_and_a_few_shot_example_
     before = len(log.read_text().splitlines())
     with pytest.raises(ConsentRefusedError, match=r"1 few-shot example\(s\) of llm.few_shot_path .*pool.jsonl have no "
                                                   r"consent \(data.consent_column 'consent'\), e.g. \['p2'\]"):
-        label_items(load_config(path), llm=_RecordingLLM(log_path=str(log)))
+        label_items(load_config(path), llm=RecordingLLM(log_path=str(log)))
     assert len(log.read_text().splitlines()) == before
 
 

@@ -5,21 +5,19 @@ report's counts, `curate push` (redacted unless asked) and `curate redact`."""
 from __future__ import annotations
 
 import json
-import math
 import os
 import stat
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any, List, Optional
+from typing import Any, Optional
 
 import argilla as rg
 import pandas as pd
 import pytest
 import yaml
-from distilabel.models.llms.base import LLM
-from distilabel.models.llms.utils import prepare_output
 
+from support.recording_llm import RecordingLLM
 from workspaces.argilla_io.records import source_text
 from workspaces.config import ConfigError, RedactionConfig, load_config
 from workspaces.items import load_items
@@ -273,31 +271,6 @@ def test_a_corrupt_map_is_one_run_file_error(tmp_path: Path) -> None:
 
 # ---- what the LLM sees -------------------------------------------------------------------------------------------
 
-class RecordingLLM(LLM):
-    """Answers "complaint"; appends every conversation it is sent to `log_path` (what an endpoint would get)."""
-
-    log_path: str
-
-    def load(self) -> None:
-        super().load()
-
-    @property
-    def model_name(self) -> str:
-        return "recording-llm"
-
-    def generate(self, inputs: List[Any], num_generations: int = 1,  # type: ignore[override]
-                 max_new_tokens: int = 16, temperature: float = 0.0, top_logprobs: Optional[int] = None,
-                 answer_prefix: Optional[str] = None, grammar: Optional[str] = None,
-                 stop: Optional[List[str]] = None) -> List[Any]:
-        with open(self.log_path, "a", encoding="utf-8") as handle:
-            handle.writelines(json.dumps(messages) + "\n" for messages in inputs)
-        steps = [[{"token": '{"label": "', "logprob": 0.0}],
-                 [{"token": "complaint", "logprob": math.log(0.8)}, {"token": "question", "logprob": math.log(0.2)}],
-                 [{"token": '"}', "logprob": 0.0}]]
-        return [prepare_output(['{"label": "complaint"}'], input_tokens=[10], output_tokens=[3], logprobs=[steps])
-                for _ in inputs]
-
-
 def test_the_llm_prompts_and_few_shot_examples_carry_tokens_not_values(tmp_path: Path) -> None:
     """Through the real Distilabel pipeline: every message an LLM receives (system, few-shot, item) is redacted."""
     from pipelines.label import label_items
@@ -309,7 +282,7 @@ def test_the_llm_prompts_and_few_shot_examples_carry_tokens_not_values(tmp_path:
     (tmp_path / "pool.jsonl").write_text("".join(json.dumps(r) + "\n" for r in pool))
     path = _items_project(tmp_path, llm={"questions": ["intent"], "few_shot": 2, "few_shot_path": "pool.jsonl"})
     config = load_config(path)
-    run = label_items(config, llm=RecordingLLM(log_path=str(log)))
+    run = label_items(config, llm=RecordingLLM(log_path=str(log), answer="complaint", runner_up="question"))
     assert run.ok == 5
     sent = log.read_text()
     conversations = [json.loads(line) for line in sent.splitlines()]
