@@ -17,7 +17,6 @@ The rules live in `workspaces.shapes` (one shape per question kind); this module
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Optional, Sequence, Union
@@ -25,10 +24,13 @@ from typing import Any, Iterable, Optional, Sequence, Union
 import pandas as pd
 
 from .config import AlphaLevel, ProjectConfig, QuestionConfig, QuestionKind
+from .items import load_items
+from .rundir import ANNOTATIONS, QUALIFICATION, RunFile, read_json, read_table, write_table
 from .shapes import shape_of, strict_majority
+from .timing import TIMING_COLUMNS, response_timing
 
-__all__ = ["EXCLUSION_FLAGS", "HumanLabel", "counted", "flag_responses", "human_label", "human_labels", "qualified_reviewers",
-           "strict_majority", "vote_table"]
+__all__ = ["EXCLUSION_FLAGS", "HumanLabel", "counted", "flag_responses", "human_label", "human_labels",
+           "qualified_reviewers", "strict_majority", "vote_table"]
 
 EXCLUSION_FLAGS = ("paused", "too_fast", "unqualified")
 """Columns of the synced table that flag a response kept but never counted: its reviewer was paused by the
@@ -39,23 +41,17 @@ qualified (`workspaces.review.qualification`)."""
 def qualified_reviewers(config: ProjectConfig) -> Optional[set[str]]:
     """The usernames whose standing is `qualified` in `qualification.json`; None when the project does not qualify
     reviewers (no `qualification` section): then everyone counts."""
-    from .rundir import QUALIFICATION, read_json
-
     if config.qualification is None:
         return None
     state = read_json(config.run_path, QUALIFICATION, required=False) or {}
     return {str(u) for u, s in (state.get("standing") or {}).items() if s.get("status") == "qualified"}
 
 
-def flag_responses(config: ProjectConfig, path: Optional["os.PathLike[str]"] = None) -> None:
+def flag_responses(config: ProjectConfig, path: Optional[Path] = None) -> None:
     """Flag the synced responses that are kept but never counted: each response's time on task
     (`workspaces.timing`: `seconds`, `min_seconds`, `timing`, `too_fast`) and `unqualified` (its reviewer is not
     `qualified` in `qualification.json`, when the project qualifies reviewers). `curate sync` calls it on every
     snapshot, and the qualification stage when a standing changes; the caller holds the table's lock."""
-    from .items import load_items
-    from .rundir import ANNOTATIONS, RunFile, read_table, write_table
-    from .timing import TIMING_COLUMNS, response_timing
-
     path = Path(path or ANNOTATIONS.path(config.run_path))
     if not path.is_file():
         return
