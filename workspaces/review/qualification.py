@@ -37,8 +37,8 @@ from ..judge.calibrate import wilson_interval
 from ..rundir import ANNOTATIONS, QUALIFICATION, locked, read_json, read_table, write_json
 from ..votes import flag_responses, human_label
 
-__all__ = ["QUALIFIED", "gold_items", "next_batch", "qualification_question", "qualification_section", "reviewers_qualifying",
-           "standing", "update_standing"]
+__all__ = ["QUALIFIED", "gold_items", "next_batch", "qualification_question", "qualification_section",
+           "reviewers_qualifying", "standing", "update_standing"]
 
 QUALIFIED = "qualified"
 
@@ -153,7 +153,9 @@ def next_batch(config: ProjectConfig, username: str) -> list[str]:
         if batches and any(item not in mine["answers"] for item in batches[-1]):
             return list(batches[-1])
         given = {item for batch in batches for item in batch}
-        candidates = [item for item in items["item_id"] if item not in given and truth(item, username) is not None]
+        pool = gold_items(config, items) or set(items["item_id"])  # the gold set when the project has one
+        candidates = [item for item in items["item_id"]
+                      if item in pool and item not in given and truth(item, username) is not None]
         order = sorted(candidates, key=lambda item: hashlib.sha256(f"{spec.seed}:{username}:{item}".encode())
                        .hexdigest())
         if len(order) < spec.batch:
