@@ -41,7 +41,8 @@ def test_cost_per_label_by_tier_against_the_all_human_baseline(tmp_path: Path) -
     by_tier = {t["tier"]: t for t in cost["tiers"]}
     per_response = (300.0 / 20) * 36.0 / 3600  # 15 s a response at 36 an hour
     assert by_tier["humans"]["cost"] == pytest.approx(20 * per_response) and by_tier["humans"]["seconds"] == 300.0
-    assert by_tier["student"]["cost"] == pytest.approx(0.1) and by_tier["student"]["per_label"] == pytest.approx(0.1 / 90, abs=1e-4)
+    assert by_tier["student"]["cost"] == pytest.approx(0.1)
+    assert by_tier["student"]["per_label"] == pytest.approx(0.1 / 90, abs=1e-4)
     assert by_tier["llm"]["per_label"] is None and by_tier["llm"]["cost"] == pytest.approx(0.036)
     assert cost["all_human"] == pytest.approx(100 * 2 * per_response)
     assert cost["total"] == pytest.approx(20 * per_response + 0.1 + 0.036, abs=0.01)

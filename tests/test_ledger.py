@@ -50,7 +50,8 @@ def _flip_one_byte(path: Path, line: int) -> None:
 def test_the_chain_links_each_entry_to_the_last_and_appends_only_what_changed(tmp_path: Path) -> None:
     run = tmp_path / "run"
     assert verify(run).ok and head(run).hash == GENESIS  # no ledger yet: nothing to check
-    assert record(run, "route", [("a|q", {"route": "review"}), ("b|q", {"route": "auto", "confidence": float("nan")})]) == 2
+    first = [("a|q", {"route": "review"}), ("b|q", {"route": "auto", "confidence": float("nan")})]
+    assert record(run, "route", first) == 2
     assert record(run, "route", [("a|q", {"route": "review"}), ("b|q", {"route": "auto", "confidence": None})]) == 0
     assert record(run, "route", [("a|q", {"route": "auto"})]) == 1  # a changed decision is a new entry
     entries = _entries(run)
