@@ -154,7 +154,8 @@ def watch_command(
     webhook = register_webhook(owner, receiver.url)
     receiver.secret = webhook.secret
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # a stop from outside ends as Ctrl-C does
-    counted = _counted_responses(project, sync(project, owner))
+    sync(project, owner)
+    counted = _counted_responses(project)
     say(f"watching {project.argilla.dataset} on {receiver.url} (webhook {webhook.id}); {counted} responses count")
     deadline = None if seconds is None else time.monotonic() + seconds
     try:
@@ -169,7 +170,7 @@ def watch_command(
             for annotator, reason in apply_pause_rule(project, owner):
                 warn(f"{annotator} paused: {reason}; their responses no longer count")
             apply_qualification(project, owner)
-            now = _counted_responses(project, result)
+            now = _counted_responses(project)
             if now - counted >= retriage_every:
                 counted = now
                 _retriage(project)
@@ -181,7 +182,7 @@ def watch_command(
         say(f"stopped; events: {describe(receiver.counts)}")
 
 
-def _counted_responses(project: ProjectConfig, result: "object") -> int:
+def _counted_responses(project: ProjectConfig) -> int:
     """Responses that count now (submitted, not flagged), as in the synced table."""
     from ..rundir import ANNOTATIONS, read_table
     from ..votes import counted
